@@ -1,0 +1,60 @@
+"""Statistics over seeds: means, standard errors, log-space bands and agreement in SE units."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import xarray as xr
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedStats:
+    """Summary of a quantity over its ``seed`` dimension.
+
+    ``mean`` and ``sem`` are the sample mean and its standard error (ddof=1). ``lo``/``hi`` is a
+    band for log-scale plots: exp(mean(log x) -/+ sem(log x)), i.e. one standard error of the
+    geometric mean, which stays positive for positive data.
+    """
+
+    mean: xr.DataArray
+    sem: xr.DataArray
+    lo: xr.DataArray
+    hi: xr.DataArray
+    n: int
+
+
+def seed_stats(values: xr.DataArray, dim: str = "seed") -> SeedStats:
+    """Mean, standard error and a log-space band of ``values`` over ``dim``."""
+    n = values.sizes[dim]
+    if n < 2:
+        raise ValueError(f"need at least 2 entries along {dim!r} for a standard error, got {n}")
+    finite = values.where(np.isfinite(values))
+    mean = finite.mean(dim)
+    sem = finite.std(dim, ddof=1) / np.sqrt(finite.count(dim))
+    logv = np.log(finite.where(finite > 0))
+    lmean = logv.mean(dim)
+    lsem = logv.std(dim, ddof=1) / np.sqrt(logv.count(dim))
+    return SeedStats(mean, sem, np.exp(lmean - lsem), np.exp(lmean + lsem), n)
+
+
+def z_scores(theory, mean, sem) -> np.ndarray:
+    """(simulation mean - theory) / SE, elementwise; inf where SE is 0 and they differ."""
+    theory, mean, sem = (np.asarray(a, dtype=np.float64) for a in (theory, mean, sem))
+    diff = mean - theory
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(sem > 0, diff / sem, np.where(diff == 0, 0.0, np.inf))
+    return z
+
+
+def agreement_rows(coord: str, values, theory, stats: SeedStats, **extra) -> tuple[dict, ...]:
+    """Rows ``{coord, theory, sim, sem, z, ...extra}`` for a report table."""
+    z = z_scores(theory, stats.mean, stats.sem)
+    rows = []
+    for i, v in enumerate(np.asarray(values)):
+        row = {coord: v.item(), "theory": float(np.asarray(theory)[i]),
+               "sim": float(stats.mean.values[i]), "sem": float(stats.sem.values[i]),
+               "z": float(z[i])}
+        row.update({k: np.asarray(e)[i].item() for k, e in extra.items()})
+        rows.append(row)
+    return tuple(rows)

@@ -1,0 +1,1 @@
+"""Experiments: one module each, registered with ``compare._experiment.register``."""

@@ -1,0 +1,75 @@
+"""Argument checks shared by kernels, theory and compare.
+
+Every check raises ``ValueError`` naming the argument and the allowed range, and runs on the
+host before any expensive work. They take array-likes and return NumPy arrays so callers can
+validate, then hand clean arrays to jitted code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def as_finite_array(name: str, value, *, ndim: int | None = None, nonneg: bool = False,
+                    positive: bool = False, allow_inf: bool = False,
+                    min_size: int = 0) -> np.ndarray:
+    """Return ``value`` as a float64 NumPy array after checking it.
+
+    Raises ``ValueError`` naming ``name`` when the array has the wrong rank, holds NaN (or inf
+    unless ``allow_inf``), is negative with ``nonneg``, is not strictly positive with
+    ``positive``, or has fewer than ``min_size`` entries.
+    """
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be numeric, got {value!r}") from err
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
+    if arr.size < min_size:
+        raise ValueError(f"{name} must have at least {min_size} entries, got {arr.size}")
+    bad = np.isnan(arr) if allow_inf else ~np.isfinite(arr)
+    if np.any(bad):
+        allowed = "not NaN" if allow_inf else "finite"
+        raise ValueError(f"{name} must be {allowed}; found {int(bad.sum())} bad entries")
+    if positive and np.any(arr <= 0):
+        raise ValueError(f"{name} must be > 0, got min {arr.min()!r}")
+    if nonneg and np.any(arr < 0):
+        raise ValueError(f"{name} must be >= 0, got min {arr.min()!r}")
+    return arr
+
+
+def check_scalar(name: str, value, *, lo: float = -math.inf, hi: float = math.inf,
+                 lo_open: bool = False, hi_open: bool = False, integer: bool = False) -> float:
+    """Check a scalar lies in the interval ``lo .. hi`` (open ends as flagged); return it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if integer and int(value) != value:
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    v = float(value)
+    if math.isnan(v):
+        raise ValueError(f"{name} must not be NaN")
+    too_low = v <= lo if lo_open else v < lo
+    too_high = v >= hi if hi_open else v > hi
+    if too_low or too_high:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        raise ValueError(f"{name} must be in {left}{lo}, {hi}{right}, got {value!r}")
+    return int(v) if integer else v
+
+
+def check_choice(name: str, value, choices: Sequence[str]) -> str:
+    """Check ``value`` is one of ``choices``; return it."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def check_same_length(names: Sequence[str], *arrays: np.ndarray) -> None:
+    """Check the first axes of ``arrays`` agree."""
+    lengths = [a.shape[0] for a in arrays]
+    if len(set(lengths)) > 1:
+        pairs = ", ".join(f"{n}: {k}" for n, k in zip(names, lengths, strict=True))
+        raise ValueError(f"{' and '.join(names)} must have the same length, got {pairs}")
