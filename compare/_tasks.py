@@ -25,16 +25,17 @@ class PowerLawGaussian:
     .. math::
 
         \\lambda_k = k^{-b}, \\qquad \\lambda_k w_k^2 = k^{-a}, \\qquad
-        y = \\sum_k w_k \\psi_k + \\epsilon, \\quad \\mathrm{Var}\\,\\epsilon = \\text{noise}
+        y = \\sum_k w_k \\psi_k + \\epsilon, \\quad \\epsilon \\sim N(0, \\text{noise}^2)
 
-    (``noise`` is the label-noise variance sigma^2.) Ridgeless, noiseless learning curves decay
-    as ``P^-min(a-1, 2b)`` (Bordelon, Canatar, Pehlevan 2020, arXiv 2002.02561).
+    (``noise`` is the label-noise standard deviation sigma, as in ``ridge_risk``.)
+    Ridgeless, noiseless learning curves decay as ``P^-min(a-1, 2b)`` (Bordelon, Canatar,
+    Pehlevan 2020, arXiv 2002.02561).
 
     Args:
         M: number of modes (features), >= 1.
         a: target-power exponent, > 1 (so the total target power is finite as M -> inf).
         b: spectral exponent, > 0.
-        noise: label-noise variance, >= 0.
+        noise: label-noise standard deviation sigma, >= 0.
     """
 
     M: int
@@ -73,4 +74,4 @@ class PowerLawGaussian:
         psi = sample_gaussian_features(k_x, eigvals, n, dtype=dtype)
         y = psi @ jnp.asarray(self.weights, dtype=dtype)
         eps = jax.random.normal(k_eps, (n,), dtype=dtype)
-        return psi, y + jnp.sqrt(jnp.asarray(self.noise, dtype=dtype)) * eps
+        return psi, y + jnp.asarray(self.noise, dtype=dtype) * eps

@@ -3,14 +3,24 @@
 Theory (Canatar, Bordelon, Pehlevan 2021, arXiv 2006.13198): take the population to be the
 whole digits set (n = 1797 images). The kernel operator on it has the eigenvalues of K/n and
 the one-hot target has power ``c_k^2 = |U_k^T y|^2 / n`` in eigenvector k; these feed
-``ridge_risk``. Simulation: KRR trained on P random images and tested on the n - P held-out
-images, over many random splits, for an RBF and a linear kernel.
+``ridge_risk``. Simulation: KRR trained on P images drawn iid from the set (with replacement,
+as the theory assumes) and tested on the images not drawn (held out), over many random
+splits, for an RBF and a linear kernel.
 
-Held-out vs population error: the theory's E_g averages over the population, which includes
-the P training images where the error is the training error E_tr = (ridge/kappa)^2 E_g
-(Canatar et al. 2021, eq. for the training error). The held-out prediction is therefore
-(E_g - (P/n) E_tr) / (1 - P/n): this finite-population correction is exact bookkeeping, not
-a fit, and matters once P/n is not small.
+Held-out vs population error: the theory's E_g averages over the whole population, which
+includes the drawn images, where the error is the training error E_tr = (ridge/kappa)^2 E_g
+(Canatar et al. 2021). The population error (all n images) is therefore what the theory
+predicts exactly, and it is the agreement criterion. The held-out error is also reported, with
+the prediction (E_g - f E_tr) / (1 - f), f = 1 - (1 - 1/n)^P the expected fraction of images
+drawn: this is approximate once P/n is not small (images drawn twice are fit better than the
+multiplicity-weighted E_tr says; measured -1.3% at P = 1000). Drawing without replacement
+would violate the theory's iid assumption: it shifts the population error at P = 1000 by 3%
+(measured), which is why the draws are iid.
+
+Known finite-size effect: the deterministic equivalent is exact as P and the effective
+dimension grow; for the RBF kernel, whose spectrum decays fast, it underestimates the error by
+about 3% at P ~ 40 and 0.3% at P = 1000 (measured with 64 splits). The report shows the
+relative deviation per point and its fitted decay in P, so the trend is visible.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from theorysim.theory import fit_power_law, ridge_risk
 
 from .._experiment import Experiment, ExperimentConfig, Report, register
 from .._plots import figure, theory_vs_sim
-from .._stats import agreement_rows, seed_stats
+from .._stats import agreement_rows, seed_stats, z_scores
 
 KERNELS = ("rbf", "linear")
 N_DIGITS = 1797  # images in scikit-learn's load_digits
@@ -114,7 +124,7 @@ def held_out_theory(cfg: DigitsConfig, kernel: str, P: np.ndarray) -> dict[str, 
     n = lam.shape[0]
     r = ridge_risk(lam, power, P, cfg.ridge)
     train = (cfg.ridge / r.kappa) ** 2 * r.error
-    frac = np.asarray(P, float) / n
+    frac = 1.0 - (1.0 - 1.0 / n) ** np.asarray(P, float)
     return {"population": r.error, "train": train,
             "held_out": (r.error - frac * train) / (1.0 - frac)}
 
@@ -124,7 +134,7 @@ class DigitsKernelCurve(Experiment):
     name = "digits-kernel-curve"
     summary = "KRR learning curves on scikit-learn digits (RBF, linear): Gram-spectrum theory"
     config_type = DigitsConfig
-    presets = {"quick": {}, "full": {"n_P": 12, "splits": 128, "P_max": 1400}}
+    presets = {"quick": {}, "full": {"n_P": 12, "splits": 128}}
 
     def points(self, cfg):
         return [{"kernel": k, "P": p} for k in KERNELS for p in cfg.P_values]
@@ -135,12 +145,11 @@ class DigitsKernelCurve(Experiment):
         K = digits_gram(kernel, cfg.rbf_scale)
         key = jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), P),
                                  KERNELS.index(kernel))
-        held, whole = kernel_regression_split_errors(key, K, Y, P, cfg.ridge,
-                                                     n_splits=cfg.splits)
+        errs = kernel_regression_split_errors(key, K, Y, P, cfg.ridge, n_splits=cfg.splits)
         coords = {"P": [P], "split": np.arange(cfg.splits)}
         return xr.Dataset(
-            {f"sim_{kernel}_held_out": (("P", "split"), np.asarray(held, np.float64)[None]),
-             f"sim_{kernel}_whole": (("P", "split"), np.asarray(whole, np.float64)[None])},
+            {f"sim_{kernel}_{name}": (("P", "split"), np.asarray(v, np.float64)[None])
+             for name, v in errs._asdict().items()},
             coords=coords,
         )
 
@@ -154,6 +163,8 @@ class DigitsKernelCurve(Experiment):
             data[f"theory_{kernel}_held_out"] = ("P_theory", line["held_out"])
             data[f"theory_{kernel}_population"] = ("P_theory", line["population"])
             data[f"theory_{kernel}_held_out_at_P"] = ("P", pts["held_out"])
+            data[f"theory_{kernel}_population_at_P"] = ("P", pts["population"])
+            data[f"theory_{kernel}_train_at_P"] = ("P", pts["train"])
             lam, _ = _spectrum(kernel, cfg.rbf_scale)
             data[f"eigvals_{kernel}"] = ("mode", lam[::-1])
         return xr.Dataset(data, coords={"P_theory": P_line, "P": cfg.P_values,
@@ -161,30 +172,39 @@ class DigitsKernelCurve(Experiment):
 
     def report(self, cfg, ds):
         rows, metrics, zs = [], {}, []
+        P = ds["P"].values.astype(float)
         for kernel in KERNELS:
-            stats = seed_stats(ds[f"sim_{kernel}_held_out"], dim="split")
-            th = ds[f"theory_{kernel}_held_out_at_P"].values
-            r = agreement_rows("P", ds["P"].values, th, stats,
-                               kernel=np.full(ds.sizes["P"], kernel))
+            pop = seed_stats(ds[f"sim_{kernel}_population"], dim="split")
+            th = ds[f"theory_{kernel}_population_at_P"].values
+            held = seed_stats(ds[f"sim_{kernel}_held_out"], dim="split")
+            th_held = ds[f"theory_{kernel}_held_out_at_P"].values
+            rel = pop.mean.values / th - 1.0
+            z_held = z_scores(th_held, held.mean, held.sem)
+            r = agreement_rows("P", P.astype(int), th, pop, kernel=np.full(P.size, kernel),
+                               rel_dev=rel, held_theory=th_held, held_sim=held.mean.values,
+                               held_z=z_held)
             rows += r
             z = np.array([x["z"] for x in r])
-            rel = np.abs(stats.mean.values - th) / th
             zs.append(z)
-            P = ds["P"].values.astype(float)
-            fit = fit_power_law(P, stats.mean.values, stats.sem.values)
-            fit_th = fit_power_law(P, th)
-            metrics[f"{kernel}: max |z|"] = float(np.max(np.abs(z)))
-            metrics[f"{kernel}: max relative deviation"] = float(np.max(rel))
-            metrics[f"{kernel}: exponent (sim)"] = fit.exponent
-            metrics[f"{kernel}: exponent (theory)"] = fit_th.exponent
+            fit = fit_power_law(P, pop.mean.values, pop.sem.values)
+            fit_th = fit_power_law(P, th, pop.sem.values)  # same weights as the sim fit
+            metrics[f"{kernel}: max |z| population"] = float(np.max(np.abs(z)))
+            metrics[f"{kernel}: max |z| held-out"] = float(np.max(np.abs(z_held)))
+            metrics[f"{kernel}: max |relative deviation|"] = float(np.max(np.abs(rel)))
+            metrics[f"{kernel}: local exponent (sim)"] = fit.exponent
+            metrics[f"{kernel}: local exponent (theory)"] = fit_th.exponent
         z = np.concatenate(zs)
         metrics[f"points within {cfg.z_max} SE"] = float(np.mean(np.abs(z) <= cfg.z_max))
         return Report(
             title=f"digits KRR learning curves (ridge={cfg.ridge}, {cfg.splits} splits)",
             table=tuple(rows),
             metrics=metrics,
-            notes=("theory: ridge_risk on the eigenvalues of K/n of the full set, corrected "
-                   "from population to held-out error (see module docstring)",
+            notes=("theory: ridge_risk on the eigenvalues of K/n of the full set; z, rel_dev: "
+                   "population error; held_*: held-out error (approximate theory, see the "
+                   "module docstring)",
+                   "the deterministic equivalent has a finite-P bias for the fast-decaying RBF "
+                   "spectrum (a few % at P < 200, shrinking with P): with many splits it shows "
+                   "as |z| > 3",
                    "exponents are local log-log slopes over the P range, not asymptotic"),
             passed=bool(np.all(np.abs(z) <= cfg.z_max)),
         )
@@ -193,11 +213,15 @@ class DigitsKernelCurve(Experiment):
         fig, axes = figure(2, 1, width=3.6)
         ax = axes[0, 0]
         for c, kernel in zip(("C0", "C3"), KERNELS, strict=True):
-            stats = seed_stats(ds[f"sim_{kernel}_held_out"], dim="split")
-            theory_vs_sim(ax, ds["P_theory"], ds[f"theory_{kernel}_held_out"], ds["P"], stats,
-                          color=c, label=kernel)
+            stats = seed_stats(ds[f"sim_{kernel}_population"], dim="split")
+            theory_vs_sim(ax, ds["P_theory"], ds[f"theory_{kernel}_population"], ds["P"],
+                          stats, color=c, label=kernel)
+            held = seed_stats(ds[f"sim_{kernel}_held_out"], dim="split")
+            ax.plot(ds["P_theory"], ds[f"theory_{kernel}_held_out"], ":", color=c, lw=1)
+            ax.plot(ds["P"], held.mean, "x", color=c, ms=4,
+                    label=f"{kernel} held-out (dotted: theory)")
         ax.set_xlabel("training images $P$")
-        ax.set_ylabel("held-out error")
+        ax.set_ylabel("squared error (population, held-out)")
         ax.set_title("digits: KRR, theory vs splits")
         ax.legend()
         ax = axes[0, 1]

@@ -115,7 +115,7 @@ class RidgeLearningCurve(Experiment):
         P = ds["P"].values.astype(float)
         sel = P <= cfg.fit_max * cfg.M
         fit_sim = fit_power_law(P[sel], stats.mean.values[sel], stats.sem.values[sel])
-        fit_th = fit_power_law(P[sel], ds["theory_at_P"].values[sel])
+        fit_th = fit_power_law(P[sel], ds["theory_at_P"].values[sel], stats.sem.values[sel])
         return fit_th, fit_sim
 
     def report(self, cfg, ds):
@@ -151,14 +151,15 @@ class RidgeLearningCurve(Experiment):
         ax = axes[0, 0]
         theory_vs_sim(ax, ds["P_theory"], ds["theory_error"], ds["P"], stats, color="C0",
                       label="$E_g$")
-        ax.plot(ds["P_theory"], ds["theory_bias"], ":", color="C0", lw=1, label="bias")
+        if cfg.noise > 0:
+            ax.plot(ds["P_theory"], ds["theory_bias"], ":", color="C0", lw=1, label="bias")
         P = ds["P_theory"].values
-        guide = fit_th.prefactor * P ** (-cfg.task.learning_curve_exponent)
-        ax.plot(P, guide, "--", color="0.5", lw=0.8,
-                label=f"$P^{{-{cfg.task.learning_curve_exponent:.2g}}}$ predicted")
+        predicted = cfg.task.learning_curve_exponent
+        ax.plot(P, fit_th.prefactor * P ** (-predicted), "--", color="0.5", lw=0.8,
+                label=f"$P^{{-{predicted:.3g}}}$ predicted; sim fit "
+                      f"${fit_sim.exponent:.3f} \\pm {fit_sim.exponent_stderr:.3f}$")
         ax.set_xlabel("training samples $P$")
         ax.set_ylabel("generalisation error $E_g$")
-        ax.set_title(f"ridge regression, fitted exponent {fit_sim.exponent:.3f} "
-                     f"$\\pm$ {fit_sim.exponent_stderr:.3f}")
+        ax.set_title(f"ridge regression, $M={cfg.M}$, ridge ${cfg.ridge:g}$")
         ax.legend()
         return fig

@@ -76,7 +76,7 @@ def test_run_then_plot_small_ridge_curve(tmp_path):
 
 def test_killed_full_run_resumes_without_redoing_points(tmp_path):
     """SIGKILL a real `theorysim run ... --preset full` midway, then finish it."""
-    sets = {"n_P": "12", "seeds": "64"}
+    sets = {"M": "600", "P_max": "600", "n_P": "12", "seeds": "16"}
     argv = [sys.executable, "-c", "from theorysim.compare.cli import main; main()", "run",
             "ridge-learning-curve", "--preset", "full", "--out", str(tmp_path), "--quiet"]
     for k, v in sets.items():
