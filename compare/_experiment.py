@@ -143,8 +143,11 @@ class Experiment(abc.ABC):
     def theory(self, cfg) -> xr.Dataset: ...
 
     def combine(self, cfg, theory: xr.Dataset, sims: list[xr.Dataset]) -> xr.Dataset:
-        sim = xr.combine_by_coords(sims, combine_attrs="drop_conflicts") if sims else xr.Dataset()
-        return xr.merge([theory, sim], combine_attrs="drop_conflicts")
+        sim = (xr.combine_by_coords(sims, combine_attrs="drop_conflicts", join="outer",
+                                    compat="no_conflicts", data_vars="all", coords="different")
+               if sims else xr.Dataset())
+        return xr.merge([theory, sim], combine_attrs="drop_conflicts", join="outer",
+                        compat="no_conflicts")
 
     @abc.abstractmethod
     def report(self, cfg, ds: xr.Dataset) -> Report: ...

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import uuid
+import warnings
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -65,7 +66,11 @@ def _tmp_sibling(path: Path) -> Path:
 def write_zarr_atomic(ds: xr.Dataset, path: Path) -> None:
     """Write ``ds`` to the zarr directory ``path`` so that it appears complete or not at all."""
     tmp = _tmp_sibling(path)
-    ds.to_zarr(tmp, mode="w", consolidated=False)
+    with warnings.catch_warnings():
+        # zarr 3 flags variable-length string arrays (string coordinates such as a preset
+        # name) as not yet in the v3 spec; xarray and zarr read them back fine.
+        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+        ds.to_zarr(tmp, mode="w", consolidated=False)
     if path.exists():
         old = _tmp_sibling(path)
         os.replace(path, old)

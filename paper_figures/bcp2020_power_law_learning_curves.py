@@ -26,7 +26,7 @@ PAIRS = ((2.0, 1.5), (1.5, 1.5), (3.0, 0.75))  # exponents 1, 0.5, 1.5
 
 def main(argv=None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="quick", choices=("quick", "full"))
+    parser.add_argument("--preset", default="full", choices=("quick", "full"))
     parser.add_argument("--out", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
 

@@ -1,0 +1,96 @@
+"""Benchmark of the deep nonlinear DMFT solver ``theorysim.theory.dmft``.
+
+Each size runs in a fresh subprocess (peak memory = ru_maxrss of that process, which sees XLA's
+host allocations, unlike tracemalloc). Reported: wall time to convergence, iterations, time per
+iteration, peak RSS, and ratios against the smallest size measured in the same run; growth
+exponents in T and P are fitted from 3 sizes each.
+
+    /work/venv311/bin/python benchmarks/dmft.py --quick
+    /work/venv311/bin/python benchmarks/dmft.py --medium    # time per iteration only
+    /work/venv311/bin/python benchmarks/dmft.py            # T = 100, P = 16, L = 2, S = 4096
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+CHILD = r"""
+import json, math, resource, sys, time
+import jax, jax.numpy as jnp, numpy as np
+from theorysim.theory import dmft
+from theorysim.theory._dmft import dmft_core
+T, P, S, L, it = (int(a) for a in sys.argv[1:6])
+rng = np.random.default_rng(0)
+X = rng.normal(size=(P, 10)); y = np.sign(rng.normal(size=P))
+t = np.linspace(5.0 / T, 5.0, T)
+n_chunks = max(8, math.ceil(S / 512)); chunk = S // n_chunks
+with jax.enable_x64(True):  # compile time alone (same static arguments as the call below)
+    tg = jnp.asarray(np.concatenate([[0.0], t])); Xa = jnp.asarray(X)
+    t0 = time.perf_counter()
+    dmft_core.lower(Xa @ Xa.T / 10, jnp.asarray(y), tg, 1.0, 0.5, 1e-5, jax.random.key(0),
+                    depth=L, n_train=P, max_iter=it, activation="tanh", n_chunks=n_chunks,
+                    chunk=chunk, lazy=False).compile()
+    compile_s = time.perf_counter() - t0
+kw = dict(key=jax.random.key(0), depth=L, activation="tanh", n_samples=S, tol=1e-5,
+          max_iter=it, raise_on_failure=False)
+t0 = time.perf_counter()
+r = dmft(X, y, t, 1.0, **kw)
+wall = time.perf_counter() - t0
+print(json.dumps(dict(T=T, P=P, S=S, L=L, wall=wall, compile=compile_s, n_iter=r.n_iter,
+                      residual=float(r.residuals[-1]), converged=r.converged,
+                      rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+"""
+
+
+def run(T, P, S, L, max_iter):
+    out = subprocess.run([sys.executable, "-c", CHILD, str(T), str(P), str(S), str(L),
+                          str(max_iter)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--medium", action="store_true",
+                    help="T=50, P=8, S=2048 base; T and P up to 100 and 16, 3 iterations each")
+    ap.add_argument("--max-iter", type=int, default=None,
+                    help="iteration cap (the full size is expensive on a CPU: the default "
+                         "of 3 there measures the time per iteration, not convergence)")
+    a = ap.parse_args()
+    if a.quick:
+        base = dict(T=20, P=4, S=512, L=2)
+        Ts, Ps, max_iter = (10, 20, 40), (2, 4, 8), a.max_iter or 60
+    elif a.medium:
+        base = dict(T=50, P=8, S=2048, L=2)
+        Ts, Ps, max_iter = (25, 50, 100), (4, 8, 16), a.max_iter or 3
+    else:
+        base = dict(T=100, P=16, S=4096, L=2)
+        Ts, Ps, max_iter = (25, 50, 100), (4, 8, 16), a.max_iter or 3
+    rows = [run(**base, max_iter=max_iter)]
+    rows += [run(T, base["P"], base["S"], base["L"], max_iter) for T in Ts]
+    rows += [run(base["T"], P, base["S"], base["L"], max_iter) for P in Ps]
+    ref = rows[1]
+    print("| T | P | S | L | iters | converged | wall s | compile s | s/iter | peak RSS MB "
+          "| s/iter ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        per = max(r["wall"] - r["compile"], 0.0) / r["n_iter"]
+        ratio = per / ((ref["wall"] - ref["compile"]) / ref["n_iter"])
+        print(f"| {r['T']} | {r['P']} | {r['S']} | {r['L']} | {r['n_iter']} | {r['converged']} "
+              f"| {r['wall']:.1f} | {r['compile']:.1f} | {per:.3f} | {r['rss_mb']:.0f} "
+              f"| {ratio:.2f} |")
+    for name, sel, key in (("T", rows[1:4], "T"), ("P", rows[4:7], "P")):
+        x = np.log([r[key] for r in sel])
+        per = np.log([(r["wall"] - r["compile"]) / r["n_iter"] for r in sel])
+        mem = np.log([r["rss_mb"] for r in sel])
+        print(f"growth in {name}: time/iter ~ {name}^{np.polyfit(x, per, 1)[0]:.2f}, "
+              f"peak RSS ~ {name}^{np.polyfit(x, mem, 1)[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,423 @@
+r"""Dual kernels of elementwise activations: closed forms and 2-D Gauss-Hermite quadrature.
+
+For a centred Gaussian pair :math:`(u, v) \sim \mathcal N(0, [[k_{11}, k_{12}], [k_{12}, k_{22}]])`
+every activation here returns the pair
+
+.. math::
+    \hat\phi(k_{11}, k_{22}, k_{12}) = \mathbb E[\phi(u)\phi(v)], \qquad
+    \hat\phi'(k_{11}, k_{22}, k_{12}) = \mathbb E[\phi'(u)\phi'(v)],
+
+the maps that carry the NNGP and the NTK through a nonlinearity (Lee et al. 2018,
+arXiv 1711.00165; Jacot et al. 2018, arXiv 1806.07572). All methods broadcast over their
+arguments (rows ``(b, 1)``, columns ``(1, n)``, cross ``(b, n)``) and are jittable.
+
+Activations are frozen (hashable) dataclasses so that they can be static arguments of ``jit``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_TWO_PI = 2.0 * math.pi
+
+
+def _atan_coefficients(degree: int) -> tuple[float, ...]:
+    """Polynomial ``p`` with ``atan(u) = u p(u^2)`` on ``|u| <= tan(pi/8)``.
+
+    The Taylor series of ``atan(sqrt(z))/sqrt(z)`` (30 terms, exact to rounding on
+    ``z <= tan(pi/8)^2``) economised by Chebyshev truncation to ``degree``: max error 1.1e-16
+    at degree 11 (float64), 6e-10 at degree 5 (float32).
+    """
+    zmax = math.tan(math.pi / 8) ** 2
+    taylor = np.polynomial.Polynomial([(-1) ** k / (2 * k + 1) for k in range(30)])
+    cheb = taylor.convert(kind=np.polynomial.Chebyshev, domain=[0.0, zmax])
+    short = np.polynomial.Chebyshev(cheb.coef[:degree + 1], domain=[0.0, zmax])
+    return tuple(float(c) for c in short.convert(kind=np.polynomial.Polynomial).coef)
+
+
+_ATAN_COEF = {8: _atan_coefficients(11), 4: _atan_coefficients(5), 2: _atan_coefficients(5)}
+_TAN_PI_8 = math.tan(math.pi / 8)
+
+
+def atan2_upper(y, x):
+    """``atan2(y, x)`` for ``y >= 0`` (angles in ``[0, pi]``) from mul/add/div/select only.
+
+    XLA lowers ``atan2`` on CPU to a scalar libm call (~17 ns per element); this vectorises
+    (~3x faster) and is accurate to a few ulps: reduction to ``t = min/max in [0, 1]``, then to
+    ``|u| <= tan(pi/8)`` by ``u = (t - 1)/(t + 1)``, then :func:`_atan_coefficients`.
+    """
+    dtype = jnp.result_type(y, x)
+    coef = _ATAN_COEF[jnp.dtype(dtype).itemsize]
+    ax = jnp.abs(x)
+    swap = y > ax
+    num = jnp.where(swap, ax, y)
+    den = jnp.where(swap, y, ax)
+    t = num / jnp.where(den > 0, den, 1.0)
+    big = t > _TAN_PI_8
+    u = jnp.where(big, (t - 1.0) / (t + 1.0), t)
+    z = u * u
+    p = jnp.full_like(z, coef[-1])
+    for c in coef[-2::-1]:
+        p = p * z + c
+    a = u * p + jnp.where(big, 0.25 * math.pi, 0.0)
+    a = jnp.where(swap, 0.5 * math.pi - a, a)
+    return jnp.where(x < 0, math.pi - a, a)
+
+
+def _angle(k11, k22, k12):
+    """Return ``(s sin(theta), theta)`` with ``s = sqrt(k11 k22)``, ``cos(theta) = k12 / s``.
+
+    ``s sin(theta) = sqrt(k11 k22 - k12^2)`` is computed without a division. A gap
+    ``k11 k22 - k12^2`` below a few ulps of ``k11 k22`` is rounding noise (XLA contracts
+    ``a*b - c*c`` into an FMA, so even ``k12 == k11 == k22`` leaves ~1e-16 k^2, which the square
+    root would amplify to angles ~1e-8) and is set to zero: exact on the diagonal of K(X, X).
+    """
+    prod = k11 * k22
+    gap = prod - k12 * k12
+    tiny = 8.0 * jnp.finfo(jnp.result_type(gap)).eps
+    sin_s = jnp.sqrt(jnp.where(gap > tiny * prod, gap, 0.0))
+    return sin_s, atan2_upper(sin_s, k12)
+
+
+class Activation:
+    """Base class: subclasses implement :meth:`dual` and :meth:`__call__` (the function)."""
+
+    #: extra cost factor of :meth:`dual` relative to a closed form (used to size blocks).
+    cost: int = 1
+
+    def dual(self, k11, k22, k12, *, derivative: bool = True):
+        """Return ``(E[phi(u) phi(v)], E[phi'(u) phi'(v)] or None)``."""
+        raise NotImplementedError
+
+    def __call__(self, x):
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity(Activation):
+    r""":math:`\phi(x) = x`: :math:`\hat\phi = k_{12}`, :math:`\hat\phi' = 1`."""
+
+    def dual(self, k11, k22, k12, *, derivative=True):
+        return k12, (jnp.ones_like(k12) if derivative else None)
+
+    def __call__(self, x):
+        return x
+
+
+@dataclasses.dataclass(frozen=True)
+class LeakyRelu(Activation):
+    r""":math:`\phi(x) = \max(x, 0) + \alpha \min(x, 0)`; ``alpha = 0`` is ReLU.
+
+    Arc-cosine kernels of order 1 and 0 (Cho & Saul 2009):
+    :math:`\mathbb E[\mathrm{relu}(u)\mathrm{relu}(v)] = (s\sin\theta + (\pi-\theta)k_{12})/2\pi`,
+    :math:`\mathbb E[1_{u>0}1_{v>0}] = (\pi-\theta)/2\pi`, with :math:`s = \sqrt{k_{11}k_{22}}`,
+    :math:`\cos\theta = k_{12}/s`. With ``alpha``,
+    :math:`\phi = \mathrm{relu}(x) - \alpha\,\mathrm{relu}(-x)` gives
+    :math:`(1+\alpha^2)\,\mathbb E[\mathrm{relu}\,\mathrm{relu}]
+    - 2\alpha\,\mathbb E[\mathrm{relu}(u)\mathrm{relu}(-v)]` and
+    :math:`\hat\phi' = (1+\alpha^2)(\pi-\theta)/2\pi + 2\alpha\theta/2\pi`.
+    """
+
+    alpha: float = 0.0
+
+    def dual(self, k11, k22, k12, *, derivative=True):
+        sin_s, theta = _angle(k11, k22, k12)
+        a = self.alpha
+        pp = (sin_s + (math.pi - theta) * k12) / _TWO_PI        # E relu(u) relu(v)
+        if a == 0.0:
+            nngp = pp
+        else:
+            pm = (sin_s - theta * k12) / _TWO_PI                  # E relu(u) relu(-v)
+            nngp = (1.0 + a * a) * pp - 2.0 * a * pm
+        if not derivative:
+            return nngp, None
+        dpp = (math.pi - theta) / _TWO_PI                         # E 1[u>0] 1[v>0]
+        if a == 0.0:
+            return nngp, dpp
+        dpm = theta / _TWO_PI                                     # E 1[u>0] 1[v<0]
+        return nngp, (1.0 + a * a) * dpp + 2.0 * a * dpm
+
+    def __call__(self, x):
+        return jnp.where(x > 0, x, self.alpha * x)
+
+
+def Relu() -> LeakyRelu:
+    """ReLU, ``LeakyRelu(alpha=0)``."""
+    return LeakyRelu(0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Abs(Activation):
+    r""":math:`\phi(x) = |x|`: :math:`\hat\phi = 2(s\sin\theta + (\pi/2-\theta)k_{12})/\pi`,
+    :math:`\hat\phi' = 1 - 2\theta/\pi`."""
+
+    def dual(self, k11, k22, k12, *, derivative=True):
+        sin_s, theta = _angle(k11, k22, k12)
+        nngp = (2.0 / math.pi) * (sin_s + (0.5 * math.pi - theta) * k12)
+        return nngp, (1.0 - theta * (2.0 / math.pi) if derivative else None)
+
+    def __call__(self, x):
+        return jnp.abs(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sign(Activation):
+    r""":math:`\phi(x) = \mathrm{sign}(x)`: :math:`\hat\phi = 1 - 2\theta/\pi`; the derivative is
+    zero almost everywhere, so :math:`\hat\phi' = 0` (as in neural-tangents)."""
+
+    def dual(self, k11, k22, k12, *, derivative=True):
+        _, theta = _angle(k11, k22, k12)
+        return 1.0 - theta * (2.0 / math.pi), (jnp.zeros_like(theta) if derivative else None)
+
+    def __call__(self, x):
+        return jnp.sign(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step(Activation):
+    r""":math:`\phi(x) = 1_{x>0}`: :math:`\hat\phi = (\pi-\theta)/2\pi`, :math:`\hat\phi' = 0`."""
+
+    def dual(self, k11, k22, k12, *, derivative=True):
+        _, theta = _angle(k11, k22, k12)
+        return (math.pi - theta) / _TWO_PI, (jnp.zeros_like(theta) if derivative else None)
+
+    def __call__(self, x):
+        return (x > 0).astype(jnp.result_type(x, float))
+
+
+@dataclasses.dataclass(frozen=True)
+class Erf(Activation):
+    r""":math:`\phi(x) = a\,\mathrm{erf}(b x) + c` (``amplitude``, ``scale``, ``shift``).
+
+    .. math::
+        \hat\phi = \frac{2a^2}{\pi}\arcsin\frac{2b^2k_{12}}{\sqrt{(1+2b^2k_{11})(1+2b^2k_{22})}}
+        + c^2,\qquad
+        \hat\phi' = \frac{4a^2b^2}{\pi}\,\big[(1+2b^2k_{11})(1+2b^2k_{22})-4b^4k_{12}^2\big]^{-1/2}.
+
+    (Williams 1997.)
+    """
+
+    amplitude: float = 1.0
+    scale: float = 1.0
+    shift: float = 0.0
+
+    def dual(self, k11, k22, k12, *, derivative=True):
+        a, b2, c = self.amplitude, self.scale**2, self.shift
+        p = (1.0 + 2.0 * b2 * k11) * (1.0 + 2.0 * b2 * k22)
+        q = 2.0 * b2 * k12
+        r = jnp.sqrt(jnp.maximum(p - q * q, 0.0))   # p - q^2 >= 1 + 2b^2(k11 + k22) > 0
+        # arcsin(q / sqrt(p)) = atan2(q, sqrt(p - q^2)): no division, vectorised atan2
+        nngp = (2.0 * a * a / math.pi) * jnp.sign(q) * atan2_upper(jnp.abs(q), r)
+        if c != 0.0:
+            nngp = nngp + c * c
+        if not derivative:
+            return nngp, None
+        return nngp, (4.0 * a * a * b2 / math.pi) / r
+
+    def __call__(self, x):
+        return self.amplitude * jax.scipy.special.erf(self.scale * x) + self.shift
+
+
+@dataclasses.dataclass(frozen=True)
+class Sin(Activation):
+    r""":math:`\phi(x) = a\sin(bx + c)`; ``Cos`` is ``c = pi/2``.
+
+    .. math::
+        \hat\phi = \tfrac{a^2}{2}\big[e^{-b^2(k_{11}+k_{22}-2k_{12})/2}
+        - \cos(2c)\,e^{-b^2(k_{11}+k_{22}+2k_{12})/2}\big],
+
+    and :math:`\hat\phi'` is :math:`a^2b^2/2` times the same bracket with ``+cos(2c)``.
+    """
+
+    amplitude: float = 1.0
+    scale: float = 1.0
+    shift: float = 0.0
+
+    def dual(self, k11, k22, k12, *, derivative=True):
+        a2, b2 = self.amplitude**2, self.scale**2
+        c2 = math.cos(2.0 * self.shift)
+        minus = jnp.exp(-0.5 * b2 * (k11 + k22 - 2.0 * k12))
+        plus = jnp.exp(-0.5 * b2 * (k11 + k22 + 2.0 * k12))
+        nngp = 0.5 * a2 * (minus - c2 * plus)
+        return nngp, (0.5 * a2 * b2 * (minus + c2 * plus) if derivative else None)
+
+    def __call__(self, x):
+        return self.amplitude * jnp.sin(self.scale * x + self.shift)
+
+
+def Cos(amplitude: float = 1.0, scale: float = 1.0) -> Sin:
+    """:math:`a\\cos(bx) = a\\sin(bx + \\pi/2)`."""
+    return Sin(amplitude, scale, 0.5 * math.pi)
+
+
+# ----------------------------------------------------------------------------- quadrature
+
+@dataclasses.dataclass(frozen=True)
+class Elementwise(Activation):
+    r"""Any elementwise JAX function, dual kernels by 2-D Gauss-Hermite quadrature.
+
+    With :math:`u = \sqrt{k_{11}}\,z_1`, :math:`v = \sqrt{k_{22}}(\rho z_1 + \sqrt{1-\rho^2}z_2)`
+    and probabilists' Gauss-Hermite nodes/weights :math:`(z_i, w_i)` of ``order`` points,
+
+    .. math::
+        \mathbb E[f(u)g(v)] \approx \sum_{i,j} w_i w_j\, f(u_i)\, g(v_{ij}).
+
+    The derivative is ``jax.jvp`` of ``fn`` with a unit tangent (or ``deriv`` when given).
+    Accuracy: exact for polynomials of degree < 2*order; for analytic activations (gelu, tanh,
+    softplus, sin, ...) at pre-activation variances up to ~10 the default ``order = 64`` agrees
+    with closed forms / neural-tangents to better than 1e-9 relative (tested at 1e-7).
+    Activations with kinks (relu-like) converge only algebraically: use the closed forms.
+    The cost per kernel entry is ``order**2`` evaluations (memory ``order`` per entry).
+
+    Args:
+      fn: elementwise function ``R -> R`` written with ``jax.numpy``.
+      order: number of Gauss-Hermite nodes per dimension.
+      deriv: optional explicit derivative of ``fn``.
+      name: label used in error messages.
+    """
+
+    fn: Callable
+    order: int = 256
+    deriv: Callable | None = None
+    name: str = "callable"
+
+    @property
+    def cost(self) -> int:  # type: ignore[override]
+        return self.order
+
+    def __call__(self, x):
+        return self.fn(x)
+
+    def derivative(self, x):
+        if self.deriv is not None:
+            return self.deriv(x)
+        return jax.jvp(self.fn, (x,), (jnp.ones_like(x),))[1]
+
+    def dual(self, k11, k22, k12, *, derivative=True):
+        z, w = _hermite_nodes(self.order)
+        dtype = jnp.result_type(k12)
+        z = jnp.asarray(z, dtype)
+        w = jnp.asarray(w, dtype)
+        s1 = jnp.sqrt(k11)
+        s2 = jnp.sqrt(k22)
+        s = s1 * s2
+        safe = jnp.where(s > 0, s, 1.0)
+        rho = jnp.clip(jnp.where(s > 0, k12 / safe, 1.0), -1.0, 1.0)
+        sin = jnp.sqrt(jnp.maximum(1.0 - rho * rho, 0.0))
+        shape = jnp.broadcast_shapes(jnp.shape(k11), jnp.shape(k22), jnp.shape(k12))
+        rho = jnp.broadcast_to(rho, shape)
+        sin = jnp.broadcast_to(sin, shape)
+        s1 = jnp.broadcast_to(s1, shape)
+        s2 = jnp.broadcast_to(s2, shape)
+        # inner[..., j] grid: v_ij = s2 (rho z_i + sin z_j); loop over i keeps memory O(order).
+        fns = [self.fn] + ([self.derivative] if derivative else [])
+
+        def body(acc, zi_wi):
+            zi, wi = zi_wi
+            u = s1 * zi
+            v = s2[..., None] * (rho[..., None] * zi + sin[..., None] * z)
+            out = []
+            for f, a in zip(fns, acc, strict=True):
+                out.append(a + wi * f(u) * jnp.tensordot(f(v), w, axes=1))
+            return tuple(out), None
+
+        init = tuple(jnp.zeros(shape, dtype) for _ in fns)
+        acc, _ = jax.lax.scan(body, init, (z, w))
+        return acc[0], (acc[1] if derivative else None)
+
+
+def _hermite_nodes(order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilists' Gauss-Hermite nodes and weights normalised to sum to one."""
+    z, w = np.polynomial.hermite_e.hermegauss(order)
+    return z, w / w.sum()
+
+
+def _gelu_exact(x):
+    return 0.5 * x * (1.0 + jax.scipy.special.erf(x / math.sqrt(2.0)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Gelu(Activation):
+    r"""Exact GELU :math:`\phi(x) = x\Phi(x)`, closed form.
+
+    Writing :math:`\Phi(u) = P(g_1 \le u)` with independent :math:`g_i \sim N(0,1)`,
+    :math:`a = u - g_1`, :math:`b = v - g_2`, :math:`S = \mathrm{Cov}(a, b)`,
+
+    .. math::
+        \mathbb E[\phi(u)\phi(v)] = k_{12}P + c_u^\top(M - SP)c_v,\quad
+        P = \tfrac{\pi-\theta}{2\pi},\quad M - SP = \tfrac{\sqrt{\det S}}{2\pi}
+        \begin{pmatrix}k_{12}/S_{22} & 1\\ 1 & k_{12}/S_{11}\end{pmatrix},
+
+    :math:`c_u = S^{-1}(k_{11}, k_{12})`, :math:`c_v = S^{-1}(k_{12}, k_{22})`,
+    :math:`\cos\theta = k_{12}/\sqrt{S_{11}S_{22}}`. The derivative kernel follows from
+    Price's theorem, :math:`\mathbb E[\phi'(u)\phi'(v)] = \partial_{k_{12}}\mathbb E[\phi(u)
+    \phi(v)]`, evaluated by forward-mode autodiff.
+    """
+
+    @staticmethod
+    def _nngp(k11, k22, k12):
+        s1, s2 = k11 + 1.0, k22 + 1.0
+        det = s1 * s2 - k12 * k12
+        sin_s = jnp.sqrt(jnp.maximum(det, 0.0))
+        theta = jnp.arctan2(sin_s, k12)
+        cu1, cu2 = k11 * s2 - k12 * k12, k12
+        cv1, cv2 = k12, k22 * s1 - k12 * k12
+        quad = cu1 * cv1 * k12 / s2 + cu1 * cv2 + cu2 * cv1 + cu2 * cv2 * k12 / s1
+        return k12 * (math.pi - theta) / _TWO_PI + sin_s * quad / (_TWO_PI * det * det)
+
+    def dual(self, k11, k22, k12, *, derivative=True):
+        if not derivative:
+            return self._nngp(k11, k22, k12), None
+        k12 = jnp.broadcast_to(k12, jnp.broadcast_shapes(jnp.shape(k11), jnp.shape(k22),
+                                                         jnp.shape(k12)))
+        return jax.jvp(lambda c: self._nngp(k11, k22, c), (k12,), (jnp.ones_like(k12),))
+
+    def __call__(self, x):
+        return _gelu_exact(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class _HermitePoly:
+    degree: int
+
+    def __call__(self, x):
+        # normalised probabilists' Hermite polynomial He_k / sqrt(k!) by the three-term recursion
+        h_prev, h = jnp.ones_like(x), x
+        if self.degree == 0:
+            return h_prev
+        for k in range(1, self.degree):
+            h_prev, h = h, x * h - k * h_prev
+        return h / math.sqrt(math.factorial(self.degree))
+
+
+def Hermite(degree: int) -> Elementwise:
+    r"""Normalised probabilists' Hermite polynomial :math:`He_k(x)/\sqrt{k!}`.
+
+    Quadrature with ``degree + 1`` nodes is exact (polynomial integrand). At unit variance
+    :math:`\hat\phi = k_{12}^k`, as assumed by neural-tangents' ``Hermite``.
+    """
+    order = max(degree + 2, 4)
+    return Elementwise(_HermitePoly(int(degree)), order=order, name=f"hermite({degree})")
+
+
+_NAMED: dict[str, Callable[[], Activation]] = {
+    "identity": Identity,
+    "linear": Identity,
+    "relu": Relu,
+    "leaky_relu": lambda: LeakyRelu(0.01),
+    "abs": Abs,
+    "sign": Sign,
+    "step": Step,
+    "erf": Erf,
+    "sin": Sin,
+    "cos": Cos,
+    "gelu": Gelu,
+}
+
+ACTIVATION_NAMES = tuple(sorted(_NAMED))

@@ -1,0 +1,297 @@
+r"""Kernel predictions: gradient flow on MSE at many times, KRR, GP posterior, wide-net ensembles.
+
+All time evolutions come from one eigendecomposition :math:`K = V\Lambda V^\top` of the
+(regularised) train kernel; the infinite-time limits use a Cholesky solve. No explicit inverse.
+
+Conventions (as neural-tangents' ``predict`` module, Lee et al. 2019, arXiv 1902.06720):
+continuous-time gradient descent with learning rate :math:`\eta` on
+:math:`\frac{1}{2|Y|}\lVert f - Y\rVert^2` (``|Y| = y_train.size``), so
+
+.. math::
+    f_{train}(t) = Y + e^{-\eta t K/|Y|}(f_0 - Y),\qquad
+    f_{test}(t) = f_{test,0} + K_{*}K^{-1}(I - e^{-\eta t K/|Y|})(Y - f_0),
+
+and ``diag_reg`` is relative: :math:`K \to K + \text{diag\_reg}\cdot\mathrm{tr}(K)/n\, I`.
+:func:`kernel_ridge` instead uses the per-sample ridge of THEORY.md:
+:math:`K \to K + P\,\text{ridge}\,I`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import numpy as np
+from jaxtyping import Array, Float
+
+from ._checks import as_finite_array, check_choice, check_scalar
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """Predicted outputs; leading axis ``T`` when times were given (``None`` when not asked)."""
+
+    train: Float[Array, "*T n c"] | None
+    test: Float[Array, "*T m c"] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Posterior:
+    """Gaussian over test outputs: mean ``(*T, m, c)``, covariance ``(*T, m, m)``."""
+
+    mean: Float[Array, "*T m c"]
+    cov: Float[Array, "*T m m"] | None
+
+
+jax.tree_util.register_dataclass(Prediction, data_fields=["train", "test"], meta_fields=[])
+jax.tree_util.register_dataclass(Posterior, data_fields=["mean", "cov"], meta_fields=[])
+
+
+def _arr(name, x, ndim=None):
+    return jnp.asarray(as_finite_array(name, x, ndim=ndim), jnp.result_type(float))
+
+
+def _check_train(k_train_train, y_train):
+    k = _arr("k_train_train", k_train_train, 2)
+    if k.shape[0] != k.shape[1]:
+        raise ValueError(f"k_train_train must be square, got shape {k.shape}")
+    y = _arr("y_train", y_train)
+    if y.ndim not in (1, 2) or y.shape[0] != k.shape[0]:
+        raise ValueError(f"y_train must have shape (n,) or (n, c) with n = {k.shape[0]}, "
+                         f"got {y.shape}")
+    return k, y
+
+
+def _check_test_train(k_test_train, n):
+    if k_test_train is None:
+        return None
+    k = _arr("k_test_train", k_test_train, 2)
+    if k.shape[1] != n:
+        raise ValueError(f"k_test_train must have {n} columns (training points), got {k.shape}")
+    return k
+
+
+def _times(t):
+    if t is None:
+        return None
+    arr = as_finite_array("t", t, nonneg=True)
+    if arr.ndim > 1:
+        raise ValueError(f"t must be a scalar or 1-D, got shape {arr.shape}")
+    return jnp.asarray(arr, jnp.result_type(float))
+
+
+def _regularise(k, diag_reg):
+    n = k.shape[0]
+    return k + (diag_reg * jnp.trace(k) / n) * jnp.eye(n, dtype=k.dtype)
+
+
+def gradient_descent_mse(k_train_train: Float[Array, "n n"], y_train: Float[Array, "n c"],
+                         k_test_train: Float[Array, "m n"] | None = None, *, t=None,
+                         learning_rate: float = 1.0, diag_reg: float = 0.0,
+                         fx_train_0=0.0, fx_test_0=0.0) -> Prediction:
+    r"""Outputs of a linearised network / kernel machine trained by gradient flow on MSE.
+
+    .. math::
+        f_{train}(t) = Y + V e^{-\eta t\Lambda/|Y|}V^\top(f_0 - Y),\quad
+        f_{test}(t) = f_{test,0} + K_{*}V\frac{1 - e^{-\eta t\Lambda/|Y|}}{\Lambda}V^\top(Y - f_0)
+
+    with :math:`K + \text{diag\_reg}\,\mathrm{tr}K/n = V\Lambda V^\top` (one ``eigh`` for all
+    times); ``t=None`` is the infinite-time limit by Cholesky (train outputs are then ``Y``).
+    Regime: NTK / linearised dynamics (Jacot et al. 2018, arXiv 1806.07572; Lee et al. 2019,
+    1902.06720), neural-tangents' ``predict.gradient_descent_mse`` conventions.
+
+    Args:
+      k_train_train: ``(n, n)`` kernel on the training inputs (the NTK for a network).
+      y_train: ``(n,)`` or ``(n, c)`` targets.
+      k_test_train: optional ``(m, n)`` kernel between test and training inputs.
+      t: times, scalar or ``(T,)``; ``None`` for ``t -> infinity``.
+      learning_rate: :math:`\eta > 0`.
+      diag_reg: relative diagonal regulariser ``>= 0``.
+      fx_train_0, fx_test_0: outputs at initialisation (scalars or arrays).
+
+    Returns:
+      :class:`Prediction` with ``train`` ``(T, n, c)`` and ``test`` ``(T, m, c)`` (no ``T`` axis
+      for scalar or ``None`` ``t``; ``test`` is ``None`` without ``k_test_train``).
+    """
+    k, y = _check_train(k_train_train, y_train)
+    kt = _check_test_train(k_test_train, k.shape[0])
+    eta = check_scalar("learning_rate", learning_rate, lo=0.0, lo_open=True)
+    diag_reg = check_scalar("diag_reg", diag_reg, lo=0.0)
+    ts = _times(t)
+    f0 = _arr("fx_train_0", fx_train_0)
+    g0 = _arr("fx_test_0", fx_test_0)
+    kr = _regularise(k, diag_reg)
+    if ts is None:
+        train = jnp.broadcast_to(y, y.shape)
+        test = None
+        if kt is not None:
+            test = g0 + kt @ jsl.cho_solve(jsl.cho_factor(kr, lower=True), y - f0)
+        return Prediction(train, test)
+    lam, v = jnp.linalg.eigh(kr)
+    lam = jnp.maximum(lam, 0.0)
+    tau = eta * ts[..., None] / y.size                          # (*T, 1)
+    decay = jnp.exp(-lam * tau)                                 # (*T, n)
+    r0 = v.T @ jnp.broadcast_to(f0 - y, y.shape)                # residual in the eigenbasis
+    r0 = r0 if r0.ndim == 2 else r0[:, None]
+    train = y.reshape(y.shape[0], -1) + jnp.einsum("in,...n,nc->...ic", v, decay, r0)
+    test = None
+    if kt is not None:
+        gain = -jnp.expm1(-lam * tau) / jnp.where(lam > 0, lam, 1.0)
+        gain = jnp.where(lam > 0, gain, tau)                    # limit lam -> 0: tau
+        test = g0 - jnp.einsum("mn,...n,nc->...mc", kt @ v, gain, r0)
+    if y.ndim == 1:
+        train = train[..., 0]
+        test = None if test is None else test[..., 0]
+    return Prediction(train, test)
+
+
+def kernel_ridge(k_train_train: Float[Array, "n n"], y_train: Float[Array, "n c"],
+                 k_test_train: Float[Array, "m n"], ridge: float) -> Float[Array, "m c"]:
+    r"""Kernel ridge regression :math:`f_* = K_*(K + P\lambda I)^{-1}y` by Cholesky.
+
+    ``ridge`` :math:`\lambda` is per sample (THEORY.md): it minimises
+    :math:`\frac1P\sum_i(y_i - f(x_i))^2 + \lambda\lVert f\rVert_K^2`, i.e. the Gram matrix is
+    regularised by :math:`P\lambda`. ``ridge = 0`` is ridgeless interpolation (needs ``K``
+    positive definite).
+
+    Args:
+      k_train_train: ``(P, P)`` Gram matrix. y_train: ``(P,)`` or ``(P, c)``.
+      k_test_train: ``(m, P)``. ridge: ``>= 0``.
+    """
+    k, y = _check_train(k_train_train, y_train)
+    kt = _check_test_train(k_test_train, k.shape[0])
+    ridge = check_scalar("ridge", ridge, lo=0.0)
+    n = k.shape[0]
+    kr = k + (n * ridge) * jnp.eye(n, dtype=k.dtype)
+    return kt @ jsl.cho_solve(jsl.cho_factor(kr, lower=True), y)
+
+
+def _nngp_ntk(name, kern):
+    """Accept a :class:`Kernel`-like object with ``nngp``/``ntk`` or a pair."""
+    if hasattr(kern, "nngp"):
+        return kern.nngp, getattr(kern, "ntk", None)
+    if isinstance(kern, tuple) and len(kern) == 2:
+        return kern
+    raise ValueError(f"{name} must be a Kernel (with .nngp and .ntk) or an (nngp, ntk) pair")
+
+
+def gp_inference(k_train_train, y_train, k_test_train, k_test_test=None, *,
+                 get: str = "nngp", diag_reg: float = 0.0) -> Posterior:
+    r"""Posterior of the infinite ensemble of wide networks / the Bayesian GP on test points.
+
+    ``get="nngp"``: Bayesian posterior of the NNGP,
+    :math:`\mu = K_{*}K^{-1}Y`, :math:`\Sigma = K_{**} - K_{*}K^{-1}K_{*}^\top`.
+    ``get="ntkgp"``: the same with the NTK as prior covariance (He et al. 2020, 2007.05864).
+    ``get="ntk"``: the ``t -> infinity`` ensemble of NTK-trained networks (Lee et al. 2019),
+    :math:`\mu = \Theta_{*}\Theta^{-1}Y`, :math:`\Sigma = K_{**} + \Theta_*\Theta^{-1}K\Theta^{-1}
+    \Theta_*^\top - (\Theta_*\Theta^{-1}K_*^\top + \text{h.c.})`.
+    ``diag_reg`` is relative (added to the matrix that is solved against).
+
+    Args:
+      k_train_train, k_test_train: :class:`Kernel` (``nngp`` and ``ntk``; an ``(nngp, ntk)``
+        pair also works) of shapes ``(n, n)`` and ``(m, n)``.
+      y_train: ``(n,)`` or ``(n, c)``.
+      k_test_train, k_test_test: kernels on test points; ``k_test_test`` ``(m, m)`` (only
+        its ``nngp``, or ``ntk`` for ``"ntkgp"``) is needed for the covariance.
+      get: ``"nngp"``, ``"ntk"`` or ``"ntkgp"``.
+    """
+    check_choice("get", get, ("nngp", "ntk", "ntkgp"))
+    diag_reg = check_scalar("diag_reg", diag_reg, lo=0.0)
+    nngp_dd, ntk_dd = _nngp_ntk("k_train_train", k_train_train)
+    nngp_td, ntk_td = _nngp_ntk("k_test_train", k_test_train)
+    g = "nngp" if get == "nngp" else "ntk"
+    k_dd = nngp_dd if g == "nngp" else ntk_dd
+    k_td = nngp_td if g == "nngp" else ntk_td
+    k_dd, y = _check_train(k_dd, y_train)
+    k_td = _check_test_train(k_td, k_dd.shape[0])
+    cho = jsl.cho_factor(_regularise(k_dd, diag_reg), lower=True)
+    mean = k_td @ jsl.cho_solve(cho, y)
+    if k_test_test is None:
+        return Posterior(mean, None)
+    tt_nngp, tt_ntk = _nngp_ntk("k_test_test", k_test_test)
+    k_tt = _arr("k_test_test", tt_ntk if get == "ntkgp" else tt_nngp, 2)
+    if get in ("nngp", "ntkgp"):
+        cov = k_tt - k_td @ jsl.cho_solve(cho, k_td.T)
+    else:
+        a = jsl.cho_solve(cho, k_td.T)                            # Theta^{-1} Theta_*^T
+        nngp_dd = _arr("k_train_train.nngp", nngp_dd, 2)
+        nngp_td = _check_test_train(nngp_td, k_dd.shape[0])
+        cross = k_td @ jsl.cho_solve(cho, nngp_td.T)
+        cov = k_tt + a.T @ nngp_dd @ a - cross - cross.T
+    return Posterior(mean, cov)
+
+
+def gradient_descent_mse_ensemble(k_train_train, y_train, k_test_train, k_test_test=None, *,
+                                  t=None, get: str = "ntk", learning_rate: float = 1.0,
+                                  diag_reg: float = 0.0) -> Posterior:
+    r"""Mean and covariance over random initialisations of infinitely wide networks trained by
+    gradient flow on MSE, at times ``t`` (Lee et al. 2019, arXiv 1902.06720, eqs. 15-16).
+
+    With :math:`\Theta = V\Lambda V^\top` (regularised) and
+    :math:`A_t = V\frac{1-e^{-\eta t\Lambda/|Y|}}{\Lambda}V^\top = \Theta^{-1}(I - e^{-\eta t
+    \Theta/|Y|})`:
+
+    .. math::
+        \mu_t = \Theta_* A_t Y, \qquad
+        \Sigma_t = K_{**} + \Theta_* A_t K A_t\Theta_*^\top - (\Theta_* A_t K_*^\top + h.c.).
+
+    ``get="nngp"`` trains only the readout: :math:`\Theta \to K` everywhere (regularised
+    ``K`` also in the middle factor, so :math:`\Sigma_t = K_{**} - K_*K^{-1}(I - e^{-2\eta t
+    K/|Y|})K_*^\top`). ``t=None`` is the
+    infinite-time limit (:func:`gp_inference`). Conventions as neural-tangents'
+    ``predict.gradient_descent_mse_ensemble``.
+
+    Args:
+      k_train_train, k_test_train, k_test_test: :class:`Kernel` objects (``(n, n)``,
+        ``(m, n)``, ``(m, m)``); ``k_test_test`` only for the covariance.
+      y_train: ``(n,)`` or ``(n, c)``. t: scalar, ``(T,)`` or ``None``.
+      get: ``"nngp"`` or ``"ntk"``. learning_rate: ``> 0``. diag_reg: relative, ``>= 0``.
+    """
+    check_choice("get", get, ("nngp", "ntk"))
+    eta = check_scalar("learning_rate", learning_rate, lo=0.0, lo_open=True)
+    diag_reg = check_scalar("diag_reg", diag_reg, lo=0.0)
+    ts = _times(t)
+    if ts is None:
+        return gp_inference(k_train_train, y_train, k_test_train, k_test_test, get=get,
+                            diag_reg=diag_reg)
+    nngp_dd, ntk_dd = _nngp_ntk("k_train_train", k_train_train)
+    nngp_td, ntk_td = _nngp_ntk("k_test_train", k_test_train)
+    th_dd, y = _check_train(nngp_dd if get == "nngp" else ntk_dd, y_train)
+    n = th_dd.shape[0]
+    th_td = _check_test_train(nngp_td if get == "nngp" else ntk_td, n)
+    lam, v = jnp.linalg.eigh(_regularise(th_dd, diag_reg))
+    lam = jnp.maximum(lam, 0.0)
+    tau = eta * ts[..., None] / y.size
+    gain = jnp.where(lam > 0, -jnp.expm1(-lam * tau) / jnp.where(lam > 0, lam, 1.0), tau)
+    b = jnp.einsum("mn,...n->...mn", th_td @ v, gain)          # Theta_* V diag(gain)
+    yv = v.T @ y
+    mean = b @ yv
+    if k_test_test is None:
+        return Posterior(mean, None)
+    tt_nngp, _ = _nngp_ntk("k_test_test", k_test_test)
+    k_tt = _arr("k_test_test", tt_nngp, 2)
+    k_dd = _arr("k_train_train.nngp", nngp_dd, 2)
+    k_td = _check_test_train(nngp_td, n)
+    if get == "nngp":
+        # Theta = K (regularised): Sigma_t = K_** - K_* K^{-1}(I - e^{-2 eta t K/|Y|}) K_*^T
+        gain2 = jnp.where(lam > 0, -jnp.expm1(-2.0 * lam * tau) / jnp.where(lam > 0, lam, 1.0),
+                          2.0 * tau)
+        kv = k_td @ v
+        cov = k_tt - jnp.einsum("mn,...n,ln->...ml", kv, gain2, kv)
+        return Posterior(mean, cov)
+    mid = v.T @ k_dd @ v
+    cross = b @ (v.T @ k_td.T)
+    cov = k_tt + b @ mid @ jnp.swapaxes(b, -1, -2) - cross - jnp.swapaxes(cross, -1, -2)
+    return Posterior(mean, cov)
+
+
+def max_learning_rate(k_train_train: Float[Array, "n n"], y_train_size: int,
+                      momentum: float = 0.0) -> float:
+    r"""Largest stable discrete-GD learning rate under the :math:`\frac{1}{2|Y|}` loss:
+    :math:`2(1+\text{momentum})|Y|/\lambda_{max}(K)` (neural-tangents' formula)."""
+    k = as_finite_array("k_train_train", k_train_train, ndim=2)
+    check_scalar("y_train_size", y_train_size, lo=1, integer=True)
+    lam_max = float(np.linalg.eigvalsh(k)[-1])
+    return 2.0 * (1.0 + momentum) * y_train_size / (lam_max + 1e-12)

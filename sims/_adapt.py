@@ -1,0 +1,133 @@
+"""Bring any model into the engine's functional form: ``init(key)``, ``apply(params, x, gamma0)``.
+
+Accepted models: a :class:`ModelConfig` (the built-in MLPs, re-initialised per seed), an NNX
+module instance (all members start from its parameters), a callable ``key -> nnx.Module``
+(re-initialised per seed), or a pair ``(apply_fn, params)`` with ``apply_fn(params, x) -> (P, C)``.
+Only ``nnx.Param`` variables are trained; other NNX state is held fixed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ._models import MLP, make_model
+from ._observe import path_name
+from ._param import ModelConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Adapted:
+    init: Callable  # key -> params
+    apply: Callable  # (params, x, gamma0) -> (P, C)
+    module: Callable | None  # params -> MLP (built-in models only), else None
+    lr_scales: dict[str, float] | None  # per-parameter SGD scales keyed by path
+    adam_scales: dict[str, float] | None
+    width: int | None
+    model_config: ModelConfig | None
+    supports_gamma0: bool
+    abstract_params: Any
+    in_dim: int | None = None
+
+
+def _split(module):
+    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+    return graphdef, params, rest
+
+
+def adapt(model, in_dim: int, dtype) -> Adapted:
+    return dataclasses.replace(_adapt(model, in_dim, dtype), in_dim=in_dim)
+
+
+def _adapt(model, in_dim: int, dtype) -> Adapted:
+    if isinstance(model, ModelConfig):
+        cfg = model
+
+        def build(key):
+            return make_model(cfg, in_dim, key=key, dtype=dtype)
+
+        return _from_factory(build, cfg)
+    if isinstance(model, nnx.Module):
+        graphdef, params, rest = _split(model)
+        return _from_graph(graphdef, rest, model, lambda key: params)
+    if isinstance(model, tuple) and len(model) == 2 and callable(model[0]):
+        apply_fn, params = model
+        abstract = jax.eval_shape(lambda: params)
+        return Adapted(init=lambda key: params, apply=lambda p, x, g: apply_fn(p, x),
+                       module=None, lr_scales=None, adam_scales=None, width=None,
+                       model_config=None, supports_gamma0=False, abstract_params=abstract)
+    if callable(model):
+        return _from_factory(model, None)
+    raise ValueError("model must be a ModelConfig, an nnx.Module, a callable key -> nnx.Module "
+                     f"or a pair (apply_fn, params); got {type(model).__name__}")
+
+
+def _from_factory(build, cfg):
+    abstract = nnx.eval_shape(lambda: build(jax.random.key(0)))
+    if not isinstance(abstract, nnx.Module):
+        raise ValueError("model factory must return an nnx.Module")
+    graphdef, _, rest = _split(abstract)
+
+    def init(key):
+        return _split(build(key))[1]
+
+    return _from_graph(graphdef, rest, abstract, init, cfg)
+
+
+def _from_graph(graphdef, rest, example, init, cfg=None):
+    is_mlp = isinstance(example, MLP)
+
+    def merged(params):
+        return nnx.merge(graphdef, params, rest)
+
+    def apply(params, x, gamma0):
+        m = merged(params)
+        return m(x, gamma0) if is_mlp else m(x)
+
+    abstract = _split(example)[1]
+    if is_mlp:
+        return Adapted(init=init, apply=apply, module=merged,
+                       lr_scales=example.lr_scales("sgd"), adam_scales=example.lr_scales("adam"),
+                       width=example.cfg.width, model_config=example.cfg, supports_gamma0=True,
+                       abstract_params=jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape,
+                                                                                    a.dtype),
+                                                    abstract))
+    return Adapted(init=init, apply=apply, module=None, lr_scales=None, adam_scales=None,
+                   width=None, model_config=cfg, supports_gamma0=False,
+                   abstract_params=jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
+                                                abstract))
+
+
+def scale_tree(params, scales: dict[str, float] | None):
+    """A pytree like ``params`` holding each leaf's learning-rate scale (1.0 if unknown)."""
+    def one(path, _):
+        return 1.0 if scales is None else float(scales.get(path_name(path), 1.0))
+    return jax.tree_util.tree_map_with_path(one, params)
+
+
+def as_dtype(name: str):
+    if name == "float64":
+        if not jax.config.jax_enable_x64:
+            raise ValueError("dtype='float64' needs x64: run inside `with jax.enable_x64(True):`")
+        return jnp.float64
+    return jnp.float32
+
+
+def with_params(module, params: dict):
+    """Return a copy of NNX ``module`` whose ``nnx.Param`` leaves are ``params`` (``{path: a}``).
+
+    ``params`` is keyed by parameter path as in ``TrainResult.params`` (one member's slice).
+    """
+    graphdef, state, rest = _split(module)
+    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+    missing = [path_name(p) for p, _ in leaves if path_name(p) not in params]
+    if missing:
+        raise ValueError(f"params is missing entries {missing}")
+    new = jax.tree.unflatten(jax.tree.structure(state),
+                             [jnp.asarray(params[path_name(p)]) for p, _ in leaves])
+    return nnx.merge(graphdef, new, rest)

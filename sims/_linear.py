@@ -1,0 +1,215 @@
+"""Linear simulations: Gaussian features with a given spectrum, ridge and random-feature ridge.
+
+Empirical counterparts of THEORY.md 1-2. Features :math:`\\psi = z \\odot \\sqrt{\\lambda}` with
+:math:`z \\sim \\mathcal N(0, I_M)`; target :math:`y = \\psi \\cdot w + \\sigma \\epsilon` with
+:math:`w_k = \\sqrt{\\mathrm{target\\_power}_k / \\lambda_k}`. Ridge is per sample:
+:math:`\\min (1/P) \\sum (y - f)^2 + \\lambda |\\theta|^2`. The generalisation error is computed
+exactly from the learned weights with the known covariance,
+:math:`E_g = \\sum_k \\lambda_k (\\hat w_k - w_k)^2` (clean target, no test sample), so the only
+randomness is the training draw (and ``A`` for random features).
+
+Numerics: we work in the whitened coordinates :math:`v_k = \\sqrt{\\lambda_k}\\,\\theta_k`, in
+which :math:`E_g = |v - v^*|^2`, :math:`v^*_k = \\sqrt{\\mathrm{target\\_power}_k}`, and solve the
+smaller of the primal (``M x M`` or ``N x N``) and dual (``P x P``) systems by Cholesky
+(``ridge = 0`` with ``P < M`` gives the minimum-norm interpolator through the dual).
+Float32 by default (float64 only inside ``jax.enable_x64(True)``). In float32 the Gram matrix
+must stay well conditioned: its condition number is about ``trace / (P ridge + tail)``; keep
+``P * ridge`` above ~1e-4 of the trace (per-sample ridge ~1e-5 for the power laws used in the
+tests) or use float64 (see tests/sims/test_linear.py for the measured float32 error).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+from theorysim.kernels._checks import as_finite_array, check_same_length, check_scalar
+
+from ._precision import check_dtype
+
+__all__ = ["linear_ridge_error", "random_feature_ridge_error", "sample_gaussian_features"]
+
+#: memory budget (bytes) for one vmapped batch of seeds
+_BATCH_BYTES = 256 * 2**20
+
+
+def _check_key(key) -> jax.Array:
+    if not isinstance(key, jax.Array):
+        raise ValueError(f"key must be a jax.random key array, got {type(key).__name__}")
+    return key
+
+
+def _check_spectrum(eigvals, target_power=None):
+    lam = as_finite_array("eigvals", eigvals, ndim=1, nonneg=True, min_size=1)
+    if target_power is None:
+        return lam
+    tp = as_finite_array("target_power", target_power, ndim=1, nonneg=True, min_size=1)
+    check_same_length(("eigvals", "target_power"), lam, tp)
+    if np.any((lam == 0) & (tp > 0)):
+        raise ValueError("target_power must be 0 where eigvals is 0 (w = sqrt(tp / lam))")
+    return lam, tp
+
+
+def _check_count(name: str, value) -> int:
+    if isinstance(value, (np.ndarray, jax.Array)) and np.ndim(value) == 0:
+        value = value.item()
+    return check_scalar(name, value, lo=1, hi=math.inf, hi_open=True, integer=True)
+
+
+def sample_gaussian_features(key: jax.Array, eigvals: ArrayLike, n: int,
+                             dtype=jnp.float32) -> Float[Array, "n M"]:
+    """``n`` Gaussian feature vectors with covariance ``diag(eigvals)``.
+
+    .. math:: \\psi_{ik} = \\sqrt{\\lambda_k}\\, z_{ik}, \\quad z_{ik} \\sim \\mathcal N(0, 1)
+
+    Args:
+        key: a ``jax.random`` key.
+        eigvals: ``(M,)`` nonnegative variances.
+        n: number of samples (Python int, static shape).
+        dtype: float32 (default) or float64 (needs ``jax.enable_x64(True)``).
+
+    Returns:
+        ``(n, M)`` array of ``dtype``.
+    """
+    key = _check_key(key)
+    lam = _check_spectrum(eigvals)
+    n = _check_count("n", n)
+    dt = check_dtype(dtype)
+    z = jax.random.normal(key, (n, lam.size), dt)
+    return z * jnp.sqrt(jnp.asarray(lam, dt))
+
+
+def _chol_solve(K, b):
+    c = jax.scipy.linalg.cho_factor(K, lower=True)
+    return jax.scipy.linalg.cho_solve(c, b)
+
+
+def _ridge_fit(F, y, P, ridge):
+    """Coefficients ``c`` minimising ``|y - F c|^2 / P + ridge |c|^2`` (dual if ``P < cols``)."""
+    rows, cols = F.shape
+    shift = P * ridge
+    if rows < cols:
+        alpha = _chol_solve(F @ F.T + shift * jnp.eye(rows, dtype=F.dtype), y)
+        return F.T @ alpha
+    return _chol_solve(F.T @ F + shift * jnp.eye(cols, dtype=F.dtype), F.T @ y)
+
+
+def _batch_size(n_seeds: int, per_seed_elems: int, itemsize: int) -> int:
+    return int(max(1, min(n_seeds, _BATCH_BYTES // max(1, 3 * per_seed_elems * itemsize))))
+
+
+@partial(jax.jit, static_argnames=("P", "batch"))
+def _ridge_errors(keys, sqrt_lam, v_star, ridge, noise, *, P, batch):
+    dt = sqrt_lam.dtype
+    M = sqrt_lam.shape[0]
+
+    def one(key):
+        kz, ke = jax.random.split(key)
+        z = jax.random.normal(kz, (P, M), dt)
+        y = z @ v_star + noise * jax.random.normal(ke, (P,), dt)
+        # regress on X = z * sqrt_lam; in whitened coordinates v = sqrt_lam * theta
+        theta = _ridge_fit(z * sqrt_lam, y, P, ridge)
+        return jnp.sum((sqrt_lam * theta - v_star) ** 2)
+
+    return jax.lax.map(one, keys, batch_size=batch)
+
+
+@partial(jax.jit, static_argnames=("P", "N", "batch"))
+def _rf_errors(keys, sqrt_lam, v_star, ridge, noise, *, P, N, batch):
+    dt = sqrt_lam.dtype
+    M = sqrt_lam.shape[0]
+
+    def one(key):
+        kz, ke, ka = jax.random.split(key, 3)
+        z = jax.random.normal(kz, (P, M), dt)
+        A = jax.random.normal(ka, (N, M), dt)
+        y = z @ v_star + noise * jax.random.normal(ke, (P,), dt)
+        W = (A * sqrt_lam) / jnp.sqrt(jnp.asarray(N, dt))  # (N, M): feature map psi -> F
+        F = z @ W.T  # (P, N) = psi A^T / sqrt(N)
+        c = _ridge_fit(F, y, P, ridge)
+        return jnp.sum((W.T @ c - v_star) ** 2)  # v = sqrt_lam * A^T c / sqrt(N)
+
+    return jax.lax.map(one, keys, batch_size=batch)
+
+
+def _common(key, eigvals, target_power, P, ridge, noise, n_seeds, dtype):
+    key = _check_key(key)
+    lam, tp = _check_spectrum(eigvals, target_power)
+    P = _check_count("P", P)
+    ridge = check_scalar("ridge", ridge, lo=0.0, hi=math.inf, hi_open=True)
+    noise = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True)
+    n_seeds = _check_count("n_seeds", n_seeds)
+    dt = check_dtype(dtype)
+    if dt == np.dtype(jnp.bfloat16):
+        raise ValueError("dtype must be float32 or float64 for the linear solvers, got bfloat16")
+    keys = jax.random.split(key, n_seeds)
+    args = (jnp.asarray(np.sqrt(lam), dt), jnp.asarray(np.sqrt(tp), dt),
+            jnp.asarray(ridge, dt), jnp.asarray(noise, dt))
+    return keys, args, P, n_seeds, dt, lam.size
+
+
+def linear_ridge_error(key: jax.Array, eigvals: ArrayLike, target_power: ArrayLike, P: int,
+                       ridge: float, noise: float = 0.0, n_seeds: int = 32,
+                       dtype=jnp.float32) -> Float[Array, " n_seeds"]:
+    """Generalisation error of ridge regression on ``P`` Gaussian samples, one per seed.
+
+    .. math::
+
+        \\hat\\theta = \\arg\\min_\\theta \\frac1P |y - X\\theta|^2 + \\lambda|\\theta|^2,
+        \\qquad E_g = \\sum_k \\lambda_k (\\hat\\theta_k - w_k)^2
+
+    (clean target, exact over the test distribution). Solved by Cholesky of the primal
+    ``M x M`` system when ``P >= M``, else of the dual ``P x P`` one (``ridge = 0``: the
+    minimum-norm interpolator). Theory: :func:`theorysim.theory.ridge_risk`.
+
+    Args:
+        key: a ``jax.random`` key (split into ``n_seeds`` independent draws).
+        eigvals: ``(M,)`` feature variances; target_power: ``(M,)`` ``lam_k w_k^2``.
+        P: training-set size (Python int, static shape).
+        ridge: per-sample ridge ``>= 0``; noise: label-noise std ``>= 0``.
+        n_seeds: independent draws, vmapped (in memory-bounded batches) in one jitted program.
+        dtype: float32 (default) or float64 (needs ``jax.enable_x64(True)``).
+
+    Returns:
+        ``(n_seeds,)`` errors of ``dtype``.
+    """
+    keys, args, P, n_seeds, dt, M = _common(key, eigvals, target_power, P, ridge, noise,
+                                            n_seeds, dtype)
+    batch = _batch_size(n_seeds, P * M + min(P, M) ** 2, dt.itemsize)
+    return _ridge_errors(keys, *args, P=P, batch=batch)
+
+
+def random_feature_ridge_error(key: jax.Array, eigvals: ArrayLike, target_power: ArrayLike,
+                               P: int, N: int, ridge: float, noise: float = 0.0,
+                               n_seeds: int = 32,
+                               dtype=jnp.float32) -> Float[Array, " n_seeds"]:
+    """Generalisation error of linear random-feature ridge regression, one per seed.
+
+    .. math::
+
+        f(x) = v \\cdot A\\psi(x)/\\sqrt N, \\quad A_{ij} \\sim \\mathcal N(0,1),\\quad
+        \\hat v = \\arg\\min_v \\frac1P |y - F v|^2 + \\lambda |v|^2,\\quad
+        E_g = \\sum_k \\lambda_k \\big((A^T\\hat v)_k/\\sqrt N - w_k\\big)^2
+
+    with ``F = Psi A^T / sqrt(N)`` (``P x N``); primal (``N x N``) when ``P >= N``, else dual.
+    ``A`` and the data are redrawn per seed. Theory:
+    :func:`theorysim.theory.random_feature_risk`.
+
+    Args:
+        key, eigvals, target_power, P, ridge, noise, n_seeds, dtype: as in
+            :func:`linear_ridge_error`.
+        N: number of random features (Python int, static shape).
+
+    Returns:
+        ``(n_seeds,)`` errors of ``dtype``.
+    """
+    keys, args, P, n_seeds, dt, M = _common(key, eigvals, target_power, P, ridge, noise,
+                                            n_seeds, dtype)
+    N = _check_count("N", N)
+    batch = _batch_size(n_seeds, P * M + N * M + P * N + min(P, N) ** 2, dt.itemsize)
+    return _rf_errors(keys, *args, P=P, N=N, batch=batch)

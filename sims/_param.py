@@ -1,0 +1,178 @@
+r"""abc-parameterisations of fully-connected networks: the presets and the model config.
+
+Every weight layer ``l`` with fan-in :math:`n` computes
+
+.. math::
+
+    h^{l+1} = a_l\, W^l \phi(h^l) + b^l, \qquad W^l_{ij} \sim \mathcal N(0, \sigma_l^2),
+    \qquad \text{SGD step } \Delta W^l = -\eta\, c_l\, \gamma_0^2\, \partial_W \mathcal L,
+
+with a forward multiplier :math:`a_l`, an initial variance :math:`\sigma_l^2` and a per-layer
+learning-rate scale :math:`c_l` (Adam: :math:`\Delta W^l = -\eta\, c^{\rm Adam}_l \gamma_0\,
+\mathrm{adam}(\partial_W \mathcal L)`), following the abc-parameterisation of Yang & Hu,
+arXiv 2011.14522 (Tensor Programs IV). :math:`D` is the input dimension, :math:`N` the width,
+:math:`\gamma_0` the richness of Bordelon & Pehlevan (arXiv 2205.09653). The output layer always
+carries an extra :math:`1/\gamma_0` and every learning rate an extra :math:`\gamma_0^2` (SGD) or
+:math:`\gamma_0` (Adam), so :math:`\gamma_0 \to 0` is the lazy (NTK) limit in every preset.
+Biases (optional) start at zero with multiplier 1.
+
+=============  ======  ===================  ============  =========  ================
+preset         layer   a (multiplier)       sigma^2       c (SGD)    c (Adam)
+=============  ======  ===================  ============  =========  ================
+``sp``         input   1                    1/D           1          1
+               hidden  1                    1/N           1          1
+               output  1/gamma0             1/N           1          1
+``ntk``        input   1/sqrt(D)            1             1          1
+               hidden  1/sqrt(N)            1             1          1
+               output  1/(gamma0 sqrt(N))   1             1          1
+``mean_field`` input   1/sqrt(D)            1             N          sqrt(D)
+               hidden  1/sqrt(N)            1             N          1/sqrt(N)
+               output  1/(gamma0 N)         1             N          1
+``mup``        input   1                    1/D           N/D        1
+               hidden  1                    1/N           1          1/N
+               output  1/gamma0             1/N^2         1/N        1/N
+=============  ======  ===================  ============  =========  ================
+
+``mean_field`` is exactly the DMFT convention of THEORY.md section 4: :math:`h^1 = W^0 x/\sqrt D`,
+:math:`h^{l+1} = W^l\phi(h^l)/\sqrt N`, :math:`f = w^L\cdot\phi(h^L)/(\gamma_0 N)`, SGD learning
+rate :math:`\eta\gamma_0^2 N`. ``mup`` is the "unit multiplier" form of muP (Yang et al.,
+arXiv 2203.03466, Table 3: SGD rates :math:`\eta\,\mathrm{fan\_out}`, :math:`\eta`,
+:math:`\eta/\mathrm{fan\_in}`; Adam rates :math:`\eta`, :math:`\eta/\mathrm{fan\_in}`,
+:math:`\eta/\mathrm{fan\_in}`). The two are related by the abc symmetry
+:math:`(a, \sigma, c) \to (a\theta, \sigma/\theta, c/\theta^2)`, so under SGD (and under Adam up
+to its epsilon) they give the same function-space trajectory; the tests check this. Bias rates:
+``sp``/``ntk`` 1; ``mup``/``mean_field`` N for input/hidden biases, 1 for the output bias (SGD),
+1 for all biases (Adam).
+
+Expected width exponents (checked by the tests): initial output variance :math:`N^0` (sp, ntk),
+:math:`N^{-1}` (mup, mean_field); preactivation change after one SGD step at fixed :math:`\eta`:
+:math:`N^0` in every hidden layer (mup, mean_field), :math:`N^{-1/2}` (ntk), and for sp
+:math:`N^{-1/2}` in the first layer, :math:`N^{+1/2}` in deeper layers, output :math:`N^{+1}`.
+
+Residual networks (``residual=True``) use depth-muP branches
+:math:`h^{l+1} = h^l + L^{-1/2}\, a_l W^l \phi(h^l)` (Bordelon et al. arXiv 2309.16620;
+Yang et al. arXiv 2310.02244, Depth-muP): SGD rates unchanged, Adam rates of the hidden
+(branch) layers multiplied by :math:`L^{-1/2}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+PRESETS = ("sp", "ntk", "mean_field", "mup")
+
+ACTIVATIONS: dict[str, Callable] = {
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "linear": lambda z: z,
+    "erf": jax.scipy.special.erf,
+    "gelu": jax.nn.gelu,
+    "silu": jax.nn.silu,
+    "sigmoid": jax.nn.sigmoid,
+    "softplus": jax.nn.softplus,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerScale:
+    """The abc numbers of one weight layer (gamma0 factors excluded; see module docstring)."""
+
+    multiplier: float
+    init_std: float
+    lr_sgd: float
+    lr_adam: float
+    bias_lr_sgd: float
+    bias_lr_adam: float
+
+
+def layer_scale(preset: str, kind: str, fan_in: int, width: int) -> LayerScale:
+    """abc numbers for a layer of ``kind`` in {"input", "hidden", "output"}.
+
+    The output multiplier here excludes the :math:`1/\\gamma_0` factor, which the model applies
+    at call time so that gamma0 can be a traced (vmapped) hyperparameter.
+    """
+    n, d = float(width), float(fan_in)
+    if preset == "sp":
+        return LayerScale(1.0, 1.0 / math.sqrt(d), 1.0, 1.0, 1.0, 1.0)
+    if preset == "ntk":
+        return LayerScale(1.0 / math.sqrt(d), 1.0, 1.0, 1.0, 1.0, 1.0)
+    bias_sgd = 1.0 if kind == "output" else n
+    if preset == "mean_field":
+        mult = {"input": 1.0 / math.sqrt(d), "hidden": 1.0 / math.sqrt(n), "output": 1.0 / n}
+        adam = {"input": math.sqrt(d), "hidden": 1.0 / math.sqrt(n), "output": 1.0}
+        return LayerScale(mult[kind], 1.0, n, adam[kind], bias_sgd, 1.0)
+    if preset == "mup":
+        std = {"input": 1.0 / math.sqrt(d), "hidden": 1.0 / math.sqrt(n), "output": 1.0 / n}
+        sgd = {"input": n / d, "hidden": 1.0, "output": 1.0 / n}
+        adam = {"input": 1.0, "hidden": 1.0 / n, "output": 1.0 / n}
+        return LayerScale(1.0, std[kind], sgd[kind], adam[kind], bias_sgd, 1.0)
+    raise ValueError(f"parameterization must be one of {list(PRESETS)}, got {preset!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """A fully-connected network of ``depth`` hidden layers of ``width`` units.
+
+    Args:
+        width: N, units per hidden layer (>= 1).
+        depth: L, number of hidden layers (>= 1); there are L + 1 weight matrices.
+        parameterization: one of ``sp``, ``ntk``, ``mean_field``, ``mup`` (module docstring).
+        activation: a name in :data:`ACTIVATIONS` or a callable.
+        gamma0: richness (> 0); output multiplier 1/gamma0, SGD rates x gamma0^2.
+        out_dim: number of outputs (classes for cross-entropy).
+        bias: add biases (initialised at zero).
+        residual: residual blocks with depth-muP branch scale 1/sqrt(L).
+        centre: train and report f(x) - f_0(x), the output minus its value at initialisation.
+    """
+
+    width: int
+    depth: int = 2
+    parameterization: str = "mean_field"
+    activation: str | Callable = "relu"
+    gamma0: float = 1.0
+    out_dim: int = 1
+    bias: bool = False
+    residual: bool = False
+    centre: bool = False
+
+    def __post_init__(self):
+        validate_model_config(self)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def validate_model_config(cfg: ModelConfig) -> None:
+    """Raise ``ValueError`` naming the bad field of ``cfg``."""
+    if not _is_int(cfg.width) or cfg.width < 1:
+        raise ValueError(f"width must be an integer >= 1, got {cfg.width!r}")
+    if not _is_int(cfg.depth) or cfg.depth < 1:
+        raise ValueError(f"depth must be an integer >= 1, got {cfg.depth!r}")
+    if not _is_int(cfg.out_dim) or cfg.out_dim < 1:
+        raise ValueError(f"out_dim must be an integer >= 1, got {cfg.out_dim!r}")
+    if cfg.parameterization not in PRESETS:
+        raise ValueError(
+            f"parameterization must be one of {list(PRESETS)}, got {cfg.parameterization!r}")
+    if not callable(cfg.activation) and cfg.activation not in ACTIVATIONS:
+        raise ValueError(
+            f"activation must be a callable or one of {sorted(ACTIVATIONS)}, "
+            f"got {cfg.activation!r}")
+    g = cfg.gamma0
+    if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g <= 0:
+        raise ValueError(f"gamma0 must be a finite number > 0, got {g!r}")
+
+
+def activation_fn(activation: str | Callable) -> Callable:
+    """The activation function for a name in :data:`ACTIVATIONS` or a callable."""
+    if callable(activation):
+        return activation
+    if activation not in ACTIVATIONS:
+        raise ValueError(
+            f"activation must be a callable or one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    return ACTIVATIONS[activation]

@@ -1,0 +1,222 @@
+"""Linear random-feature student trained by gradient flow (full batch) or online SGD.
+
+Bordelon, Atanasov, Pehlevan 2024 (arXiv 2402.01092). Features :math:`\\psi(x)` with
+:math:`E[\\psi_k\\psi_l] = \\lambda_k\\delta_{kl}` (Gaussian), target
+:math:`y = w^*\\cdot\\psi + \\epsilon` with :math:`\\lambda_k (w^*_k)^2` = ``target_power``,
+student :math:`f = w\\cdot A\\psi/\\sqrt N`, ``A`` iid :math:`N(0, 1)`, trained from ``w = 0``.
+
+Full batch: gradient flow :math:`\\dot w = -\\nabla_w \\frac{1}{2P}\\sum_\\mu (f_\\mu - y_\\mu)^2`
+solved exactly through the thin SVD of the ``N x P`` feature matrix, giving
+the loss at all requested times at once. ``P = inf``: gradient flow on the population loss,
+:math:`v(t) = e^{-tB\\Lambda}w^*` through the symmetric matrix
+:math:`\\Lambda^{1/2}B\\Lambda^{1/2}`. Online SGD: a fresh batch every step.
+The test loss is against the clean target, :math:`L = v^\\top\\Lambda v` with the residual
+:math:`v = w^* - A^\\top w/\\sqrt N`.
+
+This module does not import ``theorysim.theory``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from theorysim.kernels._checks import as_finite_array, check_scalar
+
+__all__ = ["random_feature_dynamics", "random_feature_online_sgd"]
+
+
+def _check_common(eigvals, target_power, t, dtype):
+    lam = as_finite_array("eigvals", eigvals, ndim=1, positive=True, min_size=1)
+    lw2 = as_finite_array("target_power", target_power, ndim=1, nonneg=True)
+    if lw2.shape != lam.shape:
+        raise ValueError(f"target_power must have the shape of eigvals {lam.shape}, "
+                         f"got {lw2.shape}")
+    times = as_finite_array("t", np.atleast_1d(t), ndim=1, positive=True, min_size=1)
+    if np.any(np.diff(times) <= 0):
+        raise ValueError("t must be strictly increasing")
+    dtype = jnp.dtype(dtype)
+    if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    if dtype == jnp.float64 and not jax.config.read("jax_enable_x64"):
+        raise ValueError("dtype float64 needs x64 enabled (use `with jax.enable_x64(True):`)")
+    return lam, lw2, times, dtype
+
+
+def random_feature_dynamics(
+    key: Array,
+    eigvals: Float[Array, " M"],
+    target_power: Float[Array, " M"],
+    t: Float[Array, " T"],
+    N: int,
+    P: int | float,
+    *,
+    n_seeds: int = 32,
+    noise: float = 0.0,
+    dtype=jnp.float32,
+) -> Float[Array, "seeds T"]:
+    """Test loss of the random-feature student trained by full-batch gradient flow.
+
+    .. math::
+        w(t) = U\\,\\mathrm{diag}\\Big(\\frac{1 - e^{-\\varsigma^2 t/P}}{\\varsigma}\\Big)
+        V^\\top y,\\qquad F = A\\Psi^\\top/\\sqrt N = U\\,\\mathrm{diag}(\\varsigma)\\,V^\\top
+
+    (thin SVD, rank ``min(N, P)``), and
+    :math:`L(t) = \\sum_k \\lambda_k v_k(t)^2`. Each seed draws its own ``A``, training inputs
+    and label noise.
+
+    Args:
+        key: PRNG key (keyword-free first argument, the only randomness).
+        eigvals: ``(M,)`` feature spectrum, > 0.
+        target_power: ``(M,)`` :math:`\\lambda_k (w^*_k)^2 \\ge 0` (``w^*_k >= 0``).
+        t: ``(T,)`` strictly increasing positive times.
+        N: width (integer >= 1).
+        P: training-set size (integer >= 1), or ``inf`` for population gradient flow.
+        n_seeds: independent draws (>= 1).
+        noise: label-noise standard deviation (training labels only).
+        dtype: float32 (default) or float64 (needs x64 enabled).
+
+    Returns:
+        ``(n_seeds, T)`` test losses.
+    """
+    lam, lw2, times, dtype = _check_common(eigvals, target_power, t, dtype)
+    N = check_scalar("N", N, lo=1, integer=True)
+    if not (isinstance(P, float) and math.isinf(P) and P > 0):
+        P = check_scalar("P", P, lo=1, integer=True)
+    n_seeds = check_scalar("n_seeds", n_seeds, lo=1, integer=True)
+    noise = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True)
+    w_star = np.sqrt(lw2 / lam)
+    args = (jnp.asarray(lam, dtype), jnp.asarray(w_star, dtype), jnp.asarray(times, dtype))
+    keys = jax.random.split(key, n_seeds)
+    if math.isinf(P):
+        return _population_flow(keys, *args, N=N)
+    return _full_batch(keys, *args, jnp.asarray(noise, dtype), N=N, P=P)
+
+
+@functools.partial(jax.jit, static_argnames=("N", "P"))
+def _full_batch(keys, lam, w_star, times, sigma, *, N, P):
+    dtype = lam.dtype
+    M = lam.shape[0]
+    sqrt_lam = jnp.sqrt(lam)
+
+    def one(key):
+        k_a, k_x, k_e = jax.random.split(key, 3)
+        a = jax.random.normal(k_a, (N, M), dtype)
+        psi = jax.random.normal(k_x, (P, M), dtype) * sqrt_lam
+        y = psi @ w_star + sigma * jax.random.normal(k_e, (P,), dtype)
+        feats = a @ psi.T / math.sqrt(N)                     # (N, P)
+        # thin SVD of the features (not eigh of the Gram, which squares the condition number)
+        u, sv, vt = jnp.linalg.svd(feats, full_matrices=False)   # rank min(N, P)
+        mu = sv * sv / P
+        thr = sv[0] * max(N, P) * 10 * jnp.finfo(dtype).eps
+        live = sv > thr
+        sv_safe = jnp.where(live, sv, 1.0)
+        # w(t) = U diag((1 - exp(-mu t)) / sv) V^T y
+        phi = jnp.where(live[None, :], -jnp.expm1(-times[:, None] * mu) / sv_safe, 0.0)
+        c = vt @ y
+        g = a.T @ u / math.sqrt(N)                           # (M, min(N, P))
+        theta = (phi * c) @ g.T                              # (T, M)
+        v = w_star - theta
+        return jnp.sum(lam * v * v, axis=-1)
+
+    return jax.lax.map(one, keys)
+
+
+@functools.partial(jax.jit, static_argnames=("N",))
+def _population_flow(keys, lam, w_star, times, *, N):
+    dtype = lam.dtype
+    M = lam.shape[0]
+    sqrt_lam = jnp.sqrt(lam)
+
+    def one(key):
+        a = jax.random.normal(key, (N, M), dtype) * sqrt_lam / math.sqrt(N)
+        # Lambda^{1/2} B Lambda^{1/2} = a^T a and L = |exp(-t a^T a) Lambda^{1/2} w*|^2; with the
+        # thin SVD a = U S V^T: exp(-t a^T a) z = z + V^T diag(expm1(-t S^2)) V z
+        _, sv, vt = jnp.linalg.svd(a, full_matrices=False)   # (k,), (k, M), k = min(N, M)
+        z = sqrt_lam * w_star
+        coef = jnp.expm1(-times[:, None] * (sv * sv))        # (T, k)
+        out = z + (coef * (vt @ z)) @ vt                     # (T, M)
+        return jnp.sum(out * out, axis=-1)
+
+    return jax.lax.map(one, keys)
+
+
+def random_feature_online_sgd(
+    key: Array,
+    eigvals: Float[Array, " M"],
+    target_power: Float[Array, " M"],
+    t: Float[Array, " T"],
+    N: int,
+    *,
+    lr: float = 0.05,
+    batch: int = 32,
+    n_seeds: int = 32,
+    noise: float = 0.0,
+    dtype=jnp.float32,
+) -> Float[Array, "seeds T"]:
+    """Test loss of the random-feature student trained by online SGD (fresh samples each step).
+
+    .. math::
+        w \\leftarrow w - \\frac{\\eta}{b}\\sum_{\\mu=1}^{b}
+        (f(x_\\mu) - y_\\mu)\\,A\\psi(x_\\mu)/\\sqrt N,
+
+    time :math:`t = \\eta \\times` steps (the loss at the step nearest ``t / lr``). As
+    :math:`\\eta \\to 0` this approaches population gradient flow (theory with ``P = inf``);
+    SGD noise adds an :math:`O(\\eta/b)` excess.
+
+    Args:
+        key: PRNG key.
+        eigvals, target_power, t: as in :func:`random_feature_dynamics`.
+        N: width.
+        lr: learning rate :math:`\\eta > 0`.
+        batch: fresh samples per step.
+        n_seeds: independent runs (each its own ``A`` and data stream).
+        noise: label-noise standard deviation.
+        dtype: float32 (default) or float64 (needs x64 enabled).
+
+    Returns:
+        ``(n_seeds, T)`` test losses.
+    """
+    lam, lw2, times, dtype = _check_common(eigvals, target_power, t, dtype)
+    N = check_scalar("N", N, lo=1, integer=True)
+    lr = check_scalar("lr", lr, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
+    batch = check_scalar("batch", batch, lo=1, integer=True)
+    n_seeds = check_scalar("n_seeds", n_seeds, lo=1, integer=True)
+    noise = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True)
+    steps_at = np.maximum(np.rint(times / lr).astype(np.int64), 0)
+    n_steps = int(steps_at[-1])
+    w_star = np.sqrt(lw2 / lam)
+    keys = jax.random.split(key, n_seeds)
+    losses = _online(keys, jnp.asarray(lam, dtype), jnp.asarray(w_star, dtype),
+                     jnp.asarray(lr, dtype), jnp.asarray(noise, dtype),
+                     N=N, batch=batch, n_steps=n_steps)
+    return losses[:, steps_at]
+
+
+@functools.partial(jax.jit, static_argnames=("N", "batch", "n_steps"))
+def _online(keys, lam, w_star, lr, sigma, *, N, batch, n_steps):
+    dtype = lam.dtype
+    M = lam.shape[0]
+    sqrt_lam = jnp.sqrt(lam)
+
+    def one(key):
+        k_a, k_run = jax.random.split(key)
+        a = jax.random.normal(k_a, (N, M), dtype)
+
+        def step(v, k):
+            k_x, k_e = jax.random.split(k)
+            psi = jax.random.normal(k_x, (batch, M), dtype) * sqrt_lam
+            r = psi @ v - sigma * jax.random.normal(k_e, (batch,), dtype)   # f - y = -(r)
+            grad_theta = psi.T @ r / batch                                  # (M,)
+            v = v - lr * (a.T @ (a @ grad_theta)) / N
+            return v, jnp.sum(lam * v * v)
+
+        _, ls = jax.lax.scan(step, w_star, jax.random.split(k_run, n_steps))
+        return jnp.concatenate([jnp.sum(lam * w_star * w_star)[None], ls])
+
+    return jax.lax.map(one, keys)

@@ -1,0 +1,212 @@
+"""Compute-optimal frontier of the random-feature gradient-flow model and its exponents.
+
+Bordelon, Atanasov, Pehlevan 2024 (arXiv 2402.01092); THEORY.md section 3. With compute
+:math:`C = N t` (width times training time), the frontier is
+
+.. math::
+    L^*(C) = \\min_N L(N, t = C/N),
+
+found here from :func:`scaling_law_dynamics` itself on a log-lattice of widths (the lattice of
+times ``C/N`` is then shared by all budgets), refined by a parabola in :math:`\\log N`. For
+power laws :math:`\\lambda_k = k^{-b}`, :math:`\\lambda_k w_k^2 = k^{-a}` the asymptotic
+exponents are, with :math:`m = \\min(a-1, b)` the single-model width exponent,
+:math:`t^* \\sim C^{bm/(a-1+bm)}`, :math:`N^* \\sim C^{(a-1)/(a-1+bm)}`,
+:math:`L^* \\sim C^{-(a-1)m/(a-1+bm)}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+from jaxtyping import ArrayLike
+
+from theorysim.kernels._checks import check_scalar
+
+from ._fits import fit_power_law
+from ._scaling_dynamics import scaling_law_dynamics
+
+__all__ = ["ComputeOptimalResult", "ScalingExponents", "compute_optimal", "scaling_exponents"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalingExponents:
+    """Predicted decay/growth exponents for :math:`\\lambda_k = k^{-b}`,
+    :math:`\\lambda_k w_k^2 = k^{-a}` (THEORY.md 3; valid for ``M -> inf``).
+
+    Attributes:
+        time: :math:`L \\sim t^{-(a-1)/b}` (``N = P = inf``).
+        samples: :math:`L \\sim P^{-\\min(a-1, 2b)}` (``N = t = inf``).
+        width: single model, :math:`L \\sim N^{-\\min(a-1, b)}` (``P = t = inf``).
+        width_ensemble: draw-averaged predictor, :math:`N^{-\\min(a-1, 2b)}`.
+        compute_N, compute_t: growth exponents of :math:`N^*(C)`, :math:`t^*(C)` for the single
+            model, i.e. the formulas below with :math:`m` = ``width`` = :math:`\\min(a-1, b)`.
+        compute_loss: decay exponent of :math:`L^*(C)` (same :math:`m`).
+        compute_*_ensemble: the same with :math:`m = \\min(a-1, 2b)` (THEORY.md 3 as written;
+            it is the draw-averaged predictor's width exponent). The two agree when
+            :math:`a - 1 \\le b`.
+    """
+
+    time: float
+    samples: float
+    width: float
+    width_ensemble: float
+    compute_N: float
+    compute_t: float
+    compute_loss: float
+    compute_N_ensemble: float
+    compute_t_ensemble: float
+    compute_loss_ensemble: float
+
+
+def scaling_exponents(a: float, b: float) -> ScalingExponents:
+    """Asymptotic exponents of the dynamical scaling-law model (THEORY.md 3).
+
+    Balancing :math:`L \\approx t^{-(a-1)/b} + N^{-m}` at :math:`C = N t` gives
+
+    .. math::
+        m = \\min(a-1, b)\\ (\\text{single model}),\\quad t^* \\sim C^{\\frac{bm}{a-1+bm}},\\quad
+        N^* \\sim C^{\\frac{a-1}{a-1+bm}},\\quad L^* \\sim C^{-\\frac{(a-1)m}{a-1+bm}}.
+
+    Args:
+        a: target-power exponent, ``> 1``.
+        b: spectral exponent, ``> 0``.
+    """
+    a = check_scalar("a", a, lo=1.0, lo_open=True, hi=math.inf, hi_open=True)
+    b = check_scalar("b", b, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
+    m1, m2 = min(a - 1.0, b), min(a - 1.0, 2.0 * b)
+    d1, d2 = a - 1.0 + b * m1, a - 1.0 + b * m2
+    return ScalingExponents(
+        time=(a - 1.0) / b, samples=m2, width=m1, width_ensemble=m2,
+        compute_N=(a - 1.0) / d1, compute_t=b * m1 / d1, compute_loss=(a - 1.0) * m1 / d1,
+        compute_N_ensemble=(a - 1.0) / d2, compute_t_ensemble=b * m2 / d2,
+        compute_loss_ensemble=(a - 1.0) * m2 / d2,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ComputeOptimalResult:
+    """The compute-optimal frontier found from the solver.
+
+    Attributes:
+        C: ``(nC,)`` compute budgets :math:`C = N t`.
+        N_opt, t_opt, loss_opt: ``(nC,)`` optimal width, time (``C / N_opt``) and loss.
+        at_boundary: ``(nC,)`` True where the minimum sits at the edge of the width lattice
+            (then ``N_opt`` is only a bound).
+        N_grid: ``(nN,)`` the width lattice.
+        loss_grid: ``(nC, nN)`` loss along each iso-compute line (NaN where ``t`` is outside
+            the time lattice).
+        fitted: power-law exponents fitted to the frontier over ``C`` (keys ``"N"``, ``"t"``:
+            growth exponents; ``"loss"``: decay exponent), points at the boundary excluded.
+        predicted: :class:`ScalingExponents` when ``a`` and ``b`` were given, else ``None``.
+    """
+
+    C: np.ndarray
+    N_opt: np.ndarray
+    t_opt: np.ndarray
+    loss_opt: np.ndarray
+    at_boundary: np.ndarray
+    N_grid: np.ndarray
+    loss_grid: np.ndarray
+    fitted: dict
+    predicted: ScalingExponents | None
+
+
+def compute_optimal(
+    eigvals: ArrayLike,
+    target_power: ArrayLike,
+    C_min: float,
+    C_max: float,
+    *,
+    N_min: float = 1.0,
+    N_max: float | None = None,
+    P: float = math.inf,
+    noise: float = 0.0,
+    per_decade: int = 8,
+    a: float | None = None,
+    b: float | None = None,
+    nodes: int = 16,
+) -> ComputeOptimalResult:
+    """Compute-optimal width, time and loss :math:`\\min_{N t = C} L(N, t)` from the solver.
+
+    .. math::
+        N^*(C) = \\arg\\min_N L(N, C/N),\\qquad L^*(C) = L(N^*, C/N^*)
+
+    with :math:`L` from :func:`scaling_law_dynamics` (gradient flow, THEORY.md 3; arXiv
+    2402.01092). Budgets and widths lie on one log-lattice with ``per_decade`` points per
+    decade, so every ``C/N`` is on a shared time lattice (one solver call for the whole
+    frontier); the minimum is refined by a parabola through the three lattice points around it
+    in :math:`(\\log N, \\log L)`.
+
+    Args:
+        eigvals: ``(M,)`` spectrum, > 0.
+        target_power: ``(M,)`` :math:`\\lambda_k w_k^2 \\ge 0`.
+        C_min, C_max: range of compute budgets, ``0 < C_min < C_max``.
+        N_min, N_max: width lattice range (default ``N_max = C_max``: at least one unit of
+            time).
+        P: samples (``inf``: online / population gradient flow).
+        noise: label-noise standard deviation.
+        per_decade: lattice points per decade (>= 2).
+        a, b: power-law exponents; when both are given, ``predicted`` holds
+            :func:`scaling_exponents` ``(a, b)``.
+        nodes: Talbot nodes (see :func:`scaling_law_dynamics`).
+
+    Returns:
+        :class:`ComputeOptimalResult`.
+    """
+    C_min = check_scalar("C_min", C_min, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
+    C_max = check_scalar("C_max", C_max, lo=C_min, lo_open=True, hi=math.inf, hi_open=True)
+    N_min = check_scalar("N_min", N_min, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
+    N_max = C_max if N_max is None else N_max
+    N_max = check_scalar("N_max", N_max, lo=N_min, lo_open=True, hi=math.inf, hi_open=True)
+    per_decade = check_scalar("per_decade", per_decade, lo=2, hi=64, integer=True)
+    predicted = None
+    if (a is None) != (b is None):
+        raise ValueError("a and b must be given together (or neither)")
+    if a is not None:
+        predicted = scaling_exponents(a, b)
+
+    step = 1.0 / per_decade
+    c_idx = np.arange(math.floor(math.log10(C_min) / step + 1e-9),
+                      math.ceil(math.log10(C_max) / step - 1e-9) + 1)
+    n_idx = np.arange(math.floor(math.log10(N_min) / step + 1e-9),
+                      math.ceil(math.log10(N_max) / step - 1e-9) + 1)
+    if n_idx.size < 3:
+        raise ValueError("N_max / N_min must span at least three lattice points")
+    t_idx = np.arange(c_idx[0] - n_idx[-1], c_idx[-1] - n_idx[0] + 1)
+    C = 10.0 ** (c_idx * step)
+    N_grid = 10.0 ** (n_idx * step)
+    times = 10.0 ** (t_idx * step)
+    res = scaling_law_dynamics(eigvals, target_power, times, N_grid, P, noise, nodes=nodes)
+    loss_nt = res.loss[:, 0, :]                                  # (nN, nT)
+    # iso-compute lines: t index = c - n
+    ti = c_idx[:, None] - n_idx[None, :] - t_idx[0]              # (nC, nN)
+    loss_grid = loss_nt[np.arange(n_idx.size)[None, :], ti]
+    # keep t >= the smallest lattice time (always true by construction)
+    i_min = np.argmin(loss_grid, axis=1)
+    at_boundary = (i_min == 0) | (i_min == n_idx.size - 1)
+    j = np.clip(i_min, 1, n_idx.size - 2)
+    rows = np.arange(C.size)
+    y0, y1, y2 = (np.log(np.maximum(loss_grid[rows, j + d], 1e-300)) for d in (-1, 0, 1))
+    curv = y0 - 2 * y1 + y2
+    shift = np.where(curv > 0, 0.5 * (y0 - y2) / np.where(curv > 0, curv, 1.0), 0.0)
+    shift = np.where(at_boundary, i_min - j, np.clip(shift, -1.0, 1.0))
+    log_n = (n_idx[j] + shift) * step * math.log(10.0)
+    log_l = y1 + 0.5 * (y2 - y0) * shift + 0.5 * curv * shift**2
+    log_l = np.where(at_boundary, np.log(loss_grid[rows, i_min]), log_l)
+    N_opt = np.exp(log_n)
+    t_opt = C / N_opt
+    loss_opt = np.exp(log_l)
+    fitted = {}
+    ok = ~at_boundary
+    if ok.sum() >= 2:
+        fitted = {
+            "N": -fit_power_law(C[ok], N_opt[ok]).exponent,
+            "t": -fit_power_law(C[ok], t_opt[ok]).exponent,
+            "loss": fit_power_law(C[ok], loss_opt[ok]).exponent,
+        }
+    return ComputeOptimalResult(
+        C=C, N_opt=N_opt, t_opt=t_opt, loss_opt=loss_opt, at_boundary=at_boundary,
+        N_grid=N_grid, loss_grid=loss_grid, fitted=fitted, predicted=predicted,
+    )

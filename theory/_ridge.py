@@ -1,0 +1,221 @@
+"""Deterministic equivalent of ridge (kernel) regression learning curves (THEORY.md 1).
+
+Convention: ridge per sample, :math:`\\min (1/P) \\sum (y - f)^2 + \\lambda |\\theta|^2`;
+``target_power[k] = lam_k w_k^2``; errors are against the clean target (add ``noise**2`` for
+noisy test labels).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import ArrayLike
+
+from theorysim.kernels._checks import as_finite_array, check_same_length, check_scalar
+
+from ._kappa import solve_kappa
+from ._spectra import gauss_compress
+
+__all__ = ["RidgeRisk", "ridge_risk"]
+
+#: spectra longer than this are Gauss-compressed (``compress=None``); see ``gauss_compress``.
+COMPRESS_ABOVE = 512
+
+
+@dataclass(frozen=True)
+class RidgeRisk:
+    """Theory prediction on a grid (all arrays NumPy float64 of the broadcast grid shape).
+
+    Attributes:
+        error: generalisation error against the clean target, ``bias + variance``; ``inf``
+            where it diverges (``1 - gamma = 0`` with a nonzero numerator), never NaN.
+        bias: the noise-free part. variance: the part proportional to ``noise**2``.
+        kappa: effective ridge (per-sample convention). gamma: ``df2(kappa)/P`` (for random
+            features the :math:`\\gamma_1` of THEORY.md 2).
+        residual: relative defect of the kappa equation (see ``_kappa.relative_residual``).
+        iterations: Newton/bisection steps per point. converged: ``residual <= 1e-10``.
+        eigvals, target_power: the spectrum, ``(M,)`` (for ``mode_errors``).
+        mode_coef: ``(alpha, beta)`` with per-mode bias
+            ``target_power_k (alpha q_k + beta q_k^2)``, ``q_k = kappa / (lam_k + kappa)``.
+    """
+
+    error: np.ndarray
+    bias: np.ndarray
+    variance: np.ndarray
+    kappa: np.ndarray
+    gamma: np.ndarray
+    residual: np.ndarray
+    iterations: np.ndarray
+    converged: np.ndarray
+    eigvals: np.ndarray
+    target_power: np.ndarray
+    mode_coef: tuple[np.ndarray, np.ndarray]
+
+    @property
+    def mode_errors(self) -> np.ndarray:
+        """Per-mode bias, shape ``grid + (M,)``; sums over the last axis to ``bias``.
+
+        Ridge: :math:`E_k = \\lambda_k w_k^2 \\kappa^2 / ((\\lambda_k + \\kappa)^2 (1 - \\gamma))`.
+        """
+        lam = self.eigvals
+        kappa = self.kappa[..., None]
+        denom = lam + kappa
+        q = np.where(lam > 0, kappa / np.where(denom > 0, denom, 1.0), 1.0)
+        alpha, beta = (c[..., None] for c in self.mode_coef)
+        raw = self.target_power * q
+        with np.errstate(invalid="ignore", over="ignore"):
+            val = raw * (np.where(alpha > 0, alpha, 0.0) + beta * q)
+        return np.where(raw > 0, val, 0.0)
+
+
+def _pow2(n: int, least: int = 8) -> int:
+    return max(least, 1 << max(0, int(n) - 1).bit_length())
+
+
+def _pad(a: np.ndarray, size: int, fill: float) -> np.ndarray:
+    return np.concatenate([a, np.full(size - a.size, fill)])
+
+
+def prepare_spectrum(eigvals: np.ndarray, target_power: np.ndarray, compress: bool | None):
+    """Host side: split off zero modes, optionally Gauss-compress, pad to power-of-2 sizes.
+
+    Returns ``(lam_a, m_a, lam_b, w_b, tp0)``: the mode measure (for df1, df2), the target
+    measure (for the bias sums) and the target power on zero-eigenvalue modes.
+    """
+    pos = eigvals > 0
+    tp0 = float(np.sum(target_power[~pos]))
+    lam_p = eigvals[pos]
+    if compress is None:
+        compress = eigvals.size > COMPRESS_ABOVE
+    if compress:
+        weights = np.stack([np.ones(lam_p.size), target_power[pos]], axis=1)
+        (lam_a, m_a), (lam_b, w_b) = gauss_compress(lam_p, weights)
+    else:
+        lam_a, m_a = lam_p, np.ones(lam_p.size)
+        tsel = target_power[pos] > 0
+        lam_b, w_b = lam_p[tsel], target_power[pos][tsel]
+    size_a, size_b = _pow2(lam_a.size), _pow2(lam_b.size)
+    return (_pad(lam_a, size_a, 1.0), _pad(m_a, size_a, 0.0), _pad(lam_b, size_b, 1.0),
+            _pad(w_b, size_b, 0.0), tp0)
+
+
+@partial(jax.jit, static_argnames=("max_iter",))
+def _solve_grid(lam_a, m_a, lam_b, w_b, P, N, ridge, max_iter=200):
+    """vmapped kappa solve + the target sums ``B1 = sum w q``, ``B2 = sum w q^2``."""
+
+    def one(p, n, r):
+        sol = solve_kappa(lam_a, m_a, p, n, r, max_iter)
+        q = sol.kappa / (lam_b + sol.kappa)
+        return sol, jnp.sum(w_b * q), jnp.sum(w_b * q * q)
+
+    return jax.vmap(one)(P, N, ridge)
+
+
+def solve_on_grid(eigvals, target_power, P, N, ridge, compress):
+    """Broadcast ``P, N, ridge``, solve in float64, return NumPy arrays of the grid shape.
+
+    Returns a dict with ``kappa, df1, df2, B1, B2, residual, iterations`` (``B`` sums include
+    the zero-eigenvalue target power).
+    """
+    P, N, ridge = np.broadcast_arrays(P, N, ridge)
+    shape = P.shape
+    G = P.size
+    size = _pow2(G, least=1)
+    flat = [_pad(np.ravel(x), size, 1.0) for x in (P, N, ridge)]
+    lam_a, m_a, lam_b, w_b, tp0 = prepare_spectrum(eigvals, target_power, compress)
+    with jax.enable_x64(True):
+        sol, B1, B2 = _solve_grid(*(jnp.asarray(x, jnp.float64) for x in
+                                    (lam_a, m_a, lam_b, w_b, *flat)))
+        out = {name: np.asarray(v, np.float64)[:G].reshape(shape)
+               for name, v in zip(("kappa", "df1", "df2", "residual"), sol[:4], strict=True)}
+        out["iterations"] = np.asarray(sol.iterations)[:G].reshape(shape)
+        out["B1"] = np.asarray(B1, np.float64)[:G].reshape(shape) + tp0
+        out["B2"] = np.asarray(B2, np.float64)[:G].reshape(shape) + tp0
+    # at kappa = 0 the sums are exact counts; avoid rounding in compressed weights
+    m_eff = float(np.count_nonzero(eigvals > 0))
+    for name in ("df1", "df2"):
+        out[name] = np.where(out["kappa"] == 0, m_eff, out[name])
+    # ridgeless with kappa > 0: df1 = min(N, P) is the defining equation; use it exactly so
+    # that N = P gives gamma_1 = 1 (an exact inf), not 1 - 1e-15
+    ridgeless = (ridge == 0) & (out["kappa"] > 0)
+    out["df1"] = np.where(ridgeless, np.minimum(P, N), out["df1"])
+    return out
+
+
+def safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` for ``num >= 0``: 0 where ``num == 0``, ``inf`` where ``den <= 0``."""
+    num, den = np.broadcast_arrays(num, den)
+    ok = (num > 0) & (den > 0)
+    out = np.where(num > 0, np.inf, 0.0)
+    return np.where(ok, num / np.where(ok, den, 1.0), out)
+
+
+def check_spectrum(eigvals, target_power) -> tuple[np.ndarray, np.ndarray]:
+    lam = as_finite_array("eigvals", eigvals, ndim=1, nonneg=True, min_size=1)
+    tp = as_finite_array("target_power", target_power, ndim=1, nonneg=True, min_size=1)
+    check_same_length(("eigvals", "target_power"), lam, tp)
+    return lam, tp
+
+
+def check_grid_arg(name: str, value, *, allow_zero: bool) -> np.ndarray:
+    """``P``/``N`` (> 0, ``inf`` allowed) or ``ridge`` (>= 0, finite)."""
+    if allow_zero:
+        return as_finite_array(name, value, nonneg=True)
+    return as_finite_array(name, value, positive=True, allow_inf=True)
+
+
+def ridge_risk(eigvals: ArrayLike, target_power: ArrayLike, P: ArrayLike,
+               ridge: ArrayLike = 0.0, noise: float = 0.0, *,
+               compress: bool | None = None) -> RidgeRisk:
+    """Ridge / kernel regression learning curve from the spectrum (THEORY.md 1).
+
+    .. math::
+
+        \\kappa\\Big(1 - \\frac{\\mathrm{df}_1(\\kappa)}{P}\\Big) = \\lambda, \\quad
+        \\gamma = \\frac{\\mathrm{df}_2(\\kappa)}{P}, \\quad
+        E_g = \\frac{\\sum_k \\lambda_k w_k^2 \\kappa^2 / (\\lambda_k + \\kappa)^2
+              + \\sigma^2 \\gamma}{1 - \\gamma}.
+
+    Regime: deterministic equivalent (Gaussian / generic features, P and M large); exact as
+    P, M -> inf at fixed ratio. Ridge is per sample (a Gram matrix regularised as ``K + r I``
+    has ``r = P * ridge``). Ridgeless (``ridge = 0``): for ``P < M`` kappa solves
+    ``df1 = P``; for ``P >= M`` kappa = 0 and ``E_g = noise^2 M / (P - M)``, infinite at
+    ``P = M`` with noise (0 without noise: the square system recovers the target). Error is
+    against the clean target. References: arXiv 2002.02561, 2006.13198, 2405.00592.
+
+    Args:
+        eigvals: ``(M,)`` spectrum :math:`\\lambda_k \\ge 0`.
+        target_power: ``(M,)`` :math:`\\lambda_k w_k^2 \\ge 0`.
+        P: sample sizes ``> 0`` (``inf`` allowed), any shape; broadcasts with ``ridge``.
+        ridge: per-sample ridge ``>= 0``, any shape.
+        noise: label-noise standard deviation :math:`\\sigma \\ge 0`.
+        compress: Gauss-compress the spectrum (default: when ``M > 512``; relative error of
+            the spectral sums ~1e-15, see ``gauss_compress``).
+
+    Returns:
+        :class:`RidgeRisk` on the broadcast grid of ``P`` and ``ridge``.
+
+    Example:
+        >>> lam, tp = power_law_spectrum(400, 1.5, 2.0)
+        >>> ridge_risk(lam, tp, [20, 100, 800], 1e-3).error  # ~[0.1285, 0.02528, 0.00743]
+    """
+    lam, tp = check_spectrum(eigvals, target_power)
+    P = check_grid_arg("P", P, allow_zero=False)
+    ridge = check_grid_arg("ridge", ridge, allow_zero=True)
+    noise = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True)
+    s = solve_on_grid(lam, tp, P, np.inf, ridge, compress)
+    gamma = np.where(np.isinf(P), 0.0, s["df2"] / np.where(np.isinf(P), 1.0, P))
+    one_minus = 1.0 - gamma
+    bias = safe_ratio(s["B2"], one_minus)
+    variance = safe_ratio(noise**2 * gamma, one_minus)
+    beta = safe_ratio(np.ones_like(gamma), one_minus)
+    return RidgeRisk(
+        error=bias + variance, bias=bias, variance=variance, kappa=s["kappa"], gamma=gamma,
+        residual=s["residual"], iterations=s["iterations"], converged=s["residual"] <= 1e-10,
+        eigvals=lam, target_power=tp, mode_coef=(np.zeros_like(gamma), beta),
+    )
