@@ -73,3 +73,31 @@ def check_same_length(names: Sequence[str], *arrays: np.ndarray) -> None:
     if len(set(lengths)) > 1:
         pairs = ", ".join(f"{n}: {k}" for n, k in zip(names, lengths, strict=True))
         raise ValueError(f"{' and '.join(names)} must have the same length, got {pairs}")
+
+
+def check_spectrum(eigvals, target_power, *, positive: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Check a spectrum: 1-D finite ``eigvals`` (``> 0`` with ``positive``, else ``>= 0``) and
+    ``target_power >= 0`` of the same length, zero wherever an eigenvalue is zero."""
+    lam = as_finite_array("eigvals", eigvals, ndim=1, nonneg=True, positive=positive,
+                          min_size=1)
+    tp = as_finite_array("target_power", target_power, ndim=1, nonneg=True, min_size=1)
+    check_same_length(("eigvals", "target_power"), lam, tp)
+    if np.any((lam == 0) & (tp > 0)):
+        raise ValueError("target_power must be 0 where eigvals is 0 (w = sqrt(tp / lam))")
+    return lam, tp
+
+
+def check_increasing(name: str, values) -> np.ndarray:
+    """A non-empty 1-D grid of finite, positive, strictly increasing values (e.g. times)."""
+    arr = as_finite_array(name, np.atleast_1d(values), ndim=1, positive=True, min_size=1)
+    if np.any(np.diff(arr) <= 0):
+        raise ValueError(f"{name} must be strictly increasing")
+    return arr
+
+
+def check_int_tuple(name: str, values, *, lo: int = 1) -> tuple[int, ...]:
+    """A non-empty tuple of integers ``>= lo`` (e.g. a config's widths)."""
+    if not values:
+        raise ValueError(f"{name} must be non-empty")
+    return tuple(check_scalar(name, v, lo=lo, integer=True) for v in values)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from theorysim.kernels._checks import as_finite_array, check_same_length, check_scalar
+from theorysim.kernels._checks import as_finite_array, check_scalar, check_spectrum
 
 from ._precision import check_dtype
 
@@ -45,14 +45,9 @@ def _check_key(key) -> jax.Array:
 
 
 def _check_spectrum(eigvals, target_power=None):
-    lam = as_finite_array("eigvals", eigvals, ndim=1, nonneg=True, min_size=1)
     if target_power is None:
-        return lam
-    tp = as_finite_array("target_power", target_power, ndim=1, nonneg=True, min_size=1)
-    check_same_length(("eigvals", "target_power"), lam, tp)
-    if np.any((lam == 0) & (tp > 0)):
-        raise ValueError("target_power must be 0 where eigvals is 0 (w = sqrt(tp / lam))")
-    return lam, tp
+        return as_finite_array("eigvals", eigvals, ndim=1, nonneg=True, min_size=1)
+    return check_spectrum(eigvals, target_power)
 
 
 def _check_count(name: str, value) -> int:

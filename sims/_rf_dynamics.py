@@ -26,20 +26,18 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from theorysim.kernels._checks import as_finite_array, check_scalar
+from theorysim.kernels._checks import (
+    check_increasing,
+    check_scalar,
+    check_spectrum,
+)
 
 __all__ = ["random_feature_dynamics", "random_feature_online_sgd"]
 
 
 def _check_common(eigvals, target_power, t, dtype):
-    lam = as_finite_array("eigvals", eigvals, ndim=1, positive=True, min_size=1)
-    lw2 = as_finite_array("target_power", target_power, ndim=1, nonneg=True)
-    if lw2.shape != lam.shape:
-        raise ValueError(f"target_power must have the shape of eigvals {lam.shape}, "
-                         f"got {lw2.shape}")
-    times = as_finite_array("t", np.atleast_1d(t), ndim=1, positive=True, min_size=1)
-    if np.any(np.diff(times) <= 0):
-        raise ValueError("t must be strictly increasing")
+    lam, lw2 = check_spectrum(eigvals, target_power, positive=True)
+    times = check_increasing("t", t)
     dtype = jnp.dtype(dtype)
     if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")

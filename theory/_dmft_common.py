@@ -14,12 +14,12 @@ Fields and kernels live on the grid ``t_0 = 0 < t_1 < ... < t_T`` times ``P_all`
 ``P`` training points followed by the test points) and are flattened time-major:
 index ``n * P_all + mu``. Memory integrals use the left-rectangle rule
 :math:`\int_0^{t_n} ds\,F(s) \approx \sum_{m<n} (t_{m+1}-t_m) F(t_m)` (first order in the step;
-exactly the discrete-time DMFT of gradient descent with step ``t_{m+1} - t_m``). For
-``gamma0 > 0`` the error is read off the fields, :math:`f_\mu(t) =
-\langle z^L(t)\phi(h^L_\mu(t))\rangle/\gamma_0` (minus its value at ``t = 0``), with the
-kernel-driven step :math:`\dot\Delta = -K\Delta/P` used only as a stable predictor inside the
-iteration (see :func:`error_dynamics`); so the deep solvers reproduce GD with step
-``t_{m+1} - t_m`` at infinite width. ``gamma0 = 0`` uses :math:`\Delta(t) = e^{-Kt/P}y`.
+exactly the discrete-time DMFT of gradient descent with step ``t_{m+1} - t_m``). In the deep
+linear solver (and ``dmft(..., error="fields")``) the error is read off the fields,
+:math:`f_\mu(t) = \langle z^L(t)\phi(h^L_\mu(t))\rangle/\gamma_0` (minus its value at
+``t = 0``), with the kernel-driven step :math:`\dot\Delta = -K\Delta/P` used only as a stable
+predictor inside the iteration (see :func:`error_dynamics`); those solvers then reproduce GD
+with step ``t_{m+1} - t_m`` at infinite width. ``gamma0 = 0`` uses :math:`\Delta(t) = e^{-Kt/P}y`.
 """
 
 from __future__ import annotations

@@ -52,7 +52,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from theorysim.kernels._checks import as_finite_array, check_scalar
+from theorysim.kernels._checks import (
+    as_finite_array,
+    check_increasing,
+    check_scalar,
+    check_spectrum,
+)
 
 __all__ = ["ScalingDynamicsResult", "scaling_law_dynamics"]
 
@@ -332,14 +337,8 @@ def scaling_law_dynamics(
         >>> round(float(r.loss[0, 0, 0]), 3)
         0.167
     """
-    lam = as_finite_array("eigvals", eigvals, ndim=1, positive=True, min_size=1)
-    lw2 = as_finite_array("target_power", target_power, ndim=1, nonneg=True)
-    if lw2.shape != lam.shape:
-        raise ValueError(f"target_power must have the shape of eigvals {lam.shape}, "
-                         f"got {lw2.shape}")
-    times = as_finite_array("t", np.atleast_1d(t), ndim=1, positive=True, min_size=1)
-    if np.any(np.diff(times) <= 0):
-        raise ValueError("t must be strictly increasing")
+    lam, lw2 = check_spectrum(eigvals, target_power, positive=True)
+    times = check_increasing("t", t)
     widths = as_finite_array("N", np.atleast_1d(N), ndim=1, positive=True, allow_inf=True,
                              min_size=1)
     samples = as_finite_array("P", np.atleast_1d(P), ndim=1, positive=True, allow_inf=True,

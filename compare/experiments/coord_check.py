@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 import xarray as xr
 
-from theorysim.kernels._checks import check_scalar
+from theorysim.kernels._checks import check_int_tuple, check_scalar
 from theorysim.sims import EnsembleSpec, ModelConfig, TrainConfig, train
 
 from .._experiment import Experiment, ExperimentConfig, Report, register
@@ -50,10 +50,7 @@ class CoordCheckConfig(ExperimentConfig):
     flat_tol: float = 0.15
 
     def __post_init__(self):
-        if not self.widths:
-            raise ValueError("widths must be non-empty")
-        for n in self.widths:
-            check_scalar("widths", n, lo=1, integer=True)
+        check_int_tuple("widths", self.widths)
         check_scalar("depth", self.depth, lo=1, integer=True)
         check_scalar("steps", self.steps, lo=1, integer=True)
         check_scalar("lr", self.lr, lo=0.0, lo_open=True)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from theorysim.kernels._checks import check_scalar
+from theorysim.kernels._checks import check_int_tuple, check_scalar
 from theorysim.sims import EnsembleSpec, ModelConfig, TrainConfig, train
 
 from .._experiment import Experiment, ExperimentConfig, Report, register
@@ -58,10 +58,7 @@ class MupTransferConfig(ExperimentConfig):
     max_shift: float = 1.0
 
     def __post_init__(self):
-        if not self.widths:
-            raise ValueError("widths must be non-empty")
-        for n in self.widths:
-            check_scalar("widths", n, lo=1, integer=True)
+        check_int_tuple("widths", self.widths)
         check_scalar("depth", self.depth, lo=1, integer=True)
         check_scalar("log2_lr_max", self.log2_lr_max, lo=self.log2_lr_min, lo_open=True)
         check_scalar("n_lr", self.n_lr, lo=2, integer=True)

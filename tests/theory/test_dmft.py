@@ -250,29 +250,29 @@ def test_two_layer_matches_width_4096_mean_field_networks(gamma0):
 
 
 @pytest.mark.slow
-def test_deep_tanh_matches_width_4096_networks_on_the_gd_grid():
-    """Depth 2 (three weight layers) tanh, gamma0 = 1: dmft on the grid t = eta * step (the
-    left-rectangle DMFT is the discrete-time DMFT of GD with that step) vs 16 width-4096
-    mean-field networks trained by the engine (centred outputs).
+@pytest.mark.parametrize("gamma0", [0.1, 1.0])
+def test_deep_tanh_matches_width_4096_networks_on_the_gd_grid(gamma0):
+    """Depth 2 (three weight layers) tanh: dmft on the grid t = eta * step (its left-rectangle
+    memory is the discrete-time DMFT of GD with that step) vs 16 width-4096 mean-field networks
+    trained by the engine (centred outputs): within 3 combined standard errors.
 
-    Measured (2026-11-24): relative gap 1.4% at t = 0.4 falling to 1% at t = 2, i.e. 7.6 down to
-    0.9 combined standard errors; so the check allows 3 SE plus 2% of the loss (the response
-    functions' eigenvalue cut and the finite sample count T P / S ~ 0.1 bias the solver)."""
+    Measured (2026-11-24, error="ntk"): gamma0 = 0.1 within 0.1%, gamma0 = 1 within 1% (< 1 SE;
+    the DMFT Monte-Carlo error at S = 2048 dominates)."""
     from theorysim.sims import EnsembleSpec, ModelConfig, TrainConfig, train
 
     X, y = _data(P=6, D=10)
     y = np.sign(y)
     eta, steps = 0.05, 40
     rec = tuple(range(0, steps + 1, 8))
-    th = dmft(X, y, eta * np.arange(1, steps + 1), 1.0, key=jax.random.key(0), depth=2,
+    th = dmft(X, y, eta * np.arange(1, steps + 1), gamma0, key=jax.random.key(0), depth=2,
               activation="tanh", n_samples=2048, chunk_size=256, tol=1e-5)
     res = train(ModelConfig(width=4096, depth=2, parameterization="mean_field",
-                            activation="tanh", gamma0=1.0, centre=True),
+                            activation="tanh", gamma0=gamma0, centre=True),
                 TrainConfig(steps=steps, lr=eta, record_steps=rec, observables=("loss",)),
                 x=X.astype(np.float32), y=y.astype(np.float32),
                 ensemble=EnsembleSpec(seeds=tuple(range(16))))
     L = np.asarray(res.to_xarray().loss).reshape(16, -1)
     idx = list(rec)
     se = np.sqrt(L.var(0, ddof=1) / 16 + th.train_loss_se[idx] ** 2)
-    gap = np.abs(L.mean(0) - th.train_loss[idx])
-    assert np.all(gap[1:] < 3 * se[1:] + 0.02 * th.train_loss[idx][1:]), gap / se
+    z = np.abs(L.mean(0) - th.train_loss[idx])[1:] / se[1:]
+    assert np.max(z) < 3.0, z
