@@ -28,14 +28,27 @@ on the same draw (paired per seed), not with the :math:`t=\\infty` KRR: at finit
 the Gram modes with :math:`\\lambda\\tau/P \\lesssim 1` (the high-degree "tail" block,
 :math:`\\lambda \\approx t_{>L}`, at large P) are not yet fitted. With the defaults
 :math:`\\tau = 2\\cdot10^4`, :math:`\\lambda_2\\tau \\approx 5.7` and the GD-at-tau kernel error
-differs from KRR by < 0.1% at the trained P values (reported). Discrete GD vs gradient flow
-differs only in modes with :math:`\\eta\\lambda/P = O(1)`, which are fitted to ~0 by both.
-Stability: :math:`\\eta\\,\\lambda_{max}(\\Theta/P) \\le \\eta K(1) = 20\\cdot 0.075 = 1.5 < 2`.
-Finite width: the empirical NTK at init fluctuates by :math:`O(1/\\sqrt N)` around the analytic
-one (measured ~15% max entry-wise at N = 1024, ~6% at N = 4096 for d = 10), so each network's
-test error deviates from the kernel prediction by :math:`O(1/\\sqrt N)` with random sign; a P
-point agrees if the seed-mean paired difference is within ``z_max`` SE or the relative deviation
-within ``net_rel_max``.
+differs from KRR by 0.02% (P = 10) to 1.2% (P = 63) (reported as ``gd_vs_krr``). Discrete GD
+vs gradient flow differs only in modes with :math:`\\eta\\lambda/P = O(1)`, which are fitted to
+~0 by both. Stability: :math:`\\eta\\,\\lambda_{max}(\\Theta/P) \\le \\eta K(1) =
+20\\cdot 0.075 = 1.5 < 2`; the train loss reaches < 1e-6 (reported).
+
+Finite width (measured, d = 10, quick data): the empirical NTK at init fluctuates around the
+analytic one by ~4.5/sqrt(N) (max entry-wise relative, per network: 15% at N = 1024, 6% at
+N = 4096) with no visible bias. The trained networks generalise systematically BETTER than the
+infinite-width kernel at the same tau, by a relative amount that grows with P and decreases with
+width: at P = 25 (8 draws) -3.9 +- 1.7% (N = 256), -2.6 +- 1.2% (1024), -1.7 +- 0.6% (4096);
+at P = 63 (6 draws) -21%, -18%, -15% for N = 512, 1024, 2048 (tau = 2e4) and -19% vs -7% for
+N = 1024 vs 4096 at tau = 2e3. This is the finite-width (feature-learning) correction of the
+NTK parameterisation, large here because the kernel's scale is small
+(:math:`K(1) = 3/(4d) = 0.075` on the unit sphere), so fitting O(1) targets moves the weights
+far: the effective richness is :math:`\\sim |y|/\\sqrt{K(1) N}` (0.16 at N = 1024). At
+P = 158 (N = 1024, 4 draws) the plain network's error is 0.062 vs 0.143 for the kernel
+(-57%): it has left the lazy regime. Confirmation that this is the richness: ``gamma0 = 0.25``
+(output x 4, lr / 16: identical kernel dynamics, 4x lazier; Chizat, Oyallon, Bach 2019, arXiv
+1812.07956) gives +0.02% (z = 0.01) at P = 63 and -15% (z = -2.5) at P = 158. The default is
+therefore ``gamma0 = 0.25`` with ``net_P_max = 70`` and a plain 3-SE criterion;
+``--set gamma0=1`` shows the feature-learning deviation of the plain network.
 
 ``digits-ntk-curve``: the same NTK on scikit-learn's digits (n = 1797 images, population =
 the whole set), theory from the eigenvalues of K/n (``gram_spectrum``), simulation by KRR on
@@ -85,9 +98,10 @@ class NTKCurveConfig(ExperimentConfig):
         net_P_max: train the network at the P values <= this (0: no network curve).
         net_seeds: trained networks per P (the first ``net_seeds`` data draws), >= 2.
         net_lr, net_steps: full-batch GD learning rate and steps (kernel time lr * steps).
-        net_rel_max: a trained-net point also agrees when the seed-mean relative deviation
-            from the same-time kernel prediction is within this (finite-width effect,
-            O(1/sqrt(width)); measured in the module docstring).
+        gamma0: the engine's richness (output x 1/gamma0, lr x gamma0^2: same kernel dynamics,
+            lazier for gamma0 < 1; Chizat, Oyallon, Bach 2019, arXiv 1812.07956); 1 is the
+            plain NTK-parameterised network, the default 0.25 keeps width 1024 in the lazy
+            regime at these P (module docstring).
     """
 
     d: int = 10
@@ -107,7 +121,7 @@ class NTKCurveConfig(ExperimentConfig):
     net_seeds: int = 4
     net_lr: float = 20.0
     net_steps: int = 1000
-    net_rel_max: float = 0.1
+    gamma0: float = 0.25
 
     def __post_init__(self):
         check_scalar("d", self.d, lo=3, integer=True)
@@ -127,7 +141,7 @@ class NTKCurveConfig(ExperimentConfig):
         check_scalar("net_seeds", self.net_seeds, lo=2, hi=self.seeds, integer=True)
         check_scalar("net_lr", self.net_lr, lo=0.0, lo_open=True)
         check_scalar("net_steps", self.net_steps, lo=1, integer=True)
-        check_scalar("net_rel_max", self.net_rel_max, lo=0.0)
+        check_scalar("gamma0", self.gamma0, lo=0.0, lo_open=True)
 
     @property
     def P_values(self) -> list[int]:
@@ -150,7 +164,8 @@ def _target(cfg: NTKCurveConfig, x: np.ndarray) -> np.ndarray:
 
 
 def _sphere(key, n: int, d: int) -> np.ndarray:
-    x = np.asarray(jax.random.normal(key, (n, d), jnp.float64))
+    with jax.enable_x64(True):
+        x = np.asarray(jax.random.normal(key, (n, d), jnp.float64))
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
@@ -182,7 +197,7 @@ def sphere_theory(cfg: NTKCurveConfig, P: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def train_wide_net(cfg: NTKCurveConfig, draws) -> tuple[np.ndarray, np.ndarray]:
-    """Test error and final train loss of NTK-parameterised ReLU MLPs trained by GD.
+    r"""Test error and final train loss of NTK-parameterised ReLU MLPs trained by GD.
 
     Network ``s`` (init seed ``cfg.seed * 10**6 + s``) is trained on ``draws[s] = (x, y, x_test,
     y_test)``; the members of each draw run as one engine call. Returns two arrays of shape
@@ -190,7 +205,7 @@ def train_wide_net(cfg: NTKCurveConfig, draws) -> tuple[np.ndarray, np.ndarray]:
     train loss :math:`\frac{1}{2P}\sum(f-y)^2` (NaN for a diverged member).
     """
     model = ModelConfig(width=cfg.width, depth=cfg.depth, parameterization="ntk",
-                        activation="relu", centre=True)
+                        activation="relu", centre=True, gamma0=cfg.gamma0)
     tc = TrainConfig(steps=cfg.net_steps, lr=cfg.net_lr, record_steps=(0, cfg.net_steps),
                      observables=("loss", "test_loss"))
     test_err, train_loss = [], []
@@ -230,7 +245,7 @@ class NTKLearningCurve(Experiment):
     name = "ntk-learning-curve"
     summary = "NTK (depth-2 ReLU) regression on the sphere: Funk-Hecke theory vs KRR over seeds"
     config_type = NTKCurveConfig
-    presets = {"quick": {}, "full": {"n_P": 10, "seeds": 32, "P_max": 2000}}
+    presets = {"quick": {}, "full": {"n_P": 10, "seeds": 32, "P_max": 2000, "net_seeds": 8}}
 
     def points(self, cfg):
         return [{"P": p} for p in cfg.P_values]
@@ -290,7 +305,7 @@ class NTKLearningCurve(Experiment):
         z = np.array([r["z"] for r in rows])
         trained = np.isfinite(net["net"])
         nz, nrel = net["net_z"][trained], net["net_rel"][trained]
-        net_ok = (np.abs(nz) <= cfg.z_max) | (np.abs(nrel) <= cfg.net_rel_max)
+        net_ok = np.abs(nz) <= cfg.z_max
         metrics = {"max |z|": float(np.max(np.abs(z))),
                    f"points within {cfg.z_max} SE": float(np.mean(np.abs(z) <= cfg.z_max))}
         if trained.any():
@@ -314,8 +329,8 @@ class NTKLearningCurve(Experiment):
                    "net_rel compare it (paired per draw) with the infinite-width NTK's "
                    "gradient-flow prediction at the same tau (gd_tau); gd_vs_krr = "
                    "gd_tau / KRR - 1 on the same draws",
-                   f"net criterion: |net_z| <= {cfg.z_max} or |net_rel| <= {cfg.net_rel_max} "
-                   "(finite-width O(1/sqrt(width)) effect)"),
+                   f"net criterion: |net_z| <= {cfg.z_max} (gamma0={cfg.gamma0}: lazier than "
+                   "the plain NTK network, same kernel dynamics)"),
             passed=bool(np.all(np.abs(z) <= cfg.z_max) and np.all(net_ok)),
         )
 
