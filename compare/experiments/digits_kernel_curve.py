@@ -47,7 +47,7 @@ N_DIGITS = 1797  # images in scikit-learn's load_digits
 
 
 @functools.cache
-def _digits() -> tuple[np.ndarray, np.ndarray]:
+def digits_data() -> tuple[np.ndarray, np.ndarray]:
     """Digits images scaled to [0, 1] (n, 64), and centred one-hot targets (n, 10)."""
     from sklearn.datasets import load_digits
 
@@ -60,7 +60,7 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
 @functools.cache
 def digits_gram(kernel: str, rbf_scale: float) -> np.ndarray:
     """The Gram matrix of the whole digits set (cached)."""
-    return gram(kernel, _digits()[0], rbf_scale)
+    return gram(kernel, digits_data()[0], rbf_scale)
 
 
 def gram(kernel: str, X: np.ndarray, rbf_scale: float) -> np.ndarray:
@@ -78,7 +78,7 @@ def gram(kernel: str, X: np.ndarray, rbf_scale: float) -> np.ndarray:
 @functools.cache
 def _spectrum(kernel: str, rbf_scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues of K/n (clipped at 0) and target powers summed over the 10 outputs."""
-    _, Y = _digits()
+    _, Y = digits_data()
     K = digits_gram(kernel, rbf_scale)
     n = K.shape[0]
     lam, U = np.linalg.eigh(K / n)
@@ -87,19 +87,17 @@ def _spectrum(kernel: str, rbf_scale: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclasses.dataclass(frozen=True)
-class DigitsConfig(ExperimentConfig):
-    """Config of ``digits-kernel-curve``.
+class DigitsCurveConfig(ExperimentConfig):
+    """Fields shared by the KRR learning-curve experiments on digits.
 
     Attributes:
         ridge: per-sample ridge (Gram matrix regularised by P * ridge), > 0.
-        rbf_scale: RBF length scale in units of the median pairwise distance.
         P_min, P_max, n_P: log-spaced training-set sizes; P_max < 1797.
         splits: random train/held-out splits per P (>= 2).
         z_max: agreement criterion in standard errors.
     """
 
     ridge: float = 1e-3
-    rbf_scale: float = 1.0
     P_min: int = 10
     P_max: int = 1000
     n_P: int = 8
@@ -108,7 +106,6 @@ class DigitsConfig(ExperimentConfig):
 
     def __post_init__(self):
         check_scalar("ridge", self.ridge, lo=0.0, lo_open=True)
-        check_scalar("rbf_scale", self.rbf_scale, lo=0.0, lo_open=True)
         check_scalar("P_min", self.P_min, lo=1, integer=True)
         check_scalar("P_max", self.P_max, lo=self.P_min, hi=N_DIGITS - 1, integer=True)
         check_scalar("n_P", self.n_P, lo=2, integer=True)
@@ -118,6 +115,18 @@ class DigitsConfig(ExperimentConfig):
     @property
     def P_values(self) -> list[int]:
         return sorted({int(round(p)) for p in np.geomspace(self.P_min, self.P_max, self.n_P)})
+
+
+@dataclasses.dataclass(frozen=True)
+class DigitsConfig(DigitsCurveConfig):
+    """Config of ``digits-kernel-curve``: :class:`DigitsCurveConfig` plus ``rbf_scale``, the
+    RBF length scale in units of the median pairwise distance."""
+
+    rbf_scale: float = 1.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_scalar("rbf_scale", self.rbf_scale, lo=0.0, lo_open=True)
 
 
 def held_out_theory(cfg: DigitsConfig, kernel: str, P: np.ndarray) -> dict[str, np.ndarray]:
@@ -143,7 +152,7 @@ class DigitsKernelCurve(Experiment):
 
     def simulate(self, cfg, point):
         kernel, P = point["kernel"], point["P"]
-        _, Y = _digits()
+        _, Y = digits_data()
         K = digits_gram(kernel, cfg.rbf_scale)
         key = jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), P),
                                  KERNELS.index(kernel))

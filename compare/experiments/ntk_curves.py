@@ -81,6 +81,7 @@ from theorysim.theory import ridge_risk
 from .._experiment import Experiment, ExperimentConfig, Report, register
 from .._plots import figure, theory_vs_sim
 from .._stats import agreement_rows, seed_stats
+from .digits_kernel_curve import DigitsCurveConfig, digits_data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -362,44 +363,24 @@ class NTKLearningCurve(Experiment):
 # ----------------------------------------------------------------------------- digits
 
 @dataclasses.dataclass(frozen=True)
-class DigitsNTKConfig(ExperimentConfig):
+class DigitsNTKConfig(DigitsCurveConfig):
     """Config of ``digits-ntk-curve``: ``depth`` ReLU NTK on digits; other fields as
     ``digits-kernel-curve``. ``rel_max``: a point also agrees when the theory is within this
     relative deviation: the deterministic equivalent's finite-size deviations (measured: 2.7%
     at P = 10, <= 1% from P = 37 on, with 32 splits) reach a few standard errors."""
 
     depth: int = 2
-    ridge: float = 1e-3
-    P_min: int = 10
-    P_max: int = 1000
-    n_P: int = 8
-    splits: int = 32
-    z_max: float = 3.0
     rel_max: float = 0.03
 
     def __post_init__(self):
+        super().__post_init__()
         check_scalar("depth", self.depth, lo=0, integer=True)
-        check_scalar("ridge", self.ridge, lo=0.0, lo_open=True)
-        check_scalar("P_min", self.P_min, lo=1, integer=True)
-        check_scalar("P_max", self.P_max, lo=self.P_min, hi=1796, integer=True)
-        check_scalar("n_P", self.n_P, lo=2, integer=True)
-        check_scalar("splits", self.splits, lo=2, integer=True)
-        check_scalar("z_max", self.z_max, lo=0.0, lo_open=True)
         check_scalar("rel_max", self.rel_max, lo=0.0)
-
-    @property
-    def P_values(self) -> list[int]:
-        return sorted({int(round(p)) for p in np.geomspace(self.P_min, self.P_max, self.n_P)})
 
 
 @functools.cache
 def _digits_ntk(depth: int):
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    x = data.data.astype(np.float64) / 16.0
-    y = np.eye(10)[data.target]
-    y = y - y.mean(axis=0)
+    x, y = digits_data()
     with jax.enable_x64(True):
         gram = np.asarray(_kernel(depth)(x).ntk)
     lam, power = K.gram_spectrum(gram, y)
