@@ -47,7 +47,14 @@ def test_sharded_equals_unsharded(data, strategy):
     b = train(CFG, tc, x=x, y=y, ensemble=EnsembleSpec(**ens, shard=False))
     assert a.records["loss"].shape == (10, 4)
     for k in a.records:
-        np.testing.assert_array_equal(a.records[k], b.records[k])
+        if strategy == "map":  # members run one by one: the same ops whatever the sharding
+            np.testing.assert_array_equal(a.records[k], b.records[k])
+        else:
+            # vmap: a shard holds 2 members instead of 16, and from jax 0.12 XLA blocks the
+            # batched matmuls differently for the two batch sizes, reordering float32 sums
+            # (measured: 6 of 40 losses differ by 1 ulp, 1.4e-7 relative). Bit-identical on
+            # jax 0.10.
+            np.testing.assert_allclose(a.records[k], b.records[k], rtol=1e-6, atol=1e-7)
 
 
 def test_map_strategy_matches_vmap(data):
