@@ -133,9 +133,6 @@ def plot_cmd(
 
 def main() -> None:
     """Entry point of the ``theorysim`` script."""
-    from ._xla import cpu_runtime_workaround
-
-    cpu_runtime_workaround()
     try:
         app()
     except KeyboardInterrupt:  # finished points are already stored

@@ -8,9 +8,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from theorysim.compare import get_experiment, run
-from theorysim.compare._xla import cpu_runtime_workaround
-
-cpu_runtime_workaround()  # before the first computation; see compare/_xla.py
 
 
 def parse(description: str, argv=None) -> argparse.Namespace:

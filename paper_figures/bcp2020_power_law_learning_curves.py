@@ -19,7 +19,6 @@ import numpy as np
 from theorysim.compare import get_experiment, run
 from theorysim.compare._plots import figure, theory_vs_sim
 from theorysim.compare._stats import seed_stats
-from theorysim.compare._xla import cpu_runtime_workaround
 from theorysim.theory import fit_power_law
 
 PAIRS = ((2.0, 1.5), (1.5, 1.5), (3.0, 0.75))  # exponents 1, 0.5, 1.5
@@ -30,7 +29,6 @@ def main(argv=None) -> Path:
     parser.add_argument("--preset", default="full", choices=("quick", "full"))
     parser.add_argument("--out", type=Path, default=Path("runs"))
     args = parser.parse_args(argv)
-    cpu_runtime_workaround()  # before the first computation; see compare/_xla.py
 
     exp = get_experiment("ridge-learning-curve")
     fig, axes = figure(1, 1, width=4.4)

@@ -98,8 +98,24 @@ def _batch_size(n_seeds: int, per_seed_elems: int, itemsize: int) -> int:
     return int(max(1, min(n_seeds, _BATCH_BYTES // max(1, 3 * per_seed_elems * itemsize))))
 
 
-@partial(jax.jit, static_argnames=("P", "batch"))
-def _ridge_errors(keys, sqrt_lam, v_star, ridge, noise, *, P, batch):
+def _in_batches(fn, keys, batch: int):
+    """``fn`` (a jitted vmap over a batch of keys) over all keys in equal host-side batches.
+
+    The last batch is padded with repeated keys (results dropped), so one executable serves
+    every batch. Not ``lax.map(batch_size=...)``: on jaxlib 0.10's CPU runtime a while loop
+    around the Cholesky custom call plus a remainder batch hung (deterministically, all threads
+    idle) when the executable was re-run with new inputs.
+    """
+    n = keys.shape[0]
+    pad = (-n) % batch
+    if pad:
+        keys = jnp.concatenate([keys, keys[:pad]])
+    out = [fn(keys[i:i + batch]) for i in range(0, keys.shape[0], batch)]
+    return (out[0] if len(out) == 1 else jnp.concatenate(out))[:n]
+
+
+@partial(jax.jit, static_argnames=("P",))
+def _ridge_errors(keys, sqrt_lam, v_star, ridge, noise, *, P):
     dt = sqrt_lam.dtype
     M = sqrt_lam.shape[0]
 
@@ -111,11 +127,11 @@ def _ridge_errors(keys, sqrt_lam, v_star, ridge, noise, *, P, batch):
         theta = _ridge_fit(z * sqrt_lam, y, P, ridge)
         return jnp.sum((sqrt_lam * theta - v_star) ** 2)
 
-    return jax.lax.map(one, keys, batch_size=batch)
+    return jax.vmap(one)(keys)
 
 
-@partial(jax.jit, static_argnames=("P", "N", "batch"))
-def _rf_errors(keys, sqrt_lam, v_star, ridge, noise, *, P, N, batch):
+@partial(jax.jit, static_argnames=("P", "N"))
+def _rf_errors(keys, sqrt_lam, v_star, ridge, noise, *, P, N):
     dt = sqrt_lam.dtype
     M = sqrt_lam.shape[0]
 
@@ -129,7 +145,7 @@ def _rf_errors(keys, sqrt_lam, v_star, ridge, noise, *, P, N, batch):
         c = _ridge_fit(F, y, P, ridge)
         return jnp.sum((W.T @ c - v_star) ** 2)  # v = sqrt_lam * A^T c / sqrt(N)
 
-    return jax.lax.map(one, keys, batch_size=batch)
+    return jax.vmap(one)(keys)
 
 
 def _common(key, eigvals, target_power, P, ridge, noise, n_seeds, dtype):
@@ -176,7 +192,8 @@ def linear_ridge_error(key: jax.Array, eigvals: ArrayLike, target_power: ArrayLi
     keys, args, P, n_seeds, dt, M = _common(key, eigvals, target_power, P, ridge, noise,
                                             n_seeds, dtype)
     batch = _batch_size(n_seeds, P * M + min(P, M) ** 2, dt.itemsize)
-    return _ridge_errors(keys, *args, P=P, batch=batch)
+    return _in_batches(partial(_ridge_errors, sqrt_lam=args[0], v_star=args[1],
+                               ridge=args[2], noise=args[3], P=P), keys, batch)
 
 
 def random_feature_ridge_error(key: jax.Array, eigvals: ArrayLike, target_power: ArrayLike,
@@ -207,4 +224,5 @@ def random_feature_ridge_error(key: jax.Array, eigvals: ArrayLike, target_power:
                                             n_seeds, dtype)
     N = _check_count("N", N)
     batch = _batch_size(n_seeds, P * M + N * M + P * N + min(P, N) ** 2, dt.itemsize)
-    return _rf_errors(keys, *args, P=P, N=N, batch=batch)
+    return _in_batches(partial(_rf_errors, sqrt_lam=args[0], v_star=args[1], ridge=args[2],
+                               noise=args[3], P=P, N=N), keys, batch)

@@ -9,10 +9,6 @@ import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from theorysim.compare._xla import cpu_runtime_workaround  # noqa: E402
-
-cpu_runtime_workaround()  # before JAX creates its CPU backend; see compare/_xla.py
-
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)

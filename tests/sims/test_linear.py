@@ -167,3 +167,28 @@ def test_bad_input(kwargs, name):
     if name != "N":
         with pytest.raises(ValueError, match=name):
             linear_ridge_error(**args)
+
+
+def test_batched_seeds_rerun_does_not_hang():
+    """Regression: seeds in memory-bounded batches (P=599, M=1000 -> batch 22 of 32), the
+    executable re-run with new inputs. With ``lax.map(batch_size=...)`` around the Cholesky
+    custom call this hung on jaxlib 0.10's CPU runtime (all threads idle); run in a subprocess
+    so a hang fails the test instead of stalling the suite."""
+    import subprocess
+    import sys
+
+    code = (
+        "import jax, numpy as np\n"
+        "from theorysim.sims import linear_ridge_error\n"
+        "from theorysim.theory import power_law_spectrum\n"
+        "for a in (2.0, 1.5):\n"
+        "    s = power_law_spectrum(1000, 1.5, a)\n"
+        "    for P in (359, 599):\n"
+        "        e = linear_ridge_error(jax.random.fold_in(jax.random.key(0), P), s.eigvals,\n"
+        "                               s.target_power, P, 1e-5, n_seeds=32)\n"
+        "        assert np.all(np.isfinite(np.asarray(e)))\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=240)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
