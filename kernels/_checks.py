@@ -101,3 +101,15 @@ def check_int_tuple(name: str, values, *, lo: int = 1) -> tuple[int, ...]:
     if not values:
         raise ValueError(f"{name} must be non-empty")
     return tuple(check_scalar(name, v, lo=lo, integer=True) for v in values)
+
+
+def check_gram_and_targets(k_name: str, K, y_name: str, y) -> tuple[np.ndarray, np.ndarray]:
+    """A finite square ``(n, n)`` Gram matrix and finite targets of shape ``(n,)`` or ``(n, c)``."""
+    k = as_finite_array(k_name, K, ndim=2)
+    if k.shape[0] != k.shape[1]:
+        raise ValueError(f"{k_name} must be square, got shape {k.shape}")
+    yy = as_finite_array(y_name, y)
+    if yy.ndim not in (1, 2) or yy.shape[0] != k.shape[0]:
+        raise ValueError(f"{y_name} must have shape (n,) or (n, c) with n = {k.shape[0]}, "
+                         f"got {yy.shape}")
+    return k, yy

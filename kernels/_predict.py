@@ -26,7 +26,7 @@ import jax.scipy.linalg as jsl
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._checks import as_finite_array, check_choice, check_scalar
+from ._checks import as_finite_array, check_choice, check_gram_and_targets, check_scalar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,14 +54,9 @@ def _arr(name, x, ndim=None):
 
 
 def _check_train(k_train_train, y_train):
-    k = _arr("k_train_train", k_train_train, 2)
-    if k.shape[0] != k.shape[1]:
-        raise ValueError(f"k_train_train must be square, got shape {k.shape}")
-    y = _arr("y_train", y_train)
-    if y.ndim not in (1, 2) or y.shape[0] != k.shape[0]:
-        raise ValueError(f"y_train must have shape (n,) or (n, c) with n = {k.shape[0]}, "
-                         f"got {y.shape}")
-    return k, y
+    k, y = check_gram_and_targets("k_train_train", k_train_train, "y_train", y_train)
+    dt = jnp.result_type(float)
+    return jnp.asarray(k, dt), jnp.asarray(y, dt)
 
 
 def _check_test_train(k_test_train, n):

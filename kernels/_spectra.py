@@ -27,7 +27,7 @@ import numpy as np
 from jaxtyping import Array, Float
 from scipy import special
 
-from ._checks import as_finite_array, check_scalar
+from ._checks import as_finite_array, check_gram_and_targets, check_scalar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,13 +195,7 @@ def gram_spectrum(K: Float[Array, "n n"], y: Float[Array, "n ..."]) -> GramSpect
     Args:
       K: ``(n, n)`` symmetric Gram matrix. y: ``(n,)`` or ``(n, c)`` targets.
     """
-    k = as_finite_array("K", K, ndim=2)
-    if k.shape[0] != k.shape[1]:
-        raise ValueError(f"K must be square, got shape {k.shape}")
-    yy = as_finite_array("y", y)
-    if yy.ndim not in (1, 2) or yy.shape[0] != k.shape[0]:
-        raise ValueError(f"y must have shape (n,) or (n, c) with n = {k.shape[0]}, got "
-                         f"{yy.shape}")
+    k, yy = check_gram_and_targets("K", K, "y", y)
     n = k.shape[0]
     lam, u = np.linalg.eigh(0.5 * (k + k.T) / n)
     lam, u = np.maximum(lam[::-1], 0.0), u[:, ::-1]

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from theorysim.kernels._checks import check_gram_and_targets
+
 from ._precision import check_dtype
 
 
@@ -74,21 +76,14 @@ def kernel_regression_split_errors(
         :class:`KRRSplitErrors`, each field of shape (n_splits,).
     """
     check_dtype(dtype)
-    K = np.asarray(K)
-    y = np.asarray(y)
+    K, y = check_gram_and_targets("K", K, "y", y)
     y = y[:, None] if y.ndim == 1 else y
-    if K.ndim != 2 or K.shape[0] != K.shape[1]:
-        raise ValueError(f"K must be a square (n, n) matrix, got shape {K.shape}")
-    if y.shape[0] != K.shape[0]:
-        raise ValueError(f"y must have {K.shape[0]} rows to match K, got {y.shape[0]}")
     if not (isinstance(P, int | np.integer) and P >= 1):
         raise ValueError(f"P must be an integer >= 1, got {P!r}")
     if not ridge > 0:
         raise ValueError(f"ridge must be > 0, got {ridge!r}")
     if not (isinstance(n_splits, int | np.integer) and n_splits >= 2):
         raise ValueError(f"n_splits must be an integer >= 2, got {n_splits!r}")
-    if not (np.all(np.isfinite(K)) and np.all(np.isfinite(y))):
-        raise ValueError("K and y must be finite")
     if not replace and P >= K.shape[0]:
         raise ValueError(f"P must be < {K.shape[0]} when drawing without replacement, got {P}")
     out = _split_errors(key, jnp.asarray(K, dtype), jnp.asarray(y, dtype), int(P),

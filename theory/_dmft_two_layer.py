@@ -121,7 +121,8 @@ def _whiten(eps):
     """Moment matching: make the sample mean 0 and the sample covariance the identity."""
     eps = eps - eps.mean(axis=0)
     cov = eps.T @ eps / eps.shape[0]
-    return eps @ jnp.linalg.inv(jnp.linalg.cholesky(cov)).T
+    chol = jnp.linalg.cholesky(cov)  # eps L^{-T}, by a triangular solve (no inverse)
+    return jax.scipy.linalg.solve_triangular(chol, eps.T, lower=True).T
 
 
 def dmft_two_layer(
