@@ -56,9 +56,10 @@ def random_feature_dynamics(
     *,
     n_seeds: int = 32,
     noise: float = 0.0,
+    lr: float | None = None,
     dtype=jnp.float32,
 ) -> Float[Array, "seeds T"]:
-    """Test loss of the random-feature student trained by full-batch gradient flow.
+    """Test loss of the random-feature student trained by full-batch gradient flow (or GD).
 
     .. math::
         w(t) = U\\,\\mathrm{diag}\\Big(\\frac{1 - e^{-\\varsigma^2 t/P}}{\\varsigma}\\Big)
@@ -66,7 +67,9 @@ def random_feature_dynamics(
 
     (thin SVD, rank ``min(N, P)``), and
     :math:`L(t) = \\sum_k \\lambda_k v_k(t)^2`. Each seed draws its own ``A``, training inputs
-    and label noise.
+    and label noise. With ``lr``, discrete gradient descent with that step is run for
+    ``t / lr`` steps instead: :math:`1 - e^{-\\varsigma^2t/P}` becomes
+    :math:`1 - (1 - \\eta\\varsigma^2/P)^{t/\\eta}` (still exact, through the same SVD).
 
     Args:
         key: PRNG key (keyword-free first argument, the only randomness).
@@ -77,6 +80,8 @@ def random_feature_dynamics(
         P: training-set size (integer >= 1), or ``inf`` for population gradient flow.
         n_seeds: independent draws (>= 1).
         noise: label-noise standard deviation (training labels only).
+        lr: ``None`` (gradient flow) or a GD learning rate ``> 0``; every ``t / lr`` must then
+            be a whole number of steps.
         dtype: float32 (default) or float64 (needs x64 enabled).
 
     Returns:
@@ -88,16 +93,35 @@ def random_feature_dynamics(
         P = check_scalar("P", P, lo=1, integer=True)
     n_seeds = check_scalar("n_seeds", n_seeds, lo=1, integer=True)
     noise = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True)
+    if lr is not None:
+        lr = check_scalar("lr", lr, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
+        steps = times / lr
+        if np.any(np.abs(steps - np.round(steps)) > 1e-9 * np.maximum(steps, 1.0)):
+            raise ValueError("with lr, every time t must be a whole number of steps t / lr")
     w_star = np.sqrt(lw2 / lam)
-    args = (jnp.asarray(lam, dtype), jnp.asarray(w_star, dtype), jnp.asarray(times, dtype))
+    args = (jnp.asarray(lam, dtype), jnp.asarray(w_star, dtype), jnp.asarray(times, dtype),
+            jnp.asarray(0.0 if lr is None else lr, dtype))
     keys = jax.random.split(key, n_seeds)
+    gd = lr is not None
     if math.isinf(P):
-        return _population_flow(keys, *args, N=N)
-    return _full_batch(keys, *args, jnp.asarray(noise, dtype), N=N, P=P)
+        return _population_flow(keys, *args, N=N, gd=gd)
+    return _full_batch(keys, *args, jnp.asarray(noise, dtype), N=N, P=P, gd=gd)
 
 
-@functools.partial(jax.jit, static_argnames=("N", "P"))
-def _full_batch(keys, lam, w_star, times, sigma, *, N, P):
+def _decay_minus_one(rate, times, lr, gd: bool):
+    """:math:`e^{-rt} - 1` (flow) or :math:`(1 - \\eta r)^{t/\\eta} - 1` (GD), as
+    ``(T, k)`` for ``rate (k,)``."""
+    if not gd:
+        return jnp.expm1(-times[:, None] * rate)
+    steps = jnp.round(times / lr)[:, None]
+    base = 1.0 - lr * rate                               # may be negative (lr * rate < 2)
+    odd = jnp.mod(steps, 2.0) == 1.0
+    mag = jnp.exp(steps * jnp.log(jnp.abs(base)))
+    return jnp.where((base < 0) & odd, -mag, mag) - 1.0
+
+
+@functools.partial(jax.jit, static_argnames=("N", "P", "gd"))
+def _full_batch(keys, lam, w_star, times, lr, sigma, *, N, P, gd):
     dtype = lam.dtype
     M = lam.shape[0]
     sqrt_lam = jnp.sqrt(lam)
@@ -115,7 +139,7 @@ def _full_batch(keys, lam, w_star, times, sigma, *, N, P):
         live = sv > thr
         sv_safe = jnp.where(live, sv, 1.0)
         # w(t) = U diag((1 - exp(-mu t)) / sv) V^T y
-        phi = jnp.where(live[None, :], -jnp.expm1(-times[:, None] * mu) / sv_safe, 0.0)
+        phi = jnp.where(live[None, :], -_decay_minus_one(mu, times, lr, gd) / sv_safe, 0.0)
         c = vt @ y
         g = a.T @ u / math.sqrt(N)                           # (M, min(N, P))
         theta = (phi * c) @ g.T                              # (T, M)
@@ -125,8 +149,8 @@ def _full_batch(keys, lam, w_star, times, sigma, *, N, P):
     return jax.lax.map(one, keys)
 
 
-@functools.partial(jax.jit, static_argnames=("N",))
-def _population_flow(keys, lam, w_star, times, *, N):
+@functools.partial(jax.jit, static_argnames=("N", "gd"))
+def _population_flow(keys, lam, w_star, times, lr, *, N, gd):
     dtype = lam.dtype
     M = lam.shape[0]
     sqrt_lam = jnp.sqrt(lam)
@@ -137,7 +161,7 @@ def _population_flow(keys, lam, w_star, times, *, N):
         # thin SVD a = U S V^T: exp(-t a^T a) z = z + V^T diag(expm1(-t S^2)) V z
         _, sv, vt = jnp.linalg.svd(a, full_matrices=False)   # (k,), (k, M), k = min(N, M)
         z = sqrt_lam * w_star
-        coef = jnp.expm1(-times[:, None] * (sv * sv))        # (T, k)
+        coef = _decay_minus_one(sv * sv, times, lr, gd)      # (T, k)
         out = z + (coef * (vt @ z)) @ vt                     # (T, M)
         return jnp.sum(out * out, axis=-1)
 

@@ -21,5 +21,7 @@ from ._ridge import RidgeRisk as RidgeRisk
 from ._ridge import ridge_risk as ridge_risk
 from ._scaling_dynamics import ScalingDynamicsResult as ScalingDynamicsResult
 from ._scaling_dynamics import scaling_law_dynamics as scaling_law_dynamics
+from ._scaling_dynamics_gd import ScalingDynamicsGDResult as ScalingDynamicsGDResult
+from ._scaling_dynamics_gd import scaling_law_dynamics_gd as scaling_law_dynamics_gd
 from ._spectra import PowerLawSpectrum as PowerLawSpectrum
 from ._spectra import power_law_spectrum as power_law_spectrum

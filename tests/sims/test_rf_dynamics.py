@@ -63,6 +63,52 @@ def test_population_flow_is_exact():
     assert_allclose(got, want, rtol=1e-8, atol=1e-12)
 
 
+@pytest.mark.parametrize("N,P", [(30, 12), (12, 30)])
+def test_full_batch_gd_is_exact_discrete_gradient_descent(N, P):
+    """With lr: w_{n+1} = w_n - lr grad (1/2P) sum (f - y)^2, iterated by hand; lr = 1.6 puts
+    lr * mu above 1 for the top modes (negative 1 - lr * mu), still below the edge 2."""
+    key, sigma = jax.random.key(6), 0.3
+    steps = np.array([1, 2, 7, 40])
+    with jax.enable_x64(True):
+        a, psi, eps = _draw(key, N, P, jnp.float64)
+    w_star = np.sqrt(TP / LAM)
+    y = psi @ w_star + sigma * eps
+    F = a @ psi.T / math.sqrt(N)
+    top = np.linalg.eigvalsh(F @ F.T / P).max()
+    lr = 1.6 / top
+    with jax.enable_x64(True):
+        got = np.asarray(random_feature_dynamics(key, LAM, TP, lr * steps, N, P, n_seeds=1,
+                                                 noise=sigma, lr=lr, dtype=jnp.float64))[0]
+    w, want = np.zeros(N), []
+    for n in range(1, steps[-1] + 1):
+        w = w - lr * (F @ (F.T @ w - y)) / P
+        if n in steps:
+            v = w_star - a.T @ w / math.sqrt(N)
+            want.append(np.sum(LAM * v * v))
+    assert_allclose(got, want, rtol=1e-8, atol=1e-12)
+
+
+def test_population_gd_is_exact():
+    key, N, lr = jax.random.key(5), 16, 0.7
+    steps = np.array([1, 3, 20])
+    with jax.enable_x64(True):
+        got = np.asarray(random_feature_dynamics(key, LAM, TP, lr * steps, N, math.inf,
+                                                 n_seeds=1, lr=lr, dtype=jnp.float64))[0]
+        a = np.asarray(jax.random.normal(jax.random.split(key, 1)[0], (N, LAM.size),
+                                         jnp.float64))
+    step = np.eye(LAM.size) - lr * (a.T @ a / N) @ np.diag(LAM)
+    w_star = np.sqrt(TP / LAM)
+    want = [np.sum(LAM * (np.linalg.matrix_power(step, int(n)) @ w_star) ** 2) for n in steps]
+    assert_allclose(got, want, rtol=1e-8, atol=1e-12)
+
+
+def test_gd_bad_lr_and_fractional_steps():
+    with pytest.raises(ValueError, match="lr"):
+        random_feature_dynamics(jax.random.key(0), LAM, TP, T, 8, 10, lr=0.0)
+    with pytest.raises(ValueError, match="whole number of steps"):
+        random_feature_dynamics(jax.random.key(0), LAM, TP, [0.5, 0.75], 8, 10, lr=0.5)
+
+
 def test_dtype_policy_and_shapes():
     out = random_feature_dynamics(jax.random.key(0), LAM, TP, T, 8, 10, n_seeds=3)
     assert out.shape == (3, T.size) and out.dtype == jnp.float32

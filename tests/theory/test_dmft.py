@@ -250,24 +250,37 @@ def test_two_layer_matches_width_4096_mean_field_networks(gamma0):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
 @pytest.mark.parametrize("gamma0", [0.1, 1.0])
-def test_deep_tanh_matches_width_4096_networks_on_the_gd_grid(gamma0):
-    """Depth 2 (three weight layers) tanh: dmft on the grid t = eta * step (its left-rectangle
-    memory is the discrete-time DMFT of GD with that step) vs 16 width-4096 mean-field networks
-    trained by the engine (centred outputs): within 3 combined standard errors.
+def test_deep_network_matches_width_4096_networks_on_the_gd_grid(gamma0, activation):
+    """Depth 2 (three weight layers) tanh and ReLU: dmft on the grid t = eta * step (its
+    left-rectangle memory is the discrete-time DMFT of GD with that step) vs 16 width-4096
+    mean-field networks trained by the engine (centred outputs): within 3 combined standard
+    errors.
 
-    Measured (2026-11-24, error="ntk"): gamma0 = 0.1 within 0.1%, gamma0 = 1 within 1% (< 1 SE;
-    the DMFT Monte-Carlo error at S = 2048 dominates)."""
+    Measured (2026-11-24, error="ntk"): tanh gamma0 = 0.1 within 0.1%, gamma0 = 1 within 1%
+    (< 1 SE; the DMFT Monte-Carlo error at S = 2048 dominates); ReLU within 0.3% / 0.9%
+    (|z| <= 1.05).
+
+    ReLU: with finitely many samples the fixed-point map is piecewise (each sample's
+    phi'(h) = 1[h > 0] flips as the kernels move), so the residual stalls at a level that falls
+    like 1/S instead of reaching tol: median of the last 20 residuals 9.1e-3 / 2.8e-3 / 7.0e-4
+    at S = 512 / 2048 / 8192 (gamma0 = 1, response_cut = 1e-2). The solver flags this
+    (converged = False); the test checks that the stall is at that Monte-Carlo level."""
     from theorysim.sims import EnsembleSpec, ModelConfig, TrainConfig, train
 
     X, y = _data(P=6, D=10)
     y = np.sign(y)
     eta, steps = 0.05, 40
     rec = tuple(range(0, steps + 1, 8))
+    kw = dict(response_cut=1e-2, max_iter=120, raise_on_failure=False) if activation == "relu" \
+        else {}
     th = dmft(X, y, eta * np.arange(1, steps + 1), gamma0, key=jax.random.key(0), depth=2,
-              activation="tanh", n_samples=2048, chunk_size=256, tol=1e-5)
+              activation=activation, n_samples=2048, chunk_size=256, tol=1e-5, **kw)
+    if activation == "relu":
+        assert np.median(th.residuals[-20:]) < 1e-2
     res = train(ModelConfig(width=4096, depth=2, parameterization="mean_field",
-                            activation="tanh", gamma0=gamma0, centre=True),
+                            activation=activation, gamma0=gamma0, centre=True),
                 TrainConfig(steps=steps, lr=eta, record_steps=rec, observables=("loss",)),
                 x=X.astype(np.float32), y=y.astype(np.float32),
                 ensemble=EnsembleSpec(seeds=tuple(range(16))))

@@ -36,10 +36,13 @@ def test_theory_md_numbers(check_point):
     loss = r.loss[0, 0]
     assert abs(loss[0] - 0.613) < 5e-4
     assert abs(loss[1] - 0.167) < 5e-4
-    # THEORY.md states L(100)=0.0814, L(1000)=0.0813; we get 0.08126 and 0.08137 (the order of
-    # the two swapped): our values are stable to 1e-8 over 12..24 Talbot nodes, and the
-    # t -> inf end meets the ridgeless random-feature formula to 1e-7 (test below), so we hold
-    # them to one unit of the third digit.
+    # THEORY.md states L(100)=0.0814, L(1000)=0.0813; we get 0.081264 and 0.081366 (the order
+    # of the two swapped). Our values are stable to 1e-8 over 12..24 Talbot nodes, the t -> inf
+    # end meets the ridgeless random-feature formula to 1e-7 (test below), and the independent
+    # time-domain DMFT of discrete GD, extrapolated to lr -> 0, gives 0.0812641 and 0.0813663
+    # (tests/theory/test_scaling_dynamics_gd.py, slow). So we pin ours and hold THEORY.md's
+    # listed values to one unit of their third digit.
+    assert abs(loss[2] - 0.0812641) < 1e-6 and abs(loss[3] - 0.0813663) < 1e-6
     assert abs(loss[2] - 0.0814) < 1.5e-4
     assert abs(loss[3] - 0.0813) < 1.5e-4
 
@@ -156,8 +159,13 @@ def _assert_agreement(z):
     # z = (sim mean - theory) / SE with 32 seeds: a t statistic with 31 dof. Criterion: at least
     # 95% of the (N, t) points within 3 SE, and none beyond 3.5 SE (the maximum over ~27
     # correlated points; a Bonferroni bound at 5% for 27 t_31 statistics is ~3.4). The
-    # deterministic equivalent's own finite-size bias is under 1% here (checked with 512 seeds
-    # at M=1000, N=256, P=512: |z| <= 2.1), well below 3 SE ~ 5%.
+    # deterministic equivalent's own finite-size bias is under 1% at N >= 256 (checked with 512
+    # seeds at M=1000, N=256, P=512: |z| <= 2.1) and 1.0-1.5% at N = 64, P = 512 (1024 seeds:
+    # z = 1.9..3.3 at 1024 seeds, i.e. 0.3-0.6 SE at 32 seeds; 0.4% at P = inf). Its source is
+    # the top modes: E[B Lam B] = Lam + (Lam + tr Lam)/N, and proportional asymptotics keep only
+    # tr Lam / N (the discrete-GD tests resolve it exactly at the first step). That shift makes
+    # one |z| slightly above 3 among ~27 correlated 32-seed points an expected event, hence
+    # the criterion.
     assert np.mean(np.abs(z) < 3.0) >= 0.95, z
     assert np.all(np.abs(z) < 3.5), z
 
