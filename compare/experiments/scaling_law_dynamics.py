@@ -1,9 +1,10 @@
-"""``scaling-law-dynamics``: loss curves of random features trained by gradient flow.
+"""``scaling-law-dynamics``: loss curves of random features trained by gradient flow or GD.
 
 Theory: ``theorysim.theory.scaling_law_dynamics`` (THEORY.md 3; Bordelon, Atanasov, Pehlevan
-2024, arXiv 2402.01092) and the compute-optimal frontier ``compute_optimal``. Simulation: the
-linear random-feature student trained by exact gradient flow (full batch for finite ``P``,
-population flow for ``P = inf``), many draws of ``A`` and of the data per width.
+2024, arXiv 2402.01092) and the compute-optimal frontier ``compute_optimal``; with ``lr > 0``
+the curves come from the time-domain DMFT of discrete GD, ``scaling_law_dynamics_gd``.
+Simulation: the linear random-feature student trained by exact gradient flow or GD (full batch
+for finite ``P``, population for ``P = inf``), many draws of ``A`` and of the data per width.
 Panels: L vs t for several N (theory lines over simulation bands); L vs compute C = N t with
 the theory frontier and its fitted vs predicted exponents; L vs N at the largest time.
 """
@@ -19,7 +20,12 @@ import xarray as xr
 
 from theorysim.kernels._checks import check_scalar
 from theorysim.sims import random_feature_dynamics
-from theorysim.theory import compute_optimal, fit_power_law, scaling_law_dynamics
+from theorysim.theory import (
+    compute_optimal,
+    fit_power_law,
+    scaling_law_dynamics,
+    scaling_law_dynamics_gd,
+)
 
 from .._experiment import Experiment, ExperimentConfig, Report, register
 from .._plots import figure, theory_vs_sim
@@ -41,6 +47,9 @@ class ScalingDynamicsConfig(ExperimentConfig):
         z_max: agreement criterion: at least 95% of points within ``z_max`` SE, none beyond
             ``z_max + 0.5`` (max over many correlated points).
         tol_exponent: allowed |fitted - predicted| for the frontier exponents.
+        lr: 0 for gradient flow; > 0 for discrete GD with this step (recorded times rounded to
+            whole steps, at most 4096 steps up to ``t_max``; the compute frontier and the
+            ``t = inf`` line stay gradient flow, which GD from ``w = 0`` shares at ``t = inf``).
     """
 
     M: int = 1000
@@ -57,6 +66,7 @@ class ScalingDynamicsConfig(ExperimentConfig):
     C_max: float = 1e5
     z_max: float = 3.0
     tol_exponent: float = 0.1
+    lr: float = 0.0
 
     def __post_init__(self):
         PowerLawGaussian(self.M, self.a, self.b, self.noise)
@@ -75,6 +85,13 @@ class ScalingDynamicsConfig(ExperimentConfig):
         check_scalar("C_max", self.C_max, lo=self.C_min, lo_open=True)
         check_scalar("z_max", self.z_max, lo=0.0, lo_open=True)
         check_scalar("tol_exponent", self.tol_exponent, lo=0.0, lo_open=True)
+        check_scalar("lr", self.lr, lo=0.0, hi=math.inf, hi_open=True)
+        if self.lr > 0 and round(self.t_max / self.lr) > _MAX_GD_STEPS:
+            raise ValueError(f"t_max / lr must be at most {_MAX_GD_STEPS} GD steps, got "
+                             f"{self.t_max / self.lr:g} (raise lr or lower t_max)")
+        if self.lr > 0 and self.t_min < self.lr:
+            raise ValueError(f"t_min must be at least one step lr = {self.lr:g}, got "
+                             f"{self.t_min:g}")
 
     @property
     def task(self) -> PowerLawGaussian:
@@ -82,7 +99,21 @@ class ScalingDynamicsConfig(ExperimentConfig):
 
     @property
     def times(self) -> np.ndarray:
-        return np.geomspace(self.t_min, self.t_max, self.n_t)
+        return _grid(self, self.n_t)
+
+
+_MAX_GD_STEPS = 4096
+
+
+def _steps(cfg, n) -> np.ndarray:
+    """GD step numbers of ``n`` log-spaced times in [t_min, t_max] (duplicates merged)."""
+    return np.unique(np.round(np.geomspace(cfg.t_min, cfg.t_max, n) / cfg.lr).astype(int))
+
+
+def _grid(cfg, n) -> np.ndarray:
+    if cfg.lr > 0:
+        return cfg.lr * _steps(cfg, n)
+    return np.geomspace(cfg.t_min, cfg.t_max, n)
 
 
 def _p_value(p):
@@ -92,7 +123,7 @@ def _p_value(p):
 @register
 class ScalingLawDynamics(Experiment):
     name = "scaling-law-dynamics"
-    summary = "random features trained by gradient flow: L(t), compute frontier, L(N)"
+    summary = "random features trained by gradient flow or GD: L(t), compute frontier, L(N)"
     config_type = ScalingDynamicsConfig
     presets = {
         "quick": {"widths": (32, 128, 512), "M": 600, "seeds": 16, "n_t": 7, "C_max": 3e4},
@@ -109,7 +140,7 @@ class ScalingLawDynamics(Experiment):
         key = jax.random.fold_in(key, 0 if math.isinf(point["P"]) else int(point["P"]))
         loss = random_feature_dynamics(key, eigvals, target_power, cfg.times, point["N"],
                                        _p_value(point["P"]), n_seeds=cfg.seeds,
-                                       noise=cfg.noise)
+                                       noise=cfg.noise, lr=cfg.lr or None)
         return xr.Dataset(
             {"sim_loss": (("N", "P", "seed", "t"),
                           np.asarray(loss, dtype=np.float64)[None, None])},
@@ -121,21 +152,38 @@ class ScalingLawDynamics(Experiment):
         eigvals, target_power = cfg.task.spectrum()
         P = np.asarray(cfg.P, dtype=np.float64)
         N = np.asarray(cfg.widths, dtype=np.float64)
-        t_line = np.geomspace(cfg.t_min, cfg.t_max, 64)
-        lines = scaling_law_dynamics(eigvals, target_power, t_line, N, P, cfg.noise)
-        at = scaling_law_dynamics(eigvals, target_power, cfg.times, N, P, cfg.noise)
-        N_line = np.geomspace(min(cfg.widths) / 4, max(cfg.widths) * 4, 48)
-        vs_n = scaling_law_dynamics(eigvals, target_power, [cfg.t_max, 1e12], N_line, P,
-                                    cfg.noise)
+        t_line = _grid(cfg, 64)
+        if cfg.lr > 0:
+            n_max = int(round(cfg.t_max / cfg.lr))
+            gd = scaling_law_dynamics_gd(eigvals, target_power, cfg.lr, n_max, N, P, cfg.noise)
+            lines_loss = gd.loss[..., _steps(cfg, 64)]
+            at_loss = gd.loss[..., _steps(cfg, cfg.n_t)]
+            N_line = np.geomspace(min(cfg.widths) / 4, max(cfg.widths) * 4, 12)
+            vs_n = np.array(scaling_law_dynamics(eigvals, target_power, [cfg.t_max, 1e12],
+                                                 N_line, P, cfg.noise).loss)
+            for i, n in enumerate(N_line):  # narrow widths can put lr past the stability edge
+                try:
+                    vs_n[i, :, 0] = scaling_law_dynamics_gd(
+                        eigvals, target_power, cfg.lr, n_max, n, P, cfg.noise).loss[0, :, -1]
+                except FloatingPointError:
+                    vs_n[i, :, 0] = np.nan
+        else:
+            lines_loss = scaling_law_dynamics(eigvals, target_power, t_line, N, P,
+                                              cfg.noise).loss
+            at_loss = scaling_law_dynamics(eigvals, target_power, cfg.times, N, P,
+                                           cfg.noise).loss
+            N_line = np.geomspace(min(cfg.widths) / 4, max(cfg.widths) * 4, 48)
+            vs_n = scaling_law_dynamics(eigvals, target_power, [cfg.t_max, 1e12], N_line, P,
+                                        cfg.noise).loss
         front = compute_optimal(eigvals, target_power, cfg.C_min, cfg.C_max, N_min=1.0,
                                 N_max=float(cfg.M), per_decade=4, a=cfg.a, b=cfg.b,
                                 noise=cfg.noise)
         pred = front.predicted
         return xr.Dataset(
             {
-                "theory_loss": (("N", "P", "t_theory"), lines.loss),
-                "theory_at": (("N", "P", "t"), at.loss),
-                "theory_vs_N": (("N_theory", "P", "t_end"), vs_n.loss),
+                "theory_loss": (("N", "P", "t_theory"), lines_loss),
+                "theory_at": (("N", "P", "t"), at_loss),
+                "theory_vs_N": (("N_theory", "P", "t_end"), vs_n),
                 "frontier_loss": ("C", front.loss_opt),
                 "frontier_N": ("C", front.N_opt),
                 "frontier_t": ("C", front.t_opt),
@@ -179,7 +227,8 @@ class ScalingLawDynamics(Experiment):
             metrics[f"frontier {k} exponent fitted"] = float(a[f"fitted_compute_{k}"])
             metrics[f"frontier {k} exponent predicted"] = float(a[f"predicted_compute_{k}"])
         return Report(
-            title=f"scaling-law dynamics, M={cfg.M}, a={cfg.a}, b={cfg.b}",
+            title=(f"scaling-law dynamics ({f'GD, lr={cfg.lr:g}' if cfg.lr > 0 else 'flow'}), "
+                   f"M={cfg.M}, a={cfg.a}, b={cfg.b}"),
             table=tuple(rows),
             metrics=metrics,
             notes=(
@@ -212,7 +261,8 @@ class ScalingLawDynamics(Experiment):
                                   color=f"C{i}", label=f"N={n}")
         ax_t.set_xlabel("time $t$")
         ax_t.set_ylabel("test loss $L(t)$")
-        ax_t.set_title(f"gradient flow, $M={cfg.M}$, $a={cfg.a}$, $b={cfg.b}$")
+        how = f"GD, lr={cfg.lr:g}" if cfg.lr > 0 else "gradient flow"
+        ax_t.set_title(f"{how}, $M={cfg.M}$, $a={cfg.a}$, $b={cfg.b}$")
         ax_t.legend(fontsize=6)
         a = ds.attrs
         ax_c.plot(ds["C"], ds["frontier_loss"], "k--", lw=1.2,

@@ -7,6 +7,7 @@ and relative deviations bounded by a measured, named finite-size effect.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from theorysim.compare import get_experiment, run
 from theorysim.compare._stats import seed_stats, z_scores
@@ -56,3 +57,33 @@ def test_random_feature_grid_agrees_within_three_standard_errors(tmp_path):
     at = int(np.flatnonzero(n == cfg.P_slice)[0])
     assert th[at] > th[at - 1] and th[at] > th[at + 1]
     assert res.report.passed is True
+
+
+def test_scaling_law_dynamics_flow_and_gd(tmp_path):
+    """The experiment end to end, gradient flow and discrete GD (lr = 1): the simulated bands
+    cover the theory (its own criterion) and GD theory is the time-domain solver's."""
+    from theorysim.theory import scaling_law_dynamics_gd
+
+    small = dict(M=300, widths="32,128", seeds=12, n_t=5, t_max=100, C_min=30, C_max=3e3)
+    cfg, res = _run("scaling-law-dynamics", tmp_path / "flow", **small)
+    assert res.report.passed, res.report.metrics
+    cfg_gd, res_gd = _run("scaling-law-dynamics", tmp_path / "gd", lr=1.0, **small)
+    assert res_gd.report.passed, res_gd.report.metrics
+    ds = res_gd.dataset
+    steps = np.round(ds["t"].values).astype(int)
+    lam, tp = cfg_gd.task.spectrum()
+    want = scaling_law_dynamics_gd(lam, tp, 1.0, 100, [32.0, 128.0], [np.inf]).loss
+    np.testing.assert_allclose(ds["theory_at"].values, want[..., steps], rtol=1e-10)
+    # GD with lr = 1 is visibly not gradient flow at early times
+    flow = res.dataset["theory_at"].values
+    assert np.max(np.abs(ds["theory_at"].values[..., 0] / flow[..., 0] - 1)) > 0.05
+
+
+def test_scaling_law_dynamics_gd_config_errors():
+    exp = get_experiment("scaling-law-dynamics")
+    with pytest.raises(ValueError, match="t_max / lr"):
+        exp.make_config("quick", {"lr": "0.1"})
+    with pytest.raises(ValueError, match="t_min"):
+        exp.make_config("quick", {"lr": "2", "t_max": "1000"})
+    with pytest.raises(ValueError, match="lr"):
+        exp.make_config("quick", {"lr": "-1"})
