@@ -19,5 +19,8 @@ def test_dmft_vs_width_tiny_run():
     assert -0.8 < slope < -0.25, slope
     assert np.isfinite(rep.metrics["max |z| at N=1024 (gamma0=1.0)"])
     assert len(rep.table) == 2
+    # the mean-loss gap comes with its noise floor; with 2 widths no slope is fitted
+    assert all(r["gap noise floor"] > 0 for r in rep.table)
+    assert np.isnan(rep.metrics["loss-gap slope (gamma0=1.0)"])
     fig = exp.plot(cfg, ds)
     assert len(fig.axes) == 3
