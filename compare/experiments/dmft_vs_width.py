@@ -79,6 +79,13 @@ def _slope(x, y):
     return float(np.polyfit(lx, ly, 1)[0])
 
 
+def _resolved_slope(widths, gap, floor):
+    """Log-log slope of ``gap`` over the widths where it exceeds twice its noise floor (NaN
+    with fewer than 3 such widths), and how many there are."""
+    ok = gap > 2 * floor
+    return (_slope(widths[ok], gap[ok]) if ok.sum() >= 3 else np.nan), int(ok.sum())
+
+
 @register
 class DMFTVsWidth(Experiment):
     name = "dmft-vs-width"
@@ -159,10 +166,9 @@ class DMFTVsWidth(Experiment):
                 rows.append({"gamma0": g, "width": int(n), "loss gap": float(a),
                              "gap noise floor": float(f), "NTK rel. distance": float(b)})
             if len(widths) >= 2:
-                resolved = gap > 2 * floor
-                metrics[f"loss-gap slope (gamma0={g})"] = (
-                    _slope(widths[resolved], gap[resolved]) if resolved.sum() >= 3 else np.nan)
-                metrics[f"widths with gap > 2x noise floor (gamma0={g})"] = int(resolved.sum())
+                slope, n_ok = _resolved_slope(widths, gap, floor)
+                metrics[f"loss-gap slope (gamma0={g})"] = slope
+                metrics[f"widths with gap > 2x noise floor (gamma0={g})"] = n_ok
                 s_ntk = _slope(widths, kf)
                 metrics[f"NTK-fluctuation slope (gamma0={g})"] = s_ntk
                 ok &= abs(s_ntk + 0.5) < 0.2
@@ -206,7 +212,9 @@ class DMFTVsWidth(Experiment):
         ax.legend()
         for i, g in enumerate(cfg.gamma0s):
             gap, floor, kf = self._gaps(ds, g)
-            axes[0, 1].loglog(widths, gap, "o-", color=f"C{i}", label=f"g0={g}")
+            slope = _resolved_slope(widths, gap, floor)[0]
+            fit = "" if np.isnan(slope) else f", slope {slope:.2f}"
+            axes[0, 1].loglog(widths, gap, "o-", color=f"C{i}", label=f"g0={g}{fit}")
             axes[0, 1].loglog(widths, 2 * floor, ":", color=f"C{i}", lw=0.8)
             axes[0, 2].loglog(widths, kf, "s-", color=f"C{i}",
                               label=f"g0={g}, slope {_slope(widths, kf):.2f}")
