@@ -100,5 +100,6 @@ def main():
         print(f"growth in {name}: time/iter ~ {name}^{np.polyfit(x, per, 1)[0]:.2f}, "
               f"peak RSS ~ {name}^{np.polyfit(x, mem, 1)[0]:.2f}")
 
+
 if __name__ == "__main__":
     main()

@@ -88,6 +88,13 @@ def check_spectrum(eigvals, target_power, *, positive: bool = False
     return lam, tp
 
 
+def check_size_grid(name: str, values) -> np.ndarray:
+    """A scalar or non-empty 1-D grid of positive sizes (widths, sample counts), ``inf``
+    allowed (the infinite-width / infinite-data limit)."""
+    return as_finite_array(name, np.atleast_1d(values), ndim=1, positive=True, allow_inf=True,
+                           min_size=1)
+
+
 def check_increasing(name: str, values) -> np.ndarray:
     """A non-empty 1-D grid of finite, positive, strictly increasing values (e.g. times)."""
     arr = as_finite_array(name, np.atleast_1d(values), ndim=1, positive=True, min_size=1)

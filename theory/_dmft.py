@@ -109,9 +109,9 @@ def dmft_core(phi0, y, t, gamma0, damping, tol, key, *, depth: int, n_train: int
     # fixed least-squares normaliser <eps eps^T>^{-1} per layer and source
     def eps_gram(c):
         e = noise(c)
-        return jnp.einsum("lsbi,lsbj->lsij", e, e)
+        return jnp.einsum("lsbi,lsbj->lsij", e, e), ()
 
-    gram = _chunk_sum(eps_gram, n_chunks) / (n_chunks * chunk)
+    gram = _chunk_sum(eps_gram, n_chunks)[0] / (n_chunks * chunk)
     gram_inv = jnp.linalg.pinv(gram, hermitian=True)
 
     def kernels_to_delta(phis, gs):
@@ -139,10 +139,12 @@ def dmft_core(phi0, y, t, gamma0, damping, tol, key, *, depth: int, n_train: int
                    for i in range(L - 1)] + [(root_rL, None)]
 
         def chunk_stats(c):
+            """Per layer: the (N, N) statistics to sum over chunks, and the small per-chunk
+            equal-time kernels / readout kept for batch-mean standard errors."""
             e = noise(c)
-            out = []
+            sums, per_chunk = [], []
             for i in range(L):
-                st = {}
+                big, st = {}, {}
                 u = e[i, 0] @ roots_u[i][0]
                 r = e[i, 1] @ roots_r[i][0]
                 us, rs = [u], [r]
@@ -158,7 +160,7 @@ def dmft_core(phi0, y, t, gamma0, damping, tol, key, *, depth: int, n_train: int
                 if i == L - 1:  # readout: sum over samples of z^L(t) phi(h^L(t)) - (t = 0)
                     zp = (z * ph).reshape(k * chunk, T1, n_all)
                     st["zphi"] = (zp - zp[:, :1]).sum(0) / k
-                st.update({"phi": ph.T @ ph / k, "g": g.T @ g / k})
+                big.update({"phi": ph.T @ ph / k, "g": g.T @ g / k})
                 ph3 = ph.reshape(k * chunk, T1, n_all)
                 g3 = g.reshape(k * chunk, T1, n_all)
                 st["phi_tt"] = jnp.einsum("bnp,bnq->npq", ph3, ph3) / (k * chunk)
@@ -166,25 +168,16 @@ def dmft_core(phi0, y, t, gamma0, damping, tol, key, *, depth: int, n_train: int
                 j = 1
                 if i < L - 1:
                     diff = 0.5 * (ph[:chunk] - ph[chunk:2 * chunk])
-                    st["A"] = diff.T @ e[i, 1]
+                    big["A"] = diff.T @ e[i, 1]
                     j = 2
                 if i > 0:
                     diff = 0.5 * (g[:chunk] - g[j * chunk:(j + 1) * chunk])
-                    st["B"] = diff.T @ e[i, 0]
-                out.append(st)
-            return out
+                    big["B"] = diff.T @ e[i, 0]
+                sums.append(big)
+                per_chunk.append(st)
+            return sums, per_chunk
 
-        # the (N, N) statistics are summed over chunks in the loop carry; only the small
-        # per-chunk equal-time kernels (batch means for the standard errors) are stacked
-        big_keys = ("phi", "g", "A", "B")
-
-        def split(c):
-            out = chunk_stats(c)
-            big = [{k: v for k, v in st.items() if k in big_keys} for st in out]
-            small = [{k: v for k, v in st.items() if k not in big_keys} for st in out]
-            return big, small
-
-        sums, stats = _chunk_sum(split, n_chunks, stacked=True)
+        sums, stats = _chunk_sum(chunk_stats, n_chunks)
         S = n_chunks * chunk
         new_phi = [sums[i]["phi"] / S for i in range(L)]
         new_g = [sums[i]["g"] / S for i in range(L)]
@@ -235,23 +228,21 @@ def dmft_core(phi0, y, t, gamma0, damping, tol, key, *, depth: int, n_train: int
     return d, fte, ntk, state[0], state[1], res, it, chunk_out
 
 
-def _chunk_sum(fn, n_chunks: int, stacked: bool = False):
-    """Sum ``fn(c)`` over chunks ``c = 0..n_chunks-1`` in a scan carry.
+def _chunk_sum(fn, n_chunks: int):
+    """Run ``fn(c) -> (summed, per_chunk)`` over chunks ``c = 0..n_chunks-1`` in a scan:
+    ``summed`` is accumulated in the carry, ``per_chunk`` stacked along a leading axis.
 
-    With ``stacked=True`` ``fn`` returns ``(summed, per_chunk)`` and the per-chunk part is
-    stacked along a leading axis. Accumulating in the carry (rather than stacking
-    ``(n_chunks, N, N)`` arrays and reducing) keeps memory at one copy of each statistic, and
-    avoids a leading-axis reduction that XLA:CPU runs ~20x below memory bandwidth."""
-    shapes = jax.eval_shape(fn, jnp.zeros((), jnp.int32))
-    zero = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes[0] if stacked else shapes)
+    Accumulating in the carry (rather than stacking ``(n_chunks, N, N)`` arrays and reducing)
+    keeps memory at one copy of each statistic, and avoids a leading-axis reduction that
+    XLA:CPU runs ~20x below memory bandwidth."""
+    shapes = jax.eval_shape(fn, jnp.zeros((), jnp.int32))[0]
+    zero = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
 
     def body(acc, c):
-        out = fn(c)
-        big, small = out if stacked else (out, None)
-        return jax.tree.map(jnp.add, acc, big), small
+        summed, per_chunk = fn(c)
+        return jax.tree.map(jnp.add, acc, summed), per_chunk
 
-    acc, per_chunk = jax.lax.scan(body, zero, jnp.arange(n_chunks))
-    return (acc, per_chunk) if stacked else acc
+    return jax.lax.scan(body, zero, jnp.arange(n_chunks))
 
 
 def _stack(mats, N, dtype):

@@ -53,9 +53,9 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from theorysim.kernels._checks import (
-    as_finite_array,
     check_increasing,
     check_scalar,
+    check_size_grid,
     check_spectrum,
 )
 
@@ -339,10 +339,7 @@ def scaling_law_dynamics(
     """
     lam, lw2 = check_spectrum(eigvals, target_power, positive=True)
     times = check_increasing("t", t)
-    widths = as_finite_array("N", np.atleast_1d(N), ndim=1, positive=True, allow_inf=True,
-                             min_size=1)
-    samples = as_finite_array("P", np.atleast_1d(P), ndim=1, positive=True, allow_inf=True,
-                              min_size=1)
+    widths, samples = check_size_grid("N", N), check_size_grid("P", P)
     noise2 = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True) ** 2
     nodes = check_scalar("nodes", nodes, lo=8, hi=32, integer=True)
     time_block = check_scalar("time_block", time_block, lo=1.0, hi=4.0)

@@ -62,11 +62,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from theorysim.kernels._checks import as_finite_array, check_scalar, check_spectrum
+from theorysim.kernels._checks import check_scalar, check_size_grid, check_spectrum
 
-__all__ = ["ScalingDynamicsGDResult", "scaling_law_dynamics_gd"]
+__all__ = ["MAX_STEPS", "ScalingDynamicsGDResult", "scaling_law_dynamics_gd"]
 
-_MAX_STEPS = 4096
+#: largest ``n_steps`` (memory grows like ``n_steps**2``)
+MAX_STEPS = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,12 +197,6 @@ def _solve(lam, lw2, lr, inv_n, inv_p, noise2, tol, *, T1: int, max_iter: int,
     return loss, loss_mean, (H.T if want_modes else None), it, res
 
 
-def _grid(name, values):
-    arr = as_finite_array(name, np.atleast_1d(values), ndim=1, positive=True, allow_inf=True,
-                          min_size=1)
-    return arr
-
-
 def scaling_law_dynamics_gd(
     eigvals: Float[Array, " M"],
     target_power: Float[Array, " M"],
@@ -260,8 +255,8 @@ def scaling_law_dynamics_gd(
     """
     lam, lw2 = check_spectrum(eigvals, target_power, positive=True)
     lr = check_scalar("lr", lr, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
-    n_steps = int(check_scalar("n_steps", n_steps, lo=1, hi=_MAX_STEPS, integer=True))
-    widths, samples = _grid("N", N), _grid("P", P)
+    n_steps = int(check_scalar("n_steps", n_steps, lo=1, hi=MAX_STEPS, integer=True))
+    widths, samples = check_size_grid("N", N), check_size_grid("P", P)
     noise2 = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True) ** 2
     tol = check_scalar("tol", tol, lo=0.0, lo_open=True)
     max_iter = int(check_scalar("max_iter", max_iter, lo=1, integer=True))

@@ -148,8 +148,7 @@ class DMFTVsWidth(Experiment):
         sim = ds["loss"].sel(gamma0=g)
         later = slice(1, None)
         mean_gap = np.abs(sim.mean("seed") - th).isel(step=later).mean("step")
-        sem = sim.std("seed", ddof=1) / np.sqrt(sim.sizes["seed"])
-        floor = np.sqrt(sem**2 + ds["loss_theory_se"].sel(gamma0=g) ** 2)
+        floor = np.sqrt(seed_stats(sim).sem**2 + ds["loss_theory_se"].sel(gamma0=g) ** 2)
         floor = floor.isel(step=later).mean("step")
         kth = ds["ntk_theory"].sel(gamma0=g)
         diff = ds["ntk"].sel(gamma0=g) - kth

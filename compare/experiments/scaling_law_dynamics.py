@@ -26,6 +26,7 @@ from theorysim.theory import (
     scaling_law_dynamics,
     scaling_law_dynamics_gd,
 )
+from theorysim.theory._scaling_dynamics_gd import MAX_STEPS as _MAX_GD_STEPS
 
 from .._experiment import Experiment, ExperimentConfig, Report, register
 from .._plots import figure, theory_vs_sim
@@ -100,9 +101,6 @@ class ScalingDynamicsConfig(ExperimentConfig):
     @property
     def times(self) -> np.ndarray:
         return _grid(self, self.n_t)
-
-
-_MAX_GD_STEPS = 4096
 
 
 def _steps(cfg, n) -> np.ndarray:
