@@ -11,7 +11,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from . import _activations as act
-from ._checks import as_finite_array, check_choice, check_scalar
+from theorysim.checks import as_finite_array, check_choice, check_scalar
 from ._recursion import MLPConfig, diagonal, evaluate, kernel_recursion
 
 

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._checks import as_finite_array, check_choice, check_scalar
+from theorysim.checks import as_finite_array, check_choice, check_scalar
 from ._mlp import DenseMLP, per_layer_ntk
 
 IMPLEMENTATIONS = ("auto", "jacobian", "ntvp", "per_layer")

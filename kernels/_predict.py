@@ -26,7 +26,7 @@ import jax.scipy.linalg as jsl
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._checks import as_finite_array, check_choice, check_gram_and_targets, check_scalar
+from theorysim.checks import as_finite_array, check_choice, check_gram_and_targets, check_scalar
 
 
 @dataclasses.dataclass(frozen=True)

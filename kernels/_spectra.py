@@ -27,7 +27,7 @@ import numpy as np
 from jaxtyping import Array, Float
 from scipy import special
 
-from ._checks import as_finite_array, check_gram_and_targets, check_scalar
+from theorysim.checks import as_finite_array, check_gram_and_targets, check_scalar
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from theorysim.kernels._checks import check_gram_and_targets
+from theorysim.checks import check_gram_and_targets
 
 from ._precision import check_dtype
 

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from theorysim.kernels._checks import as_finite_array, check_scalar, check_spectrum
+from theorysim.checks import as_finite_array, check_scalar, check_spectrum
 
 from ._precision import check_dtype
 

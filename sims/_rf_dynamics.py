@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from theorysim.kernels._checks import (
+from theorysim.checks import (
     check_increasing,
     check_scalar,
     check_spectrum,

@@ -22,7 +22,7 @@ import math
 import numpy as np
 from jaxtyping import ArrayLike
 
-from theorysim.kernels._checks import check_scalar
+from theorysim.checks import check_scalar
 
 from ._fits import fit_power_law
 from ._scaling_dynamics import scaling_law_dynamics

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from theorysim.kernels._checks import check_choice, check_scalar
+from theorysim.checks import check_choice, check_scalar
 
 from ._dmft_common import (
     DMFTResult,

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theorysim.kernels._checks import as_finite_array, check_choice, check_scalar
+from theorysim.checks import as_finite_array, check_choice, check_scalar
 
 ACTIVATIONS = ("relu", "tanh", "linear", "erf")
 

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from theorysim.kernels._checks import check_scalar
+from theorysim.checks import check_scalar
 
 from ._dmft_common import (
     DMFTResult,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from jaxtyping import ArrayLike
 
-from theorysim.kernels._checks import as_finite_array, check_same_length
+from theorysim.checks import as_finite_array, check_same_length
 
 __all__ = ["PowerLawFit", "fit_power_law"]
 

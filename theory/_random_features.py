@@ -11,7 +11,7 @@ import math
 import numpy as np
 from jaxtyping import ArrayLike
 
-from theorysim.kernels._checks import check_scalar
+from theorysim.checks import check_scalar
 
 from ._ridge import (
     RidgeRisk,

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike
 
-from theorysim.kernels._checks import as_finite_array, check_same_length, check_scalar
+from theorysim.checks import as_finite_array, check_same_length, check_scalar
 
 from ._kappa import solve_kappa
 from ._spectra import gauss_compress

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from theorysim.kernels._checks import (
+from theorysim.checks import (
     check_increasing,
     check_scalar,
     check_size_grid,

@@ -62,7 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from theorysim.kernels._checks import check_scalar, check_size_grid, check_spectrum
+from theorysim.checks import check_scalar, check_size_grid, check_spectrum
 
 __all__ = ["MAX_STEPS", "ScalingDynamicsGDResult", "scaling_law_dynamics_gd"]
 

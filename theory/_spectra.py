@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from theorysim.kernels._checks import check_scalar
+from theorysim.checks import check_scalar
 
 __all__ = ["PowerLawSpectrum", "gauss_compress", "power_law_spectrum"]
 

@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 import xarray as xr
 
-from theorysim.kernels._checks import check_int_tuple, check_scalar
+from theorysim.checks import check_int_tuple, check_scalar
 from theorysim.sims import EnsembleSpec, ModelConfig, TrainConfig, train
 
 from .._experiment import Experiment, ExperimentConfig, Report, register

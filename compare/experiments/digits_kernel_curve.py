@@ -34,7 +34,7 @@ import jax
 import numpy as np
 import xarray as xr
 
-from theorysim.kernels._checks import check_scalar
+from theorysim.checks import check_scalar
 from theorysim.sims import kernel_regression_split_errors
 from theorysim.theory import fit_power_law, ridge_risk
 

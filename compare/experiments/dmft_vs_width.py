@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import xarray as xr
 
-from theorysim.kernels._checks import check_scalar
+from theorysim.checks import check_scalar
 from theorysim.sims import EnsembleSpec, ModelConfig, TrainConfig, train
 from theorysim.theory import dmft_two_layer
 

@@ -68,7 +68,7 @@ import numpy as np
 import xarray as xr
 
 from theorysim import kernels as K
-from theorysim.kernels._checks import check_scalar
+from theorysim.checks import check_scalar
 from theorysim.sims import (
     EnsembleSpec,
     ModelConfig,

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import xarray as xr
 
-from theorysim.kernels._checks import check_scalar
+from theorysim.checks import check_scalar
 from theorysim.sims import random_feature_ridge_error
 from theorysim.theory import random_feature_risk
 

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import xarray as xr
 
-from theorysim.kernels._checks import check_scalar
+from theorysim.checks import check_scalar
 from theorysim.sims import random_feature_dynamics
 from theorysim.theory import (
     compute_optimal,

@@ -1,4 +1,4 @@
-"""Argument checks shared by kernels, theory and compare.
+"""Argument checks shared by every package (kernels, theory, sims, compare).
 
 Every check raises ``ValueError`` naming the argument and the allowed range, and runs on the
 host before any expensive work. They take array-likes and return NumPy arrays so callers can
@@ -22,10 +22,7 @@ def as_finite_array(name: str, value, *, ndim: int | None = None, nonneg: bool =
     unless ``allow_inf``), is negative with ``nonneg``, is not strictly positive with
     ``positive``, or has fewer than ``min_size`` entries.
     """
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be numeric, got {value!r}") from err
+    arr = _numeric_array(name, value)
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
     if arr.size < min_size:
@@ -41,16 +38,39 @@ def as_finite_array(name: str, value, *, ndim: int | None = None, nonneg: bool =
     return arr
 
 
+def _numeric_array(name: str, value) -> np.ndarray:
+    """``value`` as float64, refusing what is not already numeric: ``None``, strings and bytes
+    (``'100'`` is not silently parsed), booleans, object arrays and ragged nests."""
+    if value is None:
+        raise ValueError(f"{name} must be a numeric array, got None")
+    if isinstance(value, str | bytes):
+        raise ValueError(f"{name} must be numeric, got the string {value!r}")
+    try:
+        raw = np.asarray(value)
+    except (TypeError, ValueError) as err:  # ragged nests
+        raise ValueError(f"{name} must be a numeric array, got {_short(value)}") from err
+    if raw.dtype.kind not in "iuf":
+        kind = {"b": "booleans", "U": "strings", "S": "bytes", "O": "objects",
+                "c": "complex numbers"}.get(raw.dtype.kind, f"dtype {raw.dtype}")
+        raise ValueError(f"{name} must hold real numbers, got {kind}: {_short(value)}")
+    return raw.astype(np.float64, copy=False)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def check_scalar(name: str, value, *, lo: float = -math.inf, hi: float = math.inf,
                  lo_open: bool = False, hi_open: bool = False, integer: bool = False) -> float:
     """Check a scalar lies in the interval ``lo .. hi`` (open ends as flagged); return it."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{name} must be a number, got {value!r}")
-    if integer and int(value) != value:
-        raise ValueError(f"{name} must be an integer, got {value!r}")
     v = float(value)
     if math.isnan(v):
         raise ValueError(f"{name} must not be NaN")
+    if integer and (math.isinf(v) or int(v) != v):
+        raise ValueError(f"{name} must be a finite integer, got {value!r}")
     too_low = v <= lo if lo_open else v < lo
     too_high = v >= hi if hi_open else v > hi
     if too_low or too_high:
@@ -62,7 +82,7 @@ def check_scalar(name: str, value, *, lo: float = -math.inf, hi: float = math.in
 
 def check_choice(name: str, value, choices: Sequence[str]) -> str:
     """Check ``value`` is one of ``choices``; return it."""
-    if value not in choices:
+    if not isinstance(value, str | int | float | type(None)) or value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
     return value
 
@@ -120,3 +140,27 @@ def check_gram_and_targets(k_name: str, K, y_name: str, y) -> tuple[np.ndarray, 
         raise ValueError(f"{y_name} must have shape (n,) or (n, c) with n = {k.shape[0]}, "
                          f"got {yy.shape}")
     return k, yy
+
+
+def check_bool(name: str, value) -> bool:
+    """Check ``value`` is a real bool (``True``/``False``, not ``"yes"`` or ``1``); return it."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be a bool (True or False), got {value!r}")
+    return bool(value)
+
+
+def check_key(name: str, value):
+    """Check ``value`` is a JAX PRNG key (new-style ``jax.random.key`` or a raw ``uint32[2]``
+    from ``jax.random.PRNGKey``); return it."""
+    import jax  # local: the checks module stays importable without initialising JAX
+
+    ok = False
+    if isinstance(value, jax.Array):
+        if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+            ok = value.ndim == 0
+        else:
+            ok = value.dtype == np.uint32 and value.shape == (2,)
+    if not ok:
+        raise ValueError(f"{name} must be a PRNG key (jax.random.key(seed)), got "
+                         f"{_short(value)}")
+    return value
