@@ -1,19 +1,20 @@
-"""Benchmark theorysim.kernels against neural-tangents 0.6.5, timed in the same run.
+"""Benchmark theorysim.kernels against neural-tangents 0.6.5, interleaved in the same run.
 
 neural-tangents does not import on current JAX, so it runs in a pinned side environment OUTSIDE
 the repository (default /work/nt-env: Python 3.12, ``jax==0.4.30 jaxlib==0.4.30
-neural-tangents==0.6.5 tensorflow-cpu numpy<2``), built on first use, called as a subprocess
-with the same data (inputs, parameters and Gram matrices are passed through an .npz file). The
+neural-tangents==0.6.5 tensorflow-cpu numpy<2``), built on first use. It is a persistent
+worker process (one per dtype) that compiles its functions once and then times one call per
+request, so the two libraries are timed in interleaved rounds (``benchmarks/_protocol.py``):
+each round times theorysim and neural-tangents back to back, in alternating order, and gives
+one ratio. The same inputs, parameters and Gram matrices are passed through an .npz file. The
 side environment is never a dependency of theorysim and never used by the tests.
 
-Cases (issue 3): depth-3 ReLU and Erf analytic NNGP+NTK on X (2000, 100) in float32 and
+Cases (issue 3/12): depth-3 ReLU and Erf analytic NNGP+NTK on X (2000, 100) in float32 and
 float64; empirical NTK of a width-512 depth-3 ReLU MLP on X (256, 100) with 1 and 10 outputs
-(theorysim's per-layer path vs every neural-tangents implementation that runs); and
+(theorysim's per-layer path vs the fastest neural-tangents implementation that runs); and
 gradient_descent_mse at 4 times with 2,000 training points (500 test points, float64).
-Both sides are jitted; each number is the best of ``--repeats`` calls after a warm-up call,
-over ``--rounds`` alternating rounds (the machine is shared: ratios, not absolute times).
 
-    /work/venv311/bin/python benchmarks/kernels_vs_neural_tangents.py [--quick]
+    python benchmarks/kernels_vs_neural_tangents.py [--quick] [--rounds 7] [--only analytic]
 """
 
 from __future__ import annotations
@@ -26,13 +27,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
+import _protocol as P
+
+SCRIPT = "kernels_vs_neural_tangents.py"
 PINS = ["jax[cpu]==0.4.30", "jaxlib==0.4.30", "neural-tangents==0.6.5", "tensorflow-cpu",
         "numpy<2"]
 
+# The neural-tangents side: a worker that reads one JSON request per line on stdin and answers
+# one JSON line on stdout. Requests: {"op": "time", "case": c, "repeats": k} -> seconds (best of
+# k calls), {"op": "save", "case": c} -> writes the result array, {"op": "quit"}.
 SIDE_SCRIPT = r'''
 import json, sys, time
 import numpy as np
@@ -45,18 +51,7 @@ from neural_tangents import stax
 
 data = np.load(cfg["data"])
 dtype = jnp.float64 if cfg["x64"] else jnp.float32
-out = {}
-
-
-def best(fn, repeats):
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t)
-    return min(times)
-
+fns = {}
 
 X = jnp.asarray(data["X_analytic"], dtype)
 for act_name, act in (("relu", stax.Relu()), ("erf", stax.Erf())):
@@ -65,15 +60,13 @@ for act_name, act in (("relu", stax.Relu()), ("erf", stax.Erf())):
         layers += [stax.Dense(512, W_std=1.5, b_std=0.1), act]
     _, _, kfn = stax.serial(*layers, stax.Dense(1, W_std=1.5, b_std=0.1))
     kfn = jax.jit(kfn, static_argnames="get")
-    f = lambda: kfn(X, None, ("nngp", "ntk"))
-    out[f"analytic_{act_name}"] = best(f, cfg["repeats"])
-    k = f()
-    np.save(cfg["prefix"] + f"analytic_{act_name}_ntk.npy", np.asarray(k.ntk))
+    fns[f"analytic_{act_name}"] = (lambda kfn=kfn: kfn(X, None, ("nngp", "ntk")),
+                                   lambda k: k.ntk)
 
 if cfg["empirical"]:
     Xe = jnp.asarray(data["X_emp"], dtype)
+    width = int(data["width"])
     for n_out in (1, 10):
-        width = int(data["width"])
         _, apply_fn, _ = stax.serial(stax.Dense(width, 1.5, 0.1), stax.Relu(),
                                      stax.Dense(width, 1.5, 0.1), stax.Relu(),
                                      stax.Dense(width, 1.5, 0.1), stax.Relu(),
@@ -84,15 +77,10 @@ if cfg["empirical"]:
                         jnp.asarray(data[f"b{i}_{n_out}"], dtype)), ()]
         params = params[:-1]
         for impl in cfg["nt_impls"][str(n_out)]:
-            name = f"emp{n_out}_impl{impl}"
-            try:
-                fn = jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(-1,), vmap_axes=0,
-                                                 implementation=impl))
-                f = lambda: fn(Xe, None, params)
-                out[name] = best(f, cfg["repeats"])
-                np.save(cfg["prefix"] + name + ".npy", np.asarray(f()))
-            except Exception as err:  # noqa: BLE001
-                out[name] = "failed: " + type(err).__name__ + ": " + str(err)[:200]
+            fn = jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(-1,), vmap_axes=0,
+                                             implementation=impl))
+            fns[f"emp{n_out}_impl{impl}"] = (lambda fn=fn, params=params: fn(Xe, None, params),
+                                             lambda k: k)
 
 if cfg["predict"]:
     kdd = jnp.asarray(data["k_dd"], dtype)
@@ -105,10 +93,31 @@ if cfg["predict"]:
         pfn = nt.predict.gradient_descent_mse(kdd, y, diag_reg=1e-4)
         return pfn(t=ts, fx_train_0=0.0, fx_test_0=0.0, k_test_train=ktd)
 
-    f = lambda: run(kdd, y, ktd)
-    out["predict"] = best(f, cfg["repeats"])
-    np.save(cfg["prefix"] + "predict.npy", np.asarray(f()[1]))
-print("RESULT " + json.dumps(out))
+    fns["predict"] = (lambda: run(kdd, y, ktd), lambda r: r[1])
+
+failed = {}
+for name, (f, _) in list(fns.items()):
+    try:
+        jax.block_until_ready(f())           # compile + warm up
+    except Exception as err:  # noqa: BLE001
+        failed[name] = type(err).__name__ + ": " + str(err)[:200]
+        del fns[name]
+print("READY " + json.dumps({"cases": sorted(fns), "failed": failed}), flush=True)
+for line in sys.stdin:
+    req = json.loads(line)
+    if req["op"] == "quit":
+        break
+    f, get = fns[req["case"]]
+    if req["op"] == "time":
+        best = float("inf")
+        for _ in range(req.get("repeats", 1)):
+            t = time.perf_counter()
+            jax.block_until_ready(f())
+            best = min(best, time.perf_counter() - t)
+        print(json.dumps(best), flush=True)
+    elif req["op"] == "save":
+        np.save(req["path"], np.asarray(get(f())))
+        print(json.dumps("saved"), flush=True)
 '''
 
 
@@ -145,16 +154,54 @@ def ensure_env(path: str) -> tuple[str | None, str]:
     return py, f"built {path} (jax {r.stdout.strip()})"
 
 
-def best(fn, repeats):
-    import jax
+class Side:
+    """The neural-tangents worker process for one dtype."""
 
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t)
-    return min(times)
+    def __init__(self, py, data_path, tmp, x64, empirical, predict, quick):
+        # Full size on a shared 2-core machine: NT's jacobian implementation with 10 outputs
+        # needs ~6 GB of per-example Jacobians (256 x 10 x 580k floats) and its NTK-vector-
+        # product one ~0.5-5 TFlop per call, so only the cheaper ones run there.
+        impls = {"1": [1, 2, 3], "10": [1, 2, 3]} if quick else {"1": [1, 3], "10": [3]}
+        cfg = dict(data=data_path, x64=x64, empirical=empirical, predict=predict, nt_impls=impls)
+        script = os.path.join(tmp, "nt_side.py")
+        with open(script, "w") as f:
+            f.write(SIDE_SCRIPT)
+        env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+        self.tmp, self.prefix = tmp, "nt64_" if x64 else "nt32_"
+        self.proc = subprocess.Popen([py, script, json.dumps(cfg)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=env)
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"side worker failed: {self.proc.stderr.read()[-2000:]}")
+            if line.startswith("READY "):
+                ready = json.loads(line[6:])
+                break
+        self.cases, self.failed = ready["cases"], ready["failed"]
+
+    def _ask(self, req):
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"side worker died: {self.proc.stderr.read()[-2000:]}")
+        return json.loads(line)
+
+    def timer(self, case, repeats):
+        return lambda: self._ask({"op": "time", "case": case, "repeats": repeats})
+
+    def result(self, case):
+        path = os.path.join(self.tmp, self.prefix + case + ".npy")
+        self._ask({"op": "save", "case": case, "path": path})
+        return np.load(path)
+
+    def close(self):
+        try:
+            self._ask({"op": "quit"})
+        except (RuntimeError, BrokenPipeError, ValueError):
+            pass
+        self.proc.wait(timeout=60)
 
 
 def make_data(quick: bool, tmp: str) -> tuple[str, dict]:
@@ -185,150 +232,138 @@ def make_data(quick: bool, tmp: str) -> tuple[str, dict]:
     return path, data
 
 
-def run_side(py, data_path, tmp, x64, repeats, empirical, predict, quick):
-    # Full size on a shared 2-core machine: NT's jacobian implementation with 10 outputs needs
-    # ~6 GB of per-example Jacobians (256 x 10 x 580k floats) and its NTK-vector-product one
-    # ~0.5-5 TFlop per call, so only the cheaper ones run there (see RESULTS_kernels.md).
-    impls = {"1": [1, 2, 3], "10": [1, 2, 3]} if quick else {"1": [1, 3], "10": [3]}
-    cfg = dict(data=data_path, x64=x64, repeats=repeats, empirical=empirical, predict=predict,
-               prefix=os.path.join(tmp, f"nt{'64' if x64 else '32'}_"), nt_impls=impls)
-    script = os.path.join(tmp, "nt_side.py")
-    with open(script, "w") as f:
-        f.write(SIDE_SCRIPT)
-    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
-    r = subprocess.run([py, script, json.dumps(cfg)], capture_output=True, text=True, env=env)
-    line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
-    if r.returncode or not line:
-        raise RuntimeError(f"side script failed: {r.stderr[-2000:]}")
-    return json.loads(line[0][7:])
-
-
-def run_ours(data, repeats, x64, empirical, predict, quick):
-    import jax
+def our_cases(data, x64, empirical, predict, quick):
+    """theorysim's functions per case: ``{case: (fn, get_array)}`` (to call under x64)."""
     import jax.numpy as jnp
 
     from theorysim import kernels as K
 
-    out, arrays = {}, {}
-    ctx = jax.enable_x64(x64)
-    with ctx:
-        dtype = jnp.float64 if x64 else jnp.float32
-        x = jnp.asarray(data["X_analytic"], dtype)
-        for act in ("relu", "erf"):
-            k = K.mlp_kernel(3, act, 1.5, 0.1)
-            out[f"analytic_{act}"] = best(lambda k=k: k(x), repeats)
-            arrays[f"analytic_{act}"] = np.asarray(k(x).ntk)
-        if empirical:
-            xe = jnp.asarray(data["X_emp"], dtype)
-            width = int(data["width"])
-            for n_out in (1, 10):
-                mlp = K.DenseMLP((width,) * 3, K.Relu(), n_out, 1.5, 0.1)
-                params = [{"W": jnp.asarray(data[f"W{i}_{n_out}"], dtype),
-                           "b": jnp.asarray(data[f"b{i}_{n_out}"], dtype)} for i in range(4)]
-                for impl in ("per_layer", "jacobian", "ntvp"):
-                    if not quick and (impl == "ntvp" or (n_out == 10 and impl != "per_layer")):
-                        continue  # ~6 GB of per-example Jacobians / TFlops: skipped at full size
-                    f = lambda impl=impl, mlp=mlp, params=params: K.empirical_ntk(
-                        mlp, params, xe, implementation=impl)
-                    out[f"emp{n_out}_{impl}"] = best(f, repeats)
-                    arrays[f"emp{n_out}_{impl}"] = np.asarray(f())
-        if predict:
-            kdd = jnp.asarray(data["k_dd"], dtype)
-            ktd = jnp.asarray(data["k_td"], dtype)
-            y = jnp.asarray(data["y"], dtype)
-            f = lambda: K.gradient_descent_mse(kdd, y, ktd, t=data["t"], diag_reg=1e-4).test
-            out["predict"] = best(f, repeats)
-            arrays["predict"] = np.asarray(f())
-    return out, arrays
+    dtype = jnp.float64 if x64 else jnp.float32
+    cases = {}
+    x = jnp.asarray(data["X_analytic"], dtype)
+    for act in ("relu", "erf"):
+        k = K.mlp_kernel(3, act, 1.5, 0.1)
+        cases[f"analytic_{act}"] = (lambda k=k: k(x), lambda r: r.ntk)
+    if empirical:
+        xe = jnp.asarray(data["X_emp"], dtype)
+        width = int(data["width"])
+        for n_out in (1, 10):
+            mlp = K.DenseMLP((width,) * 3, K.Relu(), n_out, 1.5, 0.1)
+            params = [{"W": jnp.asarray(data[f"W{i}_{n_out}"], dtype),
+                       "b": jnp.asarray(data[f"b{i}_{n_out}"], dtype)} for i in range(4)]
+            for impl in ("per_layer", "jacobian", "ntvp"):
+                if not quick and (impl == "ntvp" or (n_out == 10 and impl != "per_layer")):
+                    continue  # ~6 GB of per-example Jacobians / TFlops: skipped at full size
+                cases[f"emp{n_out}_{impl}"] = (
+                    lambda impl=impl, mlp=mlp, params=params: K.empirical_ntk(
+                        mlp, params, xe, implementation=impl), lambda r: r)
+    if predict:
+        kdd = jnp.asarray(data["k_dd"], dtype)
+        ktd = jnp.asarray(data["k_td"], dtype)
+        y = jnp.asarray(data["y"], dtype)
+        cases["predict"] = (lambda: K.gradient_descent_mse(kdd, y, ktd, t=data["t"],
+                                                           diag_reg=1e-4),
+                            lambda r: r.test)
+    return cases
 
 
-def main():
+def agreement(ours: np.ndarray, ref: np.ndarray) -> str:
+    rel = np.abs(ours - ref) / np.max(np.abs(ref))
+    if rel.ndim == 2 and rel.shape[0] == rel.shape[1]:
+        diag = np.diag(rel).max()
+        off = (rel - np.diag(np.diag(rel))).max()
+        return f"max rel diff: diagonal {diag:.1e}, off-diagonal {off:.1e}"
+    return f"max rel diff {rel.max():.1e}"
+
+
+TARGETS = {"analytic": (">= 2x median, >= 1.5x min", lambda c: c.median >= 2 and c.lo >= 1.5),
+           "emp": (">= 1x", lambda c: c.median >= 1),
+           "predict": (">= 1x (par)", lambda c: c.median >= 1)}
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes, one round")
+    ap.add_argument("--quick", action="store_true", help="small sizes")
     ap.add_argument("--nt-env", default="/work/nt-env", help="side environment path")
-    ap.add_argument("--no-nt", action="store_true", help="time theorysim alone")
-    ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--rounds", type=int, default=None)
-    args = ap.parse_args()
-    repeats = args.repeats or (2 if args.quick else 3)
-    rounds = args.rounds or 1
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="calls per side per round, best taken (default 3; 1 for the "
+                         "empirical NTK at full size)")
+    ap.add_argument("--only", choices=("analytic", "emp", "predict"), default=None,
+                    help="run only one group of cases")
+    ap.add_argument("--dtype", choices=("f32", "f64"), default=None, help="one dtype only")
+    P.add_arguments(ap, rounds=7)
+    args = ap.parse_args(argv)
+    import jax
 
-    py, msg = (None, "--no-nt given") if args.no_nt else ensure_env(args.nt_env)
+    info = P.print_conditions(SCRIPT)
+    py, msg = ensure_env(args.nt_env)
     print(f"side environment: {msg}")
+    if py is None:
+        raise SystemExit("neural-tangents side environment unavailable: " + msg)
     tmp = tempfile.mkdtemp(prefix="ts_bench_")
     data_path, data = make_data(args.quick, tmp)
-
-    ours = {}
-    nt = {}
-    arrays = {}
-    for _ in range(rounds):
+    size = " (quick sizes)" if args.quick else ""
+    rows = []
+    try:
         for x64 in (False, True):
             tag = "f64" if x64 else "f32"
-            o, a = run_ours(data, repeats, x64, empirical=not x64, predict=x64,
-                            quick=args.quick)
-            for k, v in o.items():
-                ours[f"{k}_{tag}"] = min(v, ours.get(f"{k}_{tag}", np.inf))
-            arrays.update({f"{k}_{tag}": v for k, v in a.items()})
-            if py is not None:
-                n = run_side(py, data_path, tmp, x64, repeats, empirical=not x64, predict=x64,
-                             quick=args.quick)
-                for k, v in n.items():
-                    key = f"{k}_{tag}"
-                    nt[key] = v if isinstance(v, str) else min(v, nt.get(key, np.inf))
-
-    rows = []
-
-    def row(case, ours_t, nt_t, note=""):
-        ratio = "" if not isinstance(nt_t, float) else f"{nt_t / ours_t:.2f}x"
-        nt_s = nt_t if isinstance(nt_t, str) else (f"{nt_t * 1e3:.1f}" if nt_t else "n/a")
-        rows.append(f"| {case} | {ours_t * 1e3:.1f} | {nt_s} | {ratio} | {note} |")
-
-    def agree(ours_arr, nt_file):
-        p = os.path.join(tmp, nt_file)
-        if not os.path.exists(p):
-            return ""
-        ref = np.load(p)
-        rel = np.abs(ours_arr - ref) / np.max(np.abs(ref))
-        if rel.ndim == 2 and rel.shape[0] == rel.shape[1]:
-            diag = np.diag(rel).max()
-            off = (rel - np.diag(np.diag(rel))).max()
-            return f"max rel diff: diagonal {diag:.1e}, off-diagonal {off:.1e}"
-        return f"max rel diff {rel.max():.1e}"
-
-    for tag, prefix in (("f32", "nt32_"), ("f64", "nt64_")):
-        for act in ("relu", "erf"):
-            key = f"analytic_{act}_{tag}"
-            row(f"analytic depth-3 {act} nngp+ntk {tag}", ours[key], nt.get(key),
-                agree(arrays[key], f"{prefix}analytic_{act}_ntk.npy"))
-    for n_out in (1, 10):
-        ntk = {k: v for k, v in nt.items() if k.startswith(f"emp{n_out}_impl")}
-        working = {k: v for k, v in ntk.items() if isinstance(v, float)}
-        fastest = min(working, key=working.get) if working else None
-        for impl in ("per_layer", "jacobian", "ntvp"):
-            key = f"emp{n_out}_{impl}_f32"
-            if key not in ours:
+            if args.dtype and args.dtype != tag:
                 continue
-            nt_t = working[fastest] if fastest else None
-            note = (f"vs NT {fastest.split('_')[1]} (fastest that runs); "
-                    + agree(arrays[key], f"nt32_{fastest.replace('_f32', '')}.npy")
-                    if fastest else "")
-            row(f"empirical NTK O={n_out} theorysim {impl}", ours[key], nt_t, note)
-        for k, v in ntk.items():
-            if isinstance(v, str):
-                rows.append(f"| NT empirical NTK O={n_out} {k.split('_')[1]} | | {v[:80]} | | |")
-            else:
-                rows.append(f"| NT empirical NTK O={n_out} {k.split('_')[1]} | | "
-                            f"{v * 1e3:.1f} | | |")
-    row("gradient_descent_mse 4 times, f64", ours["predict_f64"], nt.get("predict_f64"),
-        agree(arrays["predict_f64"], "nt64_predict.npy"))
+            empirical = not x64 and args.only in (None, "emp")
+            predict = x64 and args.only in (None, "predict")
+            side = Side(py, data_path, tmp, x64, empirical, predict, args.quick)
+            with jax.enable_x64(x64):
+                cases = our_cases(data, x64, empirical, predict, args.quick)
+                nt_emp = {}
+                for name, (fn, get) in cases.items():
+                    group = "emp" if name.startswith("emp") else name.split("_")[0]
+                    if args.only and group != args.only:
+                        continue
+                    if group == "emp":
+                        # vs the fastest NT implementation that runs (timed once to pick it)
+                        n_out = name.split("_")[0]
+                        if n_out not in nt_emp:
+                            avail = [c for c in side.cases if c.startswith(n_out + "_impl")]
+                            nt_emp[n_out] = min(avail, key=lambda c: side.timer(c, 2)()) \
+                                if avail else None
+                        nt_case = nt_emp[n_out]
+                        for c, err in side.failed.items():
+                            if c.startswith(n_out + "_impl"):
+                                print(f"  NT {c} fails: {err}")
+                    else:
+                        nt_case = name if name in side.cases else None
+                    if nt_case is None:
+                        print(f"  {name} {tag}: no neural-tangents counterpart runs; skipped")
+                        continue
+                    reps = args.repeats or (1 if (group == "emp" and not args.quick) else 3)
+                    comp = P.interleaved(f"{name} {tag}", P.timer(fn, reps),
+                                         side.timer(nt_case, reps), args.rounds)
+                    note = agreement(np.asarray(get(fn())), side.result(nt_case))
+                    if group == "emp":
+                        note = f"vs NT {nt_case.split('_')[1]} (fastest that runs); " + note
+                    rows.append((name, tag, comp, note, reps))
+            side.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
-    import jax
-    header = ["| case | theorysim (ms) | neural-tangents (ms) | NT / theorysim | note |",
-              "|---|---|---|---|---|"]
-    print(f"\njax {jax.__version__}, {os.cpu_count()} CPUs, best of {repeats} x {rounds} rounds"
-          f"{' (quick sizes)' if args.quick else ''}")
-    print("\n".join(header + rows))
-    shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\n{SCRIPT}{size}: {args.rounds} interleaved rounds, best of --repeats calls per "
+          f"side per round; ratio = neural-tangents time / theorysim time")
+    print(f"conditions at the end: {P.conditions_text()}")
+    print("| case | theorysim (ms, median) | neural-tangents (ms, median) | ratio median "
+          "(min-max) | load start/median/max | note |")
+    print("|---|---|---|---|---|---|")
+    import statistics
+    for name, tag, comp, note, reps in rows:
+        print(f"| {name} {tag} | {statistics.median(comp.ours) * 1e3:.1f} | "
+              f"{statistics.median(comp.base) * 1e3:.1f} | {comp.ratio_text()} | "
+              f"{comp.load_text()} | {note} |")
+        if not args.no_record:
+            group = "emp" if name.startswith("emp") else name.split("_")[0]
+            target, ok = TARGETS[group]
+            P.record(SCRIPT, f"{name} {tag}{size}", comp.ratio_text(), rounds=args.rounds,
+                     target=target, met="yes" if ok(comp) else "**no**",
+                     load=comp.load_text(), info=info)
+    P.warn_if_busy()
 
 
 if __name__ == "__main__":

@@ -77,8 +77,8 @@ def main(argv=None) -> dict:
           f"| {t_base:.3f} | {1e3 * t_base / n_P:.3f} |")
     print(f"speed-up (warm): {ratio:.0f}x (target >= 100x)")
     print(f"agreement on the {n_base} baseline points: max rel diff kappa {d_kappa:.1e}, "
-          f"E_g {d_err:.1e}; max kappa residual {float(r.residual.max()):.1e}, "
-          f"max iterations {int(r.iterations.max())}")
+          f"E_g {d_err:.1e}; max kappa residual {r.residual:.1e}, "
+          f"max iterations {r.iterations}")
     ok = d_kappa <= 1e-9 and d_err <= 1e-9
     print("agree: " + ("yes" if ok else "NO"))
     if not ok:

@@ -44,10 +44,10 @@ def main() -> None:
     t = np.geomspace(1.0, 1e4, n_grid)
 
     def blocked():
-        return scaling_law_dynamics(lam, tp, t, N, args.P)
+        return scaling_law_dynamics(lam, tp, args.P, N, t)
 
     def per_time():
-        return scaling_law_dynamics(lam, tp, t, N, args.P, time_block=1.0)
+        return scaling_law_dynamics(lam, tp, args.P, N, t, time_block=1.0)
 
     t_first, _ = _timed(blocked)                 # includes jit compilation
     t_blocked, r_blocked = _timed(blocked, repeats=2)
@@ -55,11 +55,11 @@ def main() -> None:
     t_per_time, r_per_time = _timed(per_time)
     rng = np.random.default_rng(0)
     pts = rng.choice(n_grid * n_grid, size=n_loop, replace=False)
-    scaling_law_dynamics(lam, tp, [t[0]], N[0], args.P)                  # compile, 1 point
+    scaling_law_dynamics(lam, tp, args.P, N[0], [t[0]])                  # compile, 1 point
     t0 = time.perf_counter()
     for p in pts:
         i, j = divmod(int(p), n_grid)
-        scaling_law_dynamics(lam, tp, [t[j]], N[i], args.P)
+        scaling_law_dynamics(lam, tp, args.P, N[i], [t[j]])
     t_loop = (time.perf_counter() - t0) / n_loop * n_grid * n_grid
     diff = np.max(np.abs(r_blocked.loss / r_per_time.loss - 1.0))
 

@@ -1,4 +1,5 @@
-"""Theory vs simulation: tasks, experiments, sweep runner, result store, plots and the CLI.
+"""Theory vs simulation: tasks, experiments, the comparison layer, sweep runner, result store,
+plots and the CLI.
 
 Scripts and notebooks use the same path as the CLI::
 
@@ -6,15 +7,44 @@ Scripts and notebooks use the same path as the CLI::
     exp = get_experiment("ridge-learning-curve")
     result = run(exp, exp.make_config("quick", {"M": "500"}), "runs")
     result.dataset, result.report, result.run_dir
+
+A new experiment is one file in ``compare/experiments/``: a config (fields declared with
+:func:`param`) and a :class:`Sweep` subclass with its grid, one ``sample`` and one ``predict``.
 """
 
+from ._compare import Comparison as Comparison
+from ._compare import Prediction as Prediction
+from ._compare import Sweep as Sweep
+from ._compare import agreement as agreement
+from ._compare import compare as compare
+from ._compare import diagnostics_rows as diagnostics_rows
+from ._compare import power_fit as power_fit
+from ._compare import solve as solve
+from ._compare import solver_diagnostics as solver_diagnostics
+from ._compare import theory_failure as theory_failure
+from ._configio import config_from_dict as config_from_dict
+from ._configio import config_hash as config_hash
+from ._configio import config_to_dict as config_to_dict
+from ._configio import describe_config as describe_config
+from ._configio import param as param
 from ._experiment import Experiment as Experiment
 from ._experiment import ExperimentConfig as ExperimentConfig
 from ._experiment import Report as Report
 from ._experiment import get_experiment as get_experiment
 from ._experiment import register as register
 from ._experiment import registry as registry
+from ._plots import figure as figure
+from ._plots import legend as legend
+from ._plots import reference_power_law as reference_power_law
+from ._plots import theory_vs_sim as theory_vs_sim
+from ._report import Ratio as Ratio
+from ._report import render_markdown as render_markdown
+from ._report import render_text as render_text
 from ._runner import RunResult as RunResult
 from ._runner import run as run
+from ._stats import SeedStats as SeedStats
+from ._stats import seed_stats as seed_stats
+from ._stats import z_scores as z_scores
 from ._store import RunDirectoryError as RunDirectoryError
-from ._tasks import PowerLawGaussian as PowerLawGaussian
+from ._tasks import PowerLawConfig as PowerLawConfig
+from ._tasks import log_grid as log_grid

@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import hashlib
-import json
-import math
-import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import xarray as xr
+
+from ._configio import ExperimentConfig as ExperimentConfig
+from ._configio import config_hash as config_hash
+from ._configio import config_to_dict as config_to_dict
+from ._configio import parse_field as parse_field
+
+ProgressFn = Callable[[int, int, str], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,77 +46,17 @@ class Report:
         metrics: named numbers (fitted exponents, max |z|, fraction within 3 SE, ...).
         notes: free-text lines.
         passed: whether the experiment's own agreement criterion held (None: no criterion).
+        criterion: the agreement criterion in words (every experiment states one).
+        diagnostics: one row per theory solver: ``solver, converged, residual, iterations``.
     """
 
     title: str
     table: tuple[dict[str, Any], ...] = ()
-    metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    metrics: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     notes: tuple[str, ...] = ()
     passed: bool | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
-    """Base of experiment configs. Subclasses add fields with the quick preset as defaults.
-
-    Every field must be an int, float, bool, str or a tuple of those, so the config is hashable,
-    JSON-serialisable and settable from the CLI (``--set key=value``; tuples as ``1,2,3``).
-    Subclasses check their fields in ``__post_init__`` and raise ``ValueError`` naming the field.
-    """
-
-    seed: int = 0
-
-
-def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
-    return {f.name: _jsonable(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
-
-
-def _jsonable(v):
-    if isinstance(v, tuple):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, float) and not math.isfinite(v):
-        return repr(v)
-    return v
-
-
-def config_hash(name: str, cfg: ExperimentConfig) -> str:
-    """A short stable hash of the experiment name and its config (the run directory name)."""
-    blob = json.dumps({"experiment": name, "config": config_to_dict(cfg)}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def parse_field(cfg_type: type, key: str, text: str) -> Any:
-    """Parse ``--set key=text`` for a field of ``cfg_type``; ``ValueError`` on unknown keys."""
-    fields = {f.name: f for f in dataclasses.fields(cfg_type)}
-    if key not in fields:
-        raise ValueError(f"unknown --set key {key!r}; allowed keys: {', '.join(sorted(fields))}")
-    hints = typing.get_type_hints(cfg_type)
-    return _parse_value(key, hints[key], text)
-
-
-def _parse_value(key: str, tp, text: str):
-    origin = typing.get_origin(tp)
-    if origin is tuple:
-        (elem, *_rest) = typing.get_args(tp)
-        parts = [p for p in text.split(",") if p.strip()]
-        return tuple(_parse_value(key, elem, p.strip()) for p in parts)
-    try:
-        if tp is bool:
-            low = text.strip().lower()
-            if low not in {"true", "false", "1", "0", "yes", "no"}:
-                raise ValueError
-            return low in {"true", "1", "yes"}
-        if tp is int:
-            as_float = float(text)
-            if as_float != int(as_float):
-                raise ValueError
-            return int(as_float)
-        if tp is float:
-            return float(text)
-        return str(text)
-    except ValueError as err:
-        name = getattr(tp, "__name__", str(tp))
-        raise ValueError(f"--set {key}={text!r}: expected {name}") from err
+    criterion: str = ""
+    diagnostics: tuple[dict[str, Any], ...] = ()
 
 
 class Experiment(abc.ABC):
@@ -123,6 +66,14 @@ class Experiment(abc.ABC):
     summary: ClassVar[str]
     config_type: ClassVar[type[ExperimentConfig]]
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {"quick": {}, "full": {}}
+    #: set by the runner: called as ``progress(done, total, what)`` from inside a sweep point
+    #: (e.g. per seed or per trained network), so long points are visibly alive.
+    progress: ProgressFn | None = None
+
+    def tick(self, done: int, total: int, what: str = "") -> None:
+        """Report progress within the current sweep point (no-op without a listener)."""
+        if self.progress is not None:
+            self.progress(done, total, what)
 
     def make_config(self, preset: str = "quick", overrides: Mapping[str, str] | None = None):
         """Build the config: dataclass defaults, then the preset, then ``--set`` strings."""
@@ -132,6 +83,12 @@ class Experiment(abc.ABC):
         for key, text in (overrides or {}).items():
             values[key] = parse_field(self.config_type, key, text)
         return self.config_type(**values)
+
+    def describe(self) -> list[dict[str, str]]:
+        """The config's keys: type, quick default, other presets, range and meaning."""
+        from ._configio import describe_config
+
+        return describe_config(self.config_type, self.presets)
 
     @abc.abstractmethod
     def points(self, cfg) -> list[dict[str, Any]]: ...

@@ -1,14 +1,21 @@
-"""Plot helpers: theory as lines, simulation as markers with error bands."""
+"""Plot helpers: theory as light lines, simulation as dark markers with error bars.
+
+Theory and simulation never share a colour (the line is a light tint of the markers' colour),
+error bars are drawn in black on top, and legends go beside the axes so they cover no data.
+"""
 
 from __future__ import annotations
 
 import matplotlib
 
 matplotlib.use("Agg", force=False)
+import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ._stats import SeedStats  # noqa: E402
+
+__all__ = ["STYLE", "figure", "legend", "reference_power_law", "theory_vs_sim", "tint"]
 
 STYLE = {
     "figure.dpi": 110,
@@ -30,27 +37,54 @@ def figure(ncols: int = 1, nrows: int = 1, width: float = 3.4):
     return fig, axes
 
 
+def tint(color, amount: float = 0.55):
+    """``color`` mixed with white (``amount`` = share of white): the theory line's colour."""
+    rgb = np.asarray(mcolors.to_rgb(color))
+    return tuple(rgb + (1.0 - rgb) * amount)
+
+
+def legend(ax, **kwargs):
+    """A legend beside ``ax`` (right of the axes), so that it covers no data."""
+    kwargs = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0,
+              "fontsize": 7} | kwargs
+    return ax.legend(**kwargs)
+
+
 def theory_vs_sim(ax, x_theory, y_theory, x_sim, stats: SeedStats, *, color=None,
-                  label: str = "", log: bool = True, band: str = "log"):
-    """Draw theory (line) and simulation (markers + band) of one curve on ``ax``.
+                  label: str = "", log: bool = True, band: str | None = None,
+                  marker: str = "o"):
+    """Draw theory (a light line) and simulation (dark markers, black SE bars) of one curve.
 
     Args:
-        band: ``"log"`` for the geometric-mean band (log axes), ``"sem"`` for mean +- SE.
+        band: ``None`` (default: error bars only), ``"log"`` for the geometric-mean band (log
+            axes) or ``"sem"`` for mean +- SE, drawn faintly under the markers.
+    Returns:
+        the markers' colour.
     """
     with plt.rc_context(STYLE):
-        (line,) = ax.plot(x_theory, y_theory, "-", color=color, lw=1.4,
-                          label=f"{label} theory" if label else "theory")
-        c = line.get_color()
-        mean = np.asarray(stats.mean)
-        if band == "log":
-            lo, hi = np.asarray(stats.lo), np.asarray(stats.hi)
-        else:
-            lo, hi = mean - np.asarray(stats.sem), mean + np.asarray(stats.sem)
-        ax.fill_between(np.asarray(x_sim), lo, hi, color=c, alpha=0.25, lw=0)
-        ax.errorbar(np.asarray(x_sim), mean, yerr=np.asarray(stats.sem), fmt="o", ms=3.5,
-                    color=c, mfc="white", mew=1.0, elinewidth=0.8, capsize=1.5,
-                    label=f"{label} sim (n={stats.n})" if label else f"sim (n={stats.n})")
+        c = color if color is not None else "C0"
+        ax.plot(x_theory, y_theory, "-", color=tint(c), lw=2.0, zorder=1,
+                label=f"{label} theory" if label else "theory")
+        mean, sem = np.asarray(stats.mean), np.asarray(stats.sem)
+        if band is not None:
+            lo, hi = ((np.asarray(stats.lo), np.asarray(stats.hi)) if band == "log"
+                      else (mean - sem, mean + sem))
+            ax.fill_between(np.asarray(x_sim), lo, hi, color=c, alpha=0.15, lw=0)
+        ax.errorbar(np.asarray(x_sim), mean, yerr=sem, fmt=marker, ms=4, color=c, mec="k",
+                    mew=0.5, ecolor="k", elinewidth=0.9, capsize=2, zorder=3,
+                    label=f"{label} sim (n={stats.n}, ±SE)" if label else
+                    f"sim (n={stats.n}, ±SE)")
         if log:
             ax.set_xscale("log")
             ax.set_yscale("log")
     return c
+
+
+def reference_power_law(ax, x, exponent: float, anchor: tuple[float, float], *,
+                        label: str | None = None, **kwargs):
+    """A dashed grey reference line ``y = y0 (x / x0)^exponent`` through ``anchor = (x0, y0)``
+    (e.g. the claimed ``N^-1`` of a slope)."""
+    x = np.asarray(x, float)
+    x0, y0 = anchor
+    kwargs = {"color": "0.45", "lw": 0.9, "ls": "--", "zorder": 0} | kwargs
+    return ax.plot(x, y0 * (x / x0) ** exponent, label=label, **kwargs)

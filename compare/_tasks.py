@@ -1,53 +1,53 @@
-"""Tasks: a data distribution and a target that know both their spectrum and their sampler.
-
-Theory needs the spectrum (eigenvalues lam_k and target powers lam_k w_k^2); simulations need
-samples. A task provides both from one definition, so the two halves of a comparison cannot
-drift apart.
+"""Tasks: a data distribution and a target whose spectrum the theory reads and whose samples the
+simulation draws, from one definition (so the two halves of a comparison cannot drift apart).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from theorysim.checks import check_scalar
-from theorysim.sims import sample_gaussian_features
 from theorysim.theory import power_law_spectrum
+
+from ._configio import ExperimentConfig, param
+
+__all__ = ["PowerLawConfig", "log_grid"]
+
+
+def log_grid(lo: float, hi: float, n: int) -> list[int]:
+    """``n`` log-spaced integers from ``lo`` to ``hi`` (rounded, duplicates merged).
+
+    >>> log_grid(10, 1000, 5)
+    [10, 32, 100, 316, 1000]
+    """
+    return sorted({int(round(p)) for p in np.geomspace(lo, hi, n)})
 
 
 @dataclasses.dataclass(frozen=True)
-class PowerLawGaussian:
-    """Gaussian features psi ~ N(0, diag(lam)) with a power-law spectrum and a linear target.
+class PowerLawConfig(ExperimentConfig):
+    r"""Config fields of the power-law task: Gaussian features
+    :math:`\psi \sim N(0, \mathrm{diag}(\lambda))` and a linear target,
 
     .. math::
 
-        \\lambda_k = k^{-b}, \\qquad \\lambda_k w_k^2 = k^{-a}, \\qquad
-        y = \\sum_k w_k \\psi_k + \\epsilon, \\quad \\epsilon \\sim N(0, \\text{noise}^2)
+        \lambda_k = k^{-b}, \qquad \lambda_k w_k^2 = k^{-a}, \qquad
+        y = \sum_k w_k \psi_k + \epsilon, \quad \epsilon \sim N(0, \text{noise}^2).
 
-    (``noise`` is the label-noise standard deviation sigma, as in ``ridge_risk``.)
     Ridgeless, noiseless learning curves decay as ``P^-min(a-1, 2b)`` (Bordelon, Canatar,
-    Pehlevan 2020, arXiv 2002.02561).
+    Pehlevan 2020, arXiv 2002.02561). The simulations sample the features from
+    :meth:`spectrum` (``theorysim.sims``); the theory reads the same spectrum.
 
-    Args:
-        M: number of modes (features), >= 1.
-        a: target-power exponent, > 1 (so the total target power is finite as M -> inf).
-        b: spectral exponent, > 0.
-        noise: label-noise standard deviation sigma, >= 0.
+    >>> cfg = PowerLawConfig(M=3, a=2.0, b=1.0)
+    >>> cfg.spectrum()[1].round(3).tolist(), cfg.learning_curve_exponent
+    ([1.0, 0.25, 0.111], 1.0)
     """
 
-    M: int
-    a: float
-    b: float
-    noise: float = 0.0
-
-    def __post_init__(self):
-        check_scalar("M", self.M, lo=1, integer=True)
-        check_scalar("a", self.a, lo=1.0, lo_open=True)
-        check_scalar("b", self.b, lo=0.0, lo_open=True)
-        check_scalar("noise", self.noise, lo=0.0)
+    M: int = param(1000, "number of modes (features)", lo=1, hi=10**7)
+    a: float = param(2.0, "target-power exponent: lam_k w_k^2 = k^-a (> 1: finite power)",
+                     lo=1.0, lo_open=True)
+    b: float = param(1.5, "spectral exponent: lam_k = k^-b", lo=0.0, lo_open=True)
+    noise: float = param(0.0, "label-noise standard deviation", lo=0.0)
 
     def spectrum(self) -> tuple[np.ndarray, np.ndarray]:
         """(eigvals, target_power), float64, each of shape (M,)."""
@@ -58,20 +58,3 @@ class PowerLawGaussian:
     def learning_curve_exponent(self) -> float:
         """Predicted ridgeless, noiseless decay exponent of E_g(P): min(a - 1, 2b)."""
         return min(self.a - 1.0, 2.0 * self.b)
-
-    @property
-    def weights(self) -> np.ndarray:
-        """Target weights w_k = sqrt(target_power_k / lam_k) (positive; the sign is irrelevant
-        for Gaussian features)."""
-        eigvals, target_power = self.spectrum()
-        return np.sqrt(target_power / eigvals)
-
-    def sample(self, key: jax.Array, n: int, dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
-        """Draw ``n`` samples: features (n, M) and noisy labels (n,)."""
-        check_scalar("n", n, lo=1, integer=True)
-        k_x, k_eps = jax.random.split(key)
-        eigvals, _ = self.spectrum()
-        psi = sample_gaussian_features(k_x, eigvals, n, dtype=dtype)
-        y = psi @ jnp.asarray(self.weights, dtype=dtype)
-        eps = jax.random.normal(k_eps, (n,), dtype=dtype)
-        return psi, y + jnp.asarray(self.noise, dtype=dtype) * eps

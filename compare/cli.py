@@ -1,4 +1,4 @@
-"""The ``theorysim`` command line: ``list``, ``run`` and ``plot``.
+"""The ``theorysim`` command line: ``list``, ``run``, ``sweep``, ``status`` and ``plot``.
 
 Any bad input (unknown experiment, preset or ``--set`` key, a value out of range, a foreign or
 corrupt results directory) prints one line to stderr and exits with code 2, before any work.
@@ -7,6 +7,7 @@ corrupt results directory) prints one line to stderr and exits with code 2, befo
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -49,6 +50,122 @@ def list_cmd() -> None:
         typer.echo(f"{name.ljust(width)}  {cls.summary}{default}")
 
 
+ExecutorOpt = Annotated[
+    str, typer.Option(help="where sweep points run: sequential (this process), local "
+                      "(--jobs worker processes), slurm (a submitit job array), submitit-local")
+]
+JobsOpt = Annotated[
+    int | None, typer.Option(help="worker processes (local) or array tasks at once (slurm); "
+                             ">= 1; default: the CPUs here (local), 64 (slurm)")
+]
+SlurmOpt = Annotated[
+    list[str] | None,
+    typer.Option("--slurm", help="a Slurm parameter submitit knows, key=value (partition=gpu, "
+                 "time=120 [min], cpus_per_task=4, gpus_per_node=1, mem=16GB, ...)"),
+]
+SlurmConfigOpt = Annotated[
+    Path | None, typer.Option(help="JSON or TOML file of Slurm parameters (--slurm wins)")
+]
+
+
+def _check_out(out: Path) -> None:
+    """``--out`` must be a directory we can write (created if missing); ValueError otherwise."""
+    import tempfile
+
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".theorysim-write-test-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"--out {out} is not a writable directory "
+                         f"({err.strerror or err})") from err
+
+
+def _slurm_options(items: list[str], config: Path | None) -> dict[str, object]:
+    opts: dict[str, object] = {}
+    if config is not None:
+        try:
+            text = config.read_text()
+            if config.suffix == ".toml":
+                import tomllib
+
+                loaded = tomllib.loads(text)
+            else:
+                loaded = json.loads(text)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"--slurm-config {config}: unreadable ({err})") from err
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--slurm-config {config}: expected a table of key = value")
+        opts.update(loaded.get("slurm", loaded))
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--slurm expects key=value, got {item!r}")
+        value = value.strip()
+        opts[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
+    return opts
+
+
+def _executor(executor: str, jobs: int | None, slurm: list[str] | None,
+              slurm_config: Path | None):
+    from ._executors import make_executor
+
+    opts = _slurm_options(slurm or [], slurm_config)
+    return make_executor(executor, jobs=jobs, slurm_options=opts)
+
+
+def _with_progress(quiet: bool, what: str, fn):
+    """Call ``fn(progress)``: a bar of finished/total points (from the store), elapsed and
+    an estimate of the time left."""
+    if quiet:
+        return fn(None)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), "eta", TimeRemainingColumn(),
+                  transient=False) as bar:
+        task = bar.add_task(what, total=None)
+
+        def progress(done: int, total: int, label: str) -> None:
+            bar.update(task, completed=done, total=total, description=f"{what} {label}")
+
+        return fn(progress)
+
+
+@app.command("show")
+def show_cmd(
+    name: Annotated[str, typer.Argument(help="experiment name (see `theorysim list`)")] = (
+        DEFAULT_EXPERIMENT
+    ),
+) -> None:
+    """Show an experiment's `--set` keys: type, default (quick preset), full preset, range and
+    meaning."""
+    from ._experiment import get_experiment
+
+    try:
+        exp = get_experiment(name)
+    except ValueError as err:
+        _fail(str(err))
+    typer.echo(f"{name}: {exp.summary}")
+    typer.echo(f"usage: theorysim run {name} [--preset quick|full] [--set key=value ...]\n")
+    rows = exp.describe()
+    cols = ["key", "type", "default", "full", "range", "meaning"]
+    table = [[r.get(c, "") for c in cols] for r in rows]
+    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols[:-1])]
+    typer.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=False)) + "  meaning")
+    for t in table:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=False)) + "  " + t[-1])
+
+
 @app.command("run")
 def run_cmd(
     name: Annotated[str, typer.Argument(help="experiment name (see `theorysim list`)")] = (
@@ -60,37 +177,38 @@ def run_cmd(
     ] = None,
     out: Annotated[Path, typer.Option(help="root of the result store")] = Path("runs"),
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    executor: ExecutorOpt = "sequential",
+    jobs: JobsOpt = None,
+    slurm: SlurmOpt = None,
+    slurm_config: SlurmConfigOpt = None,
 ) -> None:
     """Run (or resume) an experiment: theory + simulation, results, report and figure."""
     from ._experiment import get_experiment
     from ._report import render_text
-    from ._runner import run, run_dir_for
+    from ._runner import PointsFailedError, run, run_dir_for
     from ._store import RunDirectoryError
 
     try:
         exp = get_experiment(name)
         cfg = exp.make_config(preset, _parse_sets(set_ or []))
+        ex = _executor(executor, jobs, slurm, slurm_config)
+        _check_out(out)
     except ValueError as err:
         _fail(str(err))
     run_dir = run_dir_for(exp, cfg, out)
-    typer.echo(f"theorysim run {name} --preset {preset} -> {run_dir}")
+    typer.echo(f"theorysim run {name} --preset {preset} -> {run_dir}  [{ex.describe()}]")
+    log = lambda msg: typer.echo(f"theorysim: {msg}", err=True)
     try:
-        if quiet:
-            result = run(exp, cfg, out)
-        else:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-            with Progress("[progress.description]{task.description}", BarColumn(),
-                          MofNCompleteColumn(), TimeElapsedColumn(), transient=False) as bar:
-                task = bar.add_task("simulating", total=None)
-
-                def progress(done: int, total: int, label: str) -> None:
-                    bar.update(task, completed=done, total=total,
-                               description=f"simulating {label}")
-
-                result = run(exp, cfg, out, progress=progress)
+        result = _with_progress(quiet, "simulating", lambda progress: run(
+            exp, cfg, out, progress=progress, executor=ex, log=log))
     except RunDirectoryError as err:
         _fail(str(err))
+    except PointsFailedError as err:
+        for problem in err.problems:
+            typer.echo(f"theorysim: FAILED {problem.summary()}", err=True)
+        typer.echo("theorysim: re-run the same command to retry the failed and missing points",
+                   err=True)
+        raise typer.Exit(code=1) from None
     typer.echo("")
     typer.echo(render_text(result.report))
     typer.echo("")
@@ -107,7 +225,8 @@ def plot_cmd(
     run_dir: Annotated[Path, typer.Argument(help="a run directory runs/<experiment>/<hash>")],
 ) -> None:
     """Redraw the figure and report of a finished run from its stored results."""
-    from ._experiment import get_experiment, parse_field
+    from ._configio import config_from_dict
+    from ._experiment import get_experiment
     from ._report import render_text
     from ._runner import render
     from ._store import RunDirectoryError, read_manifest, read_zarr
@@ -115,11 +234,7 @@ def plot_cmd(
     try:
         manifest = read_manifest(run_dir)
         exp = get_experiment(manifest["experiment"])
-        values = {}
-        for key, value in manifest["config"].items():
-            text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-            values[key] = parse_field(exp.config_type, key, text)
-        cfg = exp.config_type(**values)
+        cfg = config_from_dict(exp.config_type, manifest["config"])
         if not (Path(run_dir) / "results.zarr").is_dir():
             raise RunDirectoryError(f"{run_dir} has no results.zarr yet: run it first")
         ds = read_zarr(Path(run_dir) / "results.zarr")
@@ -129,6 +244,103 @@ def plot_cmd(
     typer.echo(render_text(report))
     for fig in figs:
         typer.echo(f"figure:  {fig}")
+
+
+@app.command("sweep")
+def sweep_cmd(
+    name: Annotated[str, typer.Argument(help="experiment name (see `theorysim list`)")],
+    grid: Annotated[
+        list[str] | None,
+        typer.Option("--grid", help="a config field and its values: key=v1,v2,... (tuple "
+                     "fields: values separated by ';'); the sweep runs the product"),
+    ] = None,
+    preset: Annotated[str, typer.Option(help="quick or full")] = "quick",
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a config field: key=value")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="root of the result store")] = Path("runs"),
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    figures: Annotated[bool, typer.Option(help="write each run's figure")] = True,
+    executor: ExecutorOpt = "sequential",
+    jobs: JobsOpt = None,
+    slurm: SlurmOpt = None,
+    slurm_config: SlurmConfigOpt = None,
+) -> None:
+    """Run a grid of configs (the product of every --grid) with all points scheduled together."""
+    from ._experiment import get_experiment
+    from ._grid import grid_configs, parse_grid, sweep, sweep_dir_for
+    from ._store import RunDirectoryError
+
+    try:
+        exp = get_experiment(name)
+        sets = _parse_sets(set_ or [])
+        base = exp.make_config(preset, sets)
+        if not grid:
+            raise ValueError("--grid is required (e.g. --grid seed=0,1,2)")
+        values = parse_grid(exp.config_type, grid)
+        both = sorted(set(values) & set(sets))
+        if both:
+            raise ValueError(f"--grid key {both[0]!r} is also given with --set")
+        n = len(grid_configs(exp, base, values))
+        ex = _executor(executor, jobs, slurm, slurm_config)
+        _check_out(out)
+    except ValueError as err:
+        _fail(str(err))
+    where = sweep_dir_for(exp, base, values, out)
+    typer.echo(f"theorysim sweep {name}: {n} runs -> {where}  [{ex.describe()}]")
+    log = lambda msg: typer.echo(f"theorysim: {msg}", err=True)
+    try:
+        res = _with_progress(quiet, "simulating", lambda progress: sweep(
+            exp, values, out, base=base, executor=ex, progress=progress, figures=figures,
+            log=log))
+    except RunDirectoryError as err:
+        _fail(str(err))
+    for entry, result in zip(res.runs, res.results, strict=True):
+        shown = " ".join(f"{k}={v}" for k, v in entry["grid"].items())
+        if result is None:
+            state = "FAILED"
+        else:
+            state = {True: "passed", False: "FAILED criterion", None: "done"}[
+                result.report.passed]
+        typer.echo(f"  {shown:<30} {state:<16} {(where / entry['run_dir']).resolve()}")
+    for problem in res.problems:
+        typer.echo(f"theorysim: FAILED {problem.summary()}", err=True)
+    typer.echo(f"index:   {where / 'index.json'}")
+    typer.echo(f"status:  theorysim status {where}")
+    typer.echo("view:    theorysim.compare.open_sweep(" + repr(str(where)) + ")")
+    if res.problems:
+        typer.echo("theorysim: re-run the same command to retry the failed and missing points",
+                   err=True)
+        raise typer.Exit(code=1)
+
+
+@app.command("status")
+def status_cmd(
+    path: Annotated[Path, typer.Argument(help="a run directory, a sweep directory, or a "
+                                         "results root (every run below it)")],
+) -> None:
+    """Per run: finished / pending / failed points and where the failures' tracebacks are."""
+    from ._grid import run_status
+    from ._store import RunDirectoryError
+
+    try:
+        runs = run_status(path)
+    except RunDirectoryError as err:
+        _fail(str(err))
+    totals = [0, 0, 0]
+    for st in runs:
+        grid = " ".join(f"{k}={v}" for k, v in (st.grid or {}).items())
+        total = "?" if st.total is None else str(st.total)
+        typer.echo(f"{st.run_dir}  {st.experiment} {grid}".rstrip())
+        typer.echo(f"  finished {len(st.finished)}/{total}  pending {len(st.pending)}  "
+                   f"failed {len(st.failed)}  results {'yes' if st.has_results else 'no'}")
+        for key, tb in st.failed.items():
+            typer.echo(f"  failed {key}: {tb}")
+        totals[0] += len(st.finished)
+        totals[1] += len(st.pending)
+        totals[2] += len(st.failed)
+    typer.echo(f"{len(runs)} run(s): {totals[0]} finished, {totals[1]} pending, "
+               f"{totals[2]} failed points")
 
 
 def main() -> None:

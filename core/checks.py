@@ -95,15 +95,17 @@ def check_same_length(names: Sequence[str], *arrays: np.ndarray) -> None:
         raise ValueError(f"{' and '.join(names)} must have the same length, got {pairs}")
 
 
-def check_spectrum(eigvals, target_power, *, positive: bool = False
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def check_spectrum(eigvals, target_power, *, positive: bool = False,
+                   zero_mode_power: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Check a spectrum: 1-D finite ``eigvals`` (``> 0`` with ``positive``, else ``>= 0``) and
-    ``target_power >= 0`` of the same length, zero wherever an eigenvalue is zero."""
+    ``target_power >= 0`` of the same length, zero wherever an eigenvalue is zero unless
+    ``zero_mode_power`` (a solver that treats power on null modes as unlearnable, e.g. from a
+    rank-deficient Gram spectrum)."""
     lam = as_finite_array("eigvals", eigvals, ndim=1, nonneg=True, positive=positive,
                           min_size=1)
     tp = as_finite_array("target_power", target_power, ndim=1, nonneg=True, min_size=1)
     check_same_length(("eigvals", "target_power"), lam, tp)
-    if np.any((lam == 0) & (tp > 0)):
+    if not zero_mode_power and np.any((lam == 0) & (tp > 0)):
         raise ValueError("target_power must be 0 where eigvals is 0 (w = sqrt(tp / lam))")
     return lam, tp
 

@@ -202,10 +202,48 @@ def _mc_moments(mlp: DenseMLP, keys, x1, x2, *, batch: int):
     return jnp.sum(sums, axis=0)
 
 
-def monte_carlo_kernel(mlp: DenseMLP, x1: Float[Array, "n1 d"],
+@functools.partial(jax.jit, static_argnames=("init_fn", "apply_fn", "batch"))
+def _layer_moments(init_fn, apply_fn, keys, x, *, batch: int):
+    def one(key):
+        k_init, k_apply = jax.random.split(key)
+        params = init_fn(k_init, x.shape)[1]
+
+        def f(p):
+            return apply_fn(p, x, rng=k_apply)
+
+        out = f(params)
+        out = out.reshape(out.shape[0], -1)
+        nngp = out @ out.T / out.shape[1]
+        jac = jax.jacrev(f)(params)
+        ntk = 0.0
+        for leaf in jax.tree_util.tree_leaves(jac):
+            j = leaf.reshape(out.shape[0], out.shape[1], -1)
+            ntk = ntk + jnp.einsum("iap,jap->ij", j, j) / out.shape[1]
+        return jnp.stack([nngp, ntk, nngp * nngp, ntk * ntk])
+
+    def chunk(ks):
+        return jnp.sum(jax.vmap(one)(ks), axis=0)
+
+    sums = jax.lax.map(chunk, keys.reshape((-1, batch) + keys.shape[1:]))
+    return jnp.sum(sums, axis=0)
+
+
+def _stax_pair(net):
+    """``(init_fn, apply_fn)`` of a stax layer triple, else ``None``."""
+    if isinstance(net, tuple | list) and len(net) in (2, 3) and all(callable(f) for f in net):
+        return net[0], net[1]
+    return None
+
+
+def monte_carlo_kernel(mlp, x1: Float[Array, "n1 d"],
                        x2: Float[Array, "n2 d"] | None = None, *, key: jax.Array,
                        n_samples: int = 256, batch: int = 32) -> MonteCarloKernel:
     r"""Average empirical NNGP (output covariance) and NTK over ``n_samples`` random networks.
+
+    ``mlp`` is a :class:`DenseMLP` or any ``stax`` network (its ``(init_fn, apply_fn,
+    kernel_fn)`` triple or ``(init_fn, apply_fn)``; ``apply_fn`` gets ``rng=`` for dropout and
+    must return outputs ``(n, O)``); for stax networks the NTK is the full parameter Jacobian
+    Gram and ``x1``, ``x2`` are evaluated as one batch (same dropout draw).
 
     .. math::
         \bar K = \frac1S\sum_s f_s(x_1)f_s(x_2)^\top/O,\qquad
@@ -226,7 +264,17 @@ def monte_carlo_kernel(mlp: DenseMLP, x1: Float[Array, "n1 d"],
         raise ValueError(f"n_samples ({n_samples}) must be a multiple of batch ({batch})")
     x1, x2 = _inputs(x1, x2)
     keys = jax.random.split(key, n_samples)
-    s = _mc_moments(mlp, keys, x1, x2, batch=batch)
+    pair = _stax_pair(mlp)
+    if pair is not None:
+        n1 = x1.shape[0]
+        x = x1 if x2 is x1 else jnp.concatenate([x1, x2])
+        s = _layer_moments(pair[0], pair[1], keys, x, batch=batch)
+        s = s[:, :n1, :n1] if x2 is x1 else s[:, :n1, n1:]
+    elif isinstance(mlp, DenseMLP):
+        s = _mc_moments(mlp, keys, x1, x2, batch=batch)
+    else:
+        raise ValueError(f"mlp must be a DenseMLP or a stax (init_fn, apply_fn, kernel_fn) "
+                         f"triple, got {type(mlp).__name__}")
     mean = s[:2] / n_samples
     var = jnp.maximum(s[2:] / n_samples - mean**2, 0.0) * n_samples / (n_samples - 1)
     sem = jnp.sqrt(var / n_samples)

@@ -42,6 +42,22 @@ class MLPConfig:
     width: int | None = None
 
 
+def dense_nngp(k, w2: float, b2: float):
+    """NNGP after a Dense layer: ``W_std^2 k + b_std^2`` (shared with ``stax.Dense``/``Conv``)."""
+    return w2 * k + b2
+
+
+def dense_ntk(k12, theta, w2: float, b2: float, standard: bool, bias: float, fan_in):
+    """NTK after a Dense layer from the input NNGP ``k12`` and NTK ``theta`` (``None``: zero).
+
+    NTK parameterisation: ``W_std^2 k12 + b_std^2 + W_std^2 theta``; standard:
+    ``fan_in k12 + bias + W_std^2 theta`` (``bias`` is 1.0 with a trainable bias, else 0.0).
+    Shared by :func:`kernel_recursion` and ``stax.Dense``/``stax.Conv``.
+    """
+    t = fan_in * k12 + bias if standard else dense_nngp(k12, w2, b2)
+    return t if theta is None else t + w2 * theta
+
+
 def kernel_recursion(cfg: MLPConfig, k11, k22, k12, d_in: int, *, ntk: bool = True):
     """Carry input covariances through ``depth`` (Dense, activation) pairs and a final Dense.
 
@@ -55,14 +71,10 @@ def kernel_recursion(cfg: MLPConfig, k11, k22, k12, d_in: int, *, ntk: bool = Tr
     theta = None  # NTK of the inputs (no parameters): zero
 
     def dense(k11, k22, k12, theta, fan_in):
-        new = w2 * k12 + b2
         if ntk:
-            if standard:
-                t = fan_in * k12 + bias
-                theta = t if theta is None else t + w2 * theta
-            else:
-                theta = new if theta is None else new + w2 * theta
-        return w2 * k11 + b2, w2 * k22 + b2, new, theta
+            theta = dense_ntk(k12, theta, w2, b2, standard, bias, fan_in)
+        return (dense_nngp(k11, w2, b2), dense_nngp(k22, w2, b2), dense_nngp(k12, w2, b2),
+                theta)
 
     fan_in = d_in
     for _ in range(cfg.depth):

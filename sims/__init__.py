@@ -3,6 +3,8 @@ ensembles and sharding. Float32 by default; float64 on request (with x64 enabled
 """
 
 from ._adapt import with_params as with_params
+from ._cnn import CNN as CNN
+from ._cnn import CNNConfig as CNNConfig
 from ._config import EnsembleSpec as EnsembleSpec
 from ._config import TrainConfig as TrainConfig
 from ._engine import train as train
@@ -19,3 +21,7 @@ from ._precision import check_dtype as check_dtype
 from ._result import TrainResult as TrainResult
 from ._rf_dynamics import random_feature_dynamics as random_feature_dynamics
 from ._rf_dynamics import random_feature_online_sgd as random_feature_online_sgd
+from ._sampler import Sampler as Sampler
+from ._transformer import Transformer as Transformer
+from ._transformer import TransformerConfig as TransformerConfig
+from ._transformer import attention_logit_scale as attention_logit_scale

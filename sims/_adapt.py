@@ -1,6 +1,7 @@
 """Bring any model into the engine's functional form: ``init(key)``, ``apply(params, x, gamma0)``.
 
-Accepted models: a :class:`ModelConfig` (the built-in MLPs, re-initialised per seed), an NNX
+Accepted models: a built-in model config (:class:`ModelConfig` for the MLPs, and the other
+configs of ``_models.MODEL_CONFIGS``; re-initialised per seed), an NNX
 module instance (all members start from its parameters), a callable ``key -> nnx.Module``
 (re-initialised per seed), or a pair ``(apply_fn, params)`` with ``apply_fn(params, x) -> (P, C)``.
 Only ``nnx.Param`` variables are trained; other NNX state is held fixed.
@@ -16,20 +17,19 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ._models import MLP, make_model
+from ._models import BUILTIN_MODELS, MODEL_CONFIGS, make_model
 from ._observe import path_name
-from ._param import ModelConfig
 
 
 @dataclasses.dataclass(frozen=True)
 class Adapted:
     init: Callable  # key -> params
     apply: Callable  # (params, x, gamma0) -> (P, C)
-    module: Callable | None  # params -> MLP (built-in models only), else None
+    module: Callable | None  # params -> the built-in model (MLP, CNN, ...), else None
     lr_scales: dict[str, float] | None  # per-parameter SGD scales keyed by path
     adam_scales: dict[str, float] | None
     width: int | None
-    model_config: ModelConfig | None
+    model_config: Any  # the built-in model config (ModelConfig, ...) or None
     supports_gamma0: bool
     abstract_params: Any
     in_dim: int | None = None
@@ -40,12 +40,17 @@ def _split(module):
     return graphdef, params, rest
 
 
+def is_builtin_config(model) -> bool:
+    """Whether ``model`` is a built-in model config (hashable: its programs can be cached)."""
+    return isinstance(model, MODEL_CONFIGS)
+
+
 def adapt(model, in_dim: int, dtype) -> Adapted:
     return dataclasses.replace(_adapt(model, in_dim, dtype), in_dim=in_dim)
 
 
 def _adapt(model, in_dim: int, dtype) -> Adapted:
-    if isinstance(model, ModelConfig):
+    if is_builtin_config(model):  # MLP, CNN and transformer configs
         cfg = model
 
         def build(key):
@@ -63,7 +68,8 @@ def _adapt(model, in_dim: int, dtype) -> Adapted:
                        model_config=None, supports_gamma0=False, abstract_params=abstract)
     if callable(model):
         return _from_factory(model, None)
-    raise ValueError("model must be a ModelConfig, an nnx.Module, a callable key -> nnx.Module "
+    names = "/".join(c.__name__ for c in MODEL_CONFIGS)
+    raise ValueError(f"model must be a {names}, an nnx.Module, a callable key -> nnx.Module "
                      f"or a pair (apply_fn, params); got {type(model).__name__}")
 
 
@@ -80,34 +86,24 @@ def _from_factory(build, cfg):
 
 
 def _from_graph(graphdef, rest, example, init, cfg=None):
-    is_mlp = isinstance(example, MLP)
+    builtin = isinstance(example, BUILTIN_MODELS)
 
     def merged(params):
         return nnx.merge(graphdef, params, rest)
 
     def apply(params, x, gamma0):
         m = merged(params)
-        return m(x, gamma0) if is_mlp else m(x)
+        return m(x, gamma0) if builtin else m(x)
 
-    abstract = _split(example)[1]
-    if is_mlp:
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
+                            _split(example)[1])
+    if builtin:
         return Adapted(init=init, apply=apply, module=merged,
                        lr_scales=example.lr_scales("sgd"), adam_scales=example.lr_scales("adam"),
                        width=example.cfg.width, model_config=example.cfg, supports_gamma0=True,
-                       abstract_params=jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape,
-                                                                                    a.dtype),
-                                                    abstract))
+                       abstract_params=abstract)
     return Adapted(init=init, apply=apply, module=None, lr_scales=None, adam_scales=None,
-                   width=None, model_config=cfg, supports_gamma0=False,
-                   abstract_params=jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
-                                                abstract))
-
-
-def scale_tree(params, scales: dict[str, float] | None):
-    """A pytree like ``params`` holding each leaf's learning-rate scale (1.0 if unknown)."""
-    def one(path, _):
-        return 1.0 if scales is None else float(scales.get(path_name(path), 1.0))
-    return jax.tree_util.tree_map_with_path(one, params)
+                   width=None, model_config=cfg, supports_gamma0=False, abstract_params=abstract)
 
 
 def as_dtype(name: str):

@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 
+from theorysim.checks import check_bool, check_scalar
+
 OPTIMIZERS = ("sgd", "adam")
 LOSSES = ("mse", "cross_entropy")
 OBSERVABLES = ("loss", "test_loss", "outputs", "param_norms", "act_rms", "feature_kernels",
@@ -15,13 +17,22 @@ DEFAULT_OBSERVABLES = ("loss", "test_loss", "outputs", "param_norms", "act_rms")
 
 
 def _positive(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+    check_scalar(name, v, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
 
 
 def _int_at_least(name, v, lo):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+
+def _as_tuple(obj, name, kind):
+    """Store a list/array field of a frozen config as a tuple (so the config stays hashable)."""
+    value = getattr(obj, name)
+    if value is None or isinstance(value, tuple):
+        return
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        raise ValueError(f"{name} must be a tuple of {kind}, got {value!r}")
+    object.__setattr__(obj, name, tuple(value))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +77,8 @@ class TrainConfig:
     checkpoint_every: int = 10
 
     def __post_init__(self):
+        _as_tuple(self, "record_steps", "integers")
+        _as_tuple(self, "observables", "names")
         _int_at_least("steps", self.steps, 0)
         _positive("lr", self.lr)
         if self.optimizer not in OPTIMIZERS:
@@ -85,8 +98,16 @@ class TrainConfig:
         bad = [o for o in self.observables if o not in OBSERVABLES]
         if bad:
             raise ValueError(f"observables must be among {list(OBSERVABLES)}, got {bad!r}")
+        for name in ("adam_b1", "adam_b2"):
+            check_scalar(name, getattr(self, name), lo=0.0, hi=1.0, hi_open=True)
+        _positive("adam_eps", self.adam_eps)
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        check_bool("progress", self.progress)
+        check_bool("return_params", self.return_params)
+        if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, str):
+            raise ValueError(f"checkpoint_dir must be None or a path string, got "
+                             f"{self.checkpoint_dir!r}")
         _int_at_least("checkpoint_every", self.checkpoint_every, 1)
 
     def schedule(self) -> np.ndarray:
@@ -113,7 +134,7 @@ class EnsembleSpec:
         strategy: how the members of one device are run inside the one compiled program:
             ``vmap`` (batched; the right choice on GPU/TPU), ``map`` (``lax.map``: one member
             after another, each with unbatched matmuls; on XLA:CPU this is 1.3-3x faster,
-            because batched dots are slower per FLOP there, see benchmarks/RESULTS_sims.md) or
+            because batched dots are slower per FLOP there, see benchmarks/RESULTS.md) or
             ``auto`` (default: ``map`` when the devices are CPUs, else ``vmap``). Both give the
             same numbers up to float rounding; ``map`` runs under ``shard_map``.
     """
@@ -125,6 +146,9 @@ class EnsembleSpec:
     strategy: str = "auto"
 
     def __post_init__(self):
+        for name in ("seeds", "lrs", "gamma0s"):
+            _as_tuple(self, name, "numbers")
+        check_bool("shard", self.shard)
         if self.strategy not in ("auto", "vmap", "map"):
             raise ValueError(f"strategy must be 'auto', 'vmap' or 'map', got {self.strategy!r}")
         if not self.seeds or any(isinstance(s, bool) or not isinstance(s, (int, np.integer))
@@ -137,3 +161,8 @@ class EnsembleSpec:
                 raise ValueError(f"{name}s must be None or non-empty")
             for v in vals:
                 _positive(name, v)
+
+    @property
+    def size(self) -> int:
+        """Number of members E = len(seeds) x len(lrs) x len(gamma0s) (None counts as 1)."""
+        return len(self.seeds) * len(self.lrs or (0,)) * len(self.gamma0s or (0,))

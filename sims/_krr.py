@@ -24,9 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from theorysim.checks import check_gram_and_targets
+from theorysim.checks import check_bool, check_gram_and_targets, check_key, check_scalar
+from theorysim.contract import check_throw
 
-from ._precision import check_dtype
+from ._memory import check_fits, check_limit
+from ._precision import check_dtype, finite_or_raise
 
 
 class KRRSplitErrors(NamedTuple):
@@ -59,6 +61,7 @@ def _split_errors(key, K, y, P, ridge, n_splits, replace):
 def kernel_regression_split_errors(
     key: Array, K: Float[Array, "n n"], y: Float[Array, "n c"], P: int, ridge: float,
     *, n_splits: int = 32, replace: bool = True, dtype=jnp.float32,
+    max_memory_gb: float | None = None, throw: bool = True,
 ) -> KRRSplitErrors:
     """Squared errors of KRR over ``n_splits`` random training draws.
 
@@ -71,21 +74,53 @@ def kernel_regression_split_errors(
         n_splits: number of random splits, >= 2.
         replace: draw the P training points with replacement (iid, the default) or not.
         dtype: computation dtype (float32 default; float64 needs x64 enabled).
+        max_memory_gb: memory the vmapped splits may use (default: the host's); more is
+            refused up front.
+        throw: raise :class:`theorysim.ConvergenceError` when an error is non-finite (``K``
+            not positive semi-definite, or too ill-conditioned for the dtype at this ridge).
 
     Returns:
         :class:`KRRSplitErrors`, each field of shape (n_splits,).
+
+    Example:
+        >>> import jax, numpy as np
+        >>> x = np.linspace(-1, 1, 12)
+        >>> K = np.exp(-(x[:, None] - x[None, :]) ** 2)
+        >>> e = kernel_regression_split_errors(jax.random.key(0), K, np.sin(3 * x), 6, 1e-3,
+        ...                                    n_splits=4)
+        >>> e.held_out.shape
+        (4,)
     """
-    check_dtype(dtype)
+    check_key("key", key)
+    dt = check_dtype(dtype)
     K, y = check_gram_and_targets("K", K, "y", y)
+    _check_symmetric(K)
     y = y[:, None] if y.ndim == 1 else y
-    if not (isinstance(P, int | np.integer) and P >= 1):
-        raise ValueError(f"P must be an integer >= 1, got {P!r}")
-    if not ridge > 0:
-        raise ValueError(f"ridge must be > 0, got {ridge!r}")
-    if not (isinstance(n_splits, int | np.integer) and n_splits >= 2):
-        raise ValueError(f"n_splits must be an integer >= 2, got {n_splits!r}")
+    P = check_scalar("P", P, lo=1, integer=True)
+    ridge = check_scalar("ridge", ridge, lo=0.0, lo_open=True, hi=np.inf, hi_open=True)
+    n_splits = check_scalar("n_splits", n_splits, lo=2, integer=True)
+    replace = check_bool("replace", replace)
+    throw = check_throw(throw)
     if not replace and P >= K.shape[0]:
         raise ValueError(f"P must be < {K.shape[0]} when drawing without replacement, got {P}")
-    out = _split_errors(key, jnp.asarray(K, dtype), jnp.asarray(y, dtype), int(P),
-                        jnp.asarray(ridge, dtype), int(n_splits), bool(replace))
-    return KRRSplitErrors(*out)
+    n = K.shape[0]
+    check_fits({"Gram matrix": n * n * dt.itemsize,
+                "vmapped splits": n_splits * (3 * P * P + 2 * n * P) * dt.itemsize},
+               limit_gb=check_limit(max_memory_gb), blame=f"P ({P}) or n_splits ({n_splits})",
+               caller="kernel_regression_split_errors")
+    out = KRRSplitErrors(*_split_errors(key, jnp.asarray(K, dtype), jnp.asarray(y, dtype), P,
+                                        jnp.asarray(ridge, dtype), n_splits, replace))
+    finite_or_raise(np.stack([out.held_out, out.population, out.train]), throw=throw,
+                    caller="kernel_regression_split_errors",
+                    hint="K may not be positive semi-definite, or the ridge is too small for "
+                         "the dtype; check K or raise ridge")
+    return out
+
+
+def _check_symmetric(K: np.ndarray) -> None:
+    """``ValueError`` unless the Gram matrix is symmetric (to float32 round-off)."""
+    scale = float(np.max(np.abs(K))) if K.size else 0.0
+    gap = float(np.max(np.abs(K - K.T))) if K.size else 0.0
+    if gap > 1e-5 * max(scale, np.finfo(np.float64).tiny):
+        raise ValueError(f"K must be symmetric (a Gram matrix), got max |K - K^T| = {gap:.3g} "
+                         f"for max |K| = {scale:.3g}")

@@ -28,9 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from theorysim.checks import as_finite_array, check_scalar, check_spectrum
+from theorysim.checks import as_finite_array, check_key, check_scalar, check_spectrum
+from theorysim.contract import check_throw
 
-from ._precision import check_dtype
+from ._memory import check_fits, check_limit
+from ._precision import check_dtype, finite_or_raise
 
 __all__ = ["linear_ridge_error", "random_feature_ridge_error", "sample_gaussian_features"]
 
@@ -39,9 +41,7 @@ _BATCH_BYTES = 256 * 2**20
 
 
 def _check_key(key) -> jax.Array:
-    if not isinstance(key, jax.Array):
-        raise ValueError(f"key must be a jax.random key array, got {type(key).__name__}")
-    return key
+    return check_key("key", key)
 
 
 def _check_spectrum(eigvals, target_power=None):
@@ -57,7 +57,8 @@ def _check_count(name: str, value) -> int:
 
 
 def sample_gaussian_features(key: jax.Array, eigvals: ArrayLike, n: int,
-                             dtype=jnp.float32) -> Float[Array, "n M"]:
+                             dtype=jnp.float32, *,
+                             max_memory_gb: float | None = None) -> Float[Array, "n M"]:
     """``n`` Gaussian feature vectors with covariance ``diag(eigvals)``.
 
     .. math:: \\psi_{ik} = \\sqrt{\\lambda_k}\\, z_{ik}, \\quad z_{ik} \\sim \\mathcal N(0, 1)
@@ -67,14 +68,24 @@ def sample_gaussian_features(key: jax.Array, eigvals: ArrayLike, n: int,
         eigvals: ``(M,)`` nonnegative variances.
         n: number of samples (Python int, static shape).
         dtype: float32 (default) or float64 (needs ``jax.enable_x64(True)``).
+        max_memory_gb: memory the samples may use (default: the host's); a larger ``n x M``
+            is refused up front.
 
     Returns:
         ``(n, M)`` array of ``dtype``.
+
+    Example:
+        >>> import jax
+        >>> sample_gaussian_features(jax.random.key(0), [1.0, 0.25], 5).shape
+        (5, 2)
     """
     key = _check_key(key)
     lam = _check_spectrum(eigvals)
     n = _check_count("n", n)
     dt = check_dtype(dtype)
+    check_fits({"features": n * lam.size * dt.itemsize}, limit_gb=check_limit(max_memory_gb),
+               blame=f"n ({n})",
+               caller="sample_gaussian_features")
     z = jax.random.normal(key, (n, lam.size), dt)
     return z * jnp.sqrt(jnp.asarray(lam, dt))
 
@@ -92,6 +103,16 @@ def _ridge_fit(F, y, P, ridge):
         alpha = _chol_solve(F @ F.T + shift * jnp.eye(rows, dtype=F.dtype), y)
         return F.T @ alpha
     return _chol_solve(F.T @ F + shift * jnp.eye(cols, dtype=F.dtype), F.T @ y)
+
+
+_SINGULAR = ("the ridge system is singular or too ill-conditioned for the dtype; raise ridge "
+             "or use float64")
+
+
+def _check_size(per_seed: int, dt, max_memory_gb, blame: str, caller: str) -> None:
+    """Refuse a draw whose arrays (3 copies of ``per_seed`` numbers) exceed the memory."""
+    check_fits({"one draw's matrices": 3 * per_seed * dt.itemsize}, limit_gb=max_memory_gb,
+               blame=blame, caller=caller)
 
 
 def _batch_size(n_seeds: int, per_seed_elems: int, itemsize: int) -> int:
@@ -148,8 +169,10 @@ def _rf_errors(keys, sqrt_lam, v_star, ridge, noise, *, P, N):
     return jax.vmap(one)(keys)
 
 
-def _common(key, eigvals, target_power, P, ridge, noise, n_seeds, dtype):
+def _common(key, eigvals, target_power, P, ridge, noise, n_seeds, dtype, throw, max_memory_gb):
     key = _check_key(key)
+    check_throw(throw)
+    check_limit(max_memory_gb)
     lam, tp = _check_spectrum(eigvals, target_power)
     P = _check_count("P", P)
     ridge = check_scalar("ridge", ridge, lo=0.0, hi=math.inf, hi_open=True)
@@ -166,7 +189,8 @@ def _common(key, eigvals, target_power, P, ridge, noise, n_seeds, dtype):
 
 def linear_ridge_error(key: jax.Array, eigvals: ArrayLike, target_power: ArrayLike, P: int,
                        ridge: float, noise: float = 0.0, n_seeds: int = 32,
-                       dtype=jnp.float32) -> Float[Array, " n_seeds"]:
+                       dtype=jnp.float32, *, max_memory_gb: float | None = None,
+                       throw: bool = True) -> Float[Array, " n_seeds"]:
     """Generalisation error of ridge regression on ``P`` Gaussian samples, one per seed.
 
     .. math::
@@ -185,21 +209,38 @@ def linear_ridge_error(key: jax.Array, eigvals: ArrayLike, target_power: ArrayLi
         ridge: per-sample ridge ``>= 0``; noise: label-noise std ``>= 0``.
         n_seeds: independent draws, vmapped (in memory-bounded batches) in one jitted program.
         dtype: float32 (default) or float64 (needs ``jax.enable_x64(True)``).
+        max_memory_gb: memory one draw may use (default: the host's); larger ``P`` x ``M``
+            is refused up front.
+        throw: raise :class:`theorysim.ConvergenceError` when an error is non-finite (a
+            singular system: ``ridge = 0`` with zero eigenvalues, or float32 round-off);
+            ``False`` returns it.
 
     Returns:
         ``(n_seeds,)`` errors of ``dtype``.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> lam = 1.0 / np.arange(1, 21) ** 2
+        >>> err = linear_ridge_error(jax.random.key(0), lam, lam, P=10, ridge=1e-3, n_seeds=4)
+        >>> err.shape, bool(np.all(err < lam.sum()))
+        ((4,), True)
     """
     keys, args, P, n_seeds, dt, M = _common(key, eigvals, target_power, P, ridge, noise,
-                                            n_seeds, dtype)
-    batch = _batch_size(n_seeds, P * M + min(P, M) ** 2, dt.itemsize)
-    return _in_batches(partial(_ridge_errors, sqrt_lam=args[0], v_star=args[1],
-                               ridge=args[2], noise=args[3], P=P), keys, batch)
+                                            n_seeds, dtype, throw, max_memory_gb)
+    per_seed = P * M + min(P, M) ** 2
+    _check_size(per_seed, dt, max_memory_gb, f"P ({P}) or the number of modes M ({M})",
+                "linear_ridge_error")
+    batch = _batch_size(n_seeds, per_seed, dt.itemsize)
+    out = _in_batches(partial(_ridge_errors, sqrt_lam=args[0], v_star=args[1],
+                              ridge=args[2], noise=args[3], P=P), keys, batch)
+    return finite_or_raise(out, throw=throw, caller="linear_ridge_error", hint=_SINGULAR)
 
 
 def random_feature_ridge_error(key: jax.Array, eigvals: ArrayLike, target_power: ArrayLike,
                                P: int, N: int, ridge: float, noise: float = 0.0,
                                n_seeds: int = 32,
-                               dtype=jnp.float32) -> Float[Array, " n_seeds"]:
+                               dtype=jnp.float32, *, max_memory_gb: float | None = None,
+                               throw: bool = True) -> Float[Array, " n_seeds"]:
     """Generalisation error of linear random-feature ridge regression, one per seed.
 
     .. math::
@@ -213,16 +254,21 @@ def random_feature_ridge_error(key: jax.Array, eigvals: ArrayLike, target_power:
     :func:`theorysim.theory.random_feature_risk`.
 
     Args:
-        key, eigvals, target_power, P, ridge, noise, n_seeds, dtype: as in
-            :func:`linear_ridge_error`.
+        key, eigvals, target_power, P, ridge, noise, n_seeds, dtype, max_memory_gb, throw:
+            as in :func:`linear_ridge_error`.
         N: number of random features (Python int, static shape).
 
     Returns:
         ``(n_seeds,)`` errors of ``dtype``.
     """
     keys, args, P, n_seeds, dt, M = _common(key, eigvals, target_power, P, ridge, noise,
-                                            n_seeds, dtype)
+                                            n_seeds, dtype, throw, max_memory_gb)
     N = _check_count("N", N)
-    batch = _batch_size(n_seeds, P * M + N * M + P * N + min(P, N) ** 2, dt.itemsize)
-    return _in_batches(partial(_rf_errors, sqrt_lam=args[0], v_star=args[1], ridge=args[2],
-                               noise=args[3], P=P, N=N), keys, batch)
+    per_seed = P * M + N * M + P * N + min(P, N) ** 2
+    _check_size(per_seed, dt, max_memory_gb, f"P ({P}), N ({N}) or the number of modes M ({M})",
+                "random_feature_ridge_error")
+    batch = _batch_size(n_seeds, per_seed, dt.itemsize)
+    out = _in_batches(partial(_rf_errors, sqrt_lam=args[0], v_star=args[1], ridge=args[2],
+                              noise=args[3], P=P, N=N), keys, batch)
+    return finite_or_raise(out, throw=throw, caller="random_feature_ridge_error",
+                           hint=_SINGULAR)

@@ -21,7 +21,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ._cnn import CNN, CNNConfig
 from ._param import LayerScale, ModelConfig, activation_fn, layer_scale
+from ._transformer import Transformer, TransformerConfig
 
 
 class ScaledDense(nnx.Module):
@@ -144,7 +146,39 @@ class ResidualMLP(MLP):
         return h + layer(phi(h), self.branch_scale)
 
 
-def make_model(cfg: ModelConfig, in_dim: int, *, key, dtype=jnp.float32) -> MLP:
-    """Build the :class:`MLP` (or :class:`ResidualMLP` if ``cfg.residual``) for ``cfg``."""
-    cls = ResidualMLP if cfg.residual else MLP
-    return cls(cfg, in_dim, rngs=nnx.Rngs(params=key), dtype=dtype)
+MODEL_CONFIGS = (ModelConfig, CNNConfig, TransformerConfig)
+"""The built-in model configs accepted by :func:`make_model` and :func:`theorysim.sims.train`."""
+
+BUILTIN_MODELS = (MLP, CNN, Transformer)
+
+
+def make_model(cfg, in_dim: int, *, key, dtype=jnp.float32):
+    """Build the model of ``cfg`` for flattened inputs with ``in_dim`` columns.
+
+    ``cfg`` is a :class:`ModelConfig` (an :class:`MLP`, or a :class:`ResidualMLP` if
+    ``cfg.residual``), a :class:`CNNConfig` (in_dim = H*W*C of its ``input_shape``) or a
+    :class:`TransformerConfig` (in_dim = T for token ids, T*token_dim for real vectors,
+    T <= max_len). Raises ``ValueError`` naming the argument when ``in_dim`` does not fit.
+
+    Example:
+        >>> cfg = CNNConfig(width=4, input_shape=(4, 4, 1), depth=1)
+        >>> make_model(cfg, 16, key=jax.random.key(0))(jnp.ones((2, 16))).shape
+        (2, 1)
+    """
+    if isinstance(in_dim, bool) or not isinstance(in_dim, int) or in_dim < 1:
+        raise ValueError(f"in_dim must be an integer >= 1, got {in_dim!r}")
+    rngs = nnx.Rngs(params=key)
+    if isinstance(cfg, ModelConfig):
+        cls = ResidualMLP if cfg.residual else MLP
+        return cls(cfg, in_dim, rngs=rngs, dtype=dtype)
+    if isinstance(cfg, CNNConfig):
+        flat = math.prod(cfg.input_shape)
+        if in_dim != flat:
+            raise ValueError(f"x must be images of input_shape={cfg.input_shape} "
+                             f"({flat} values per image), got {in_dim} values per row")
+        return CNN(cfg, rngs=rngs, dtype=dtype)
+    if isinstance(cfg, TransformerConfig):
+        cfg.seq_len(in_dim)
+        return Transformer(cfg, rngs=rngs, dtype=dtype)
+    raise ValueError("cfg must be a ModelConfig, CNNConfig or TransformerConfig, "
+                     f"got {type(cfg).__name__}")

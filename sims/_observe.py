@@ -79,6 +79,8 @@ def _per_layer_grads(model, x, gamma0):
 
 def layer_observables(model, x, gamma0, lr_scales, want: set[str]) -> dict[str, jax.Array]:
     """act_rms (L,), feature_kernels (L, P, P), grad_kernels (L, P, P), ntk (P, P) of an MLP."""
+    if hasattr(model, "layer_observables"):  # CNN / transformer compute their own
+        return model.layer_observables(x, gamma0, lr_scales, want)
     out = {}
     phi = activation_fn(model.cfg.activation)
     n = model.cfg.width

@@ -19,19 +19,28 @@ Biases (optional) start at zero with multiplier 1.
 =============  ======  ===================  ============  =========  ================
 preset         layer   a (multiplier)       sigma^2       c (SGD)    c (Adam)
 =============  ======  ===================  ============  =========  ================
-``sp``         input   1                    1/D           1          1
-               hidden  1                    1/N           1          1
-               output  1/gamma0             1/N           1          1
-``ntk``        input   1/sqrt(D)            1             1          1
-               hidden  1/sqrt(N)            1             1          1
-               output  1/(gamma0 sqrt(N))   1             1          1
-``mean_field`` input   1/sqrt(D)            1             N          sqrt(D)
-               hidden  1/sqrt(N)            1             N          1/sqrt(N)
-               output  1/(gamma0 N)         1             N          1
-``mup``        input   1                    1/D           N/D        1
-               hidden  1                    1/N           1          1/N
-               output  1/gamma0             1/N^2         1/N        1/N
+``sp``         input   1                    1/d           1          1
+               hidden  1                    1/d           1          1
+               output  1/gamma0             1/d           1          1
+``ntk``        input   1/sqrt(d)            1             1          1
+               hidden  1/sqrt(d)            1             1          1
+               output  1/(gamma0 sqrt(d))   1             1          1
+``mean_field`` input   1/sqrt(d)            1             N          sqrt(d)
+               hidden  1/sqrt(d)            1             N          1/sqrt(d)
+               output  1/(gamma0 d)         1             d          1
+``mup``        input   1                    1/d           N/d        1
+               hidden  1                    1/d           N/d        1/d
+               output  1/gamma0             1/d^2         1/d        1/d
 =============  ======  ===================  ============  =========  ================
+
+Here :math:`d` is the layer's fan-in: :math:`D` for the input layer and :math:`N` for the hidden
+and output layers of an MLP (so that, for MLPs, ``mean_field`` hidden rows read
+:math:`a = 1/\sqrt N`, :math:`c = N`, and ``mup`` hidden rows :math:`\sigma^2 = 1/N`,
+:math:`c = 1`).
+Convolutions and attention use the same rows with their own fan-in (channels x kernel area,
+:mod:`._cnn`; :math:`N` or the MLP-block width, :mod:`._transformer`); the SGD rate keeps the
+width :math:`N` of the layer's output features, so that the one-step feature change is
+:math:`O(1)` whatever the kernel area.
 
 ``mean_field`` is exactly the DMFT convention of THEORY.md section 4: :math:`h^1 = W^0 x/\sqrt D`,
 :math:`h^{l+1} = W^l\phi(h^l)/\sqrt N`, :math:`f = w^L\cdot\phi(h^L)/(\gamma_0 N)`, SGD learning
@@ -63,8 +72,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 PRESETS = ("sp", "ntk", "mean_field", "mup")
+LAYER_KINDS = ("input", "hidden", "output")
 
 ACTIVATIONS: dict[str, Callable] = {
     "relu": jax.nn.relu,
@@ -91,11 +102,25 @@ class LayerScale:
 
 
 def layer_scale(preset: str, kind: str, fan_in: int, width: int) -> LayerScale:
-    """abc numbers for a layer of ``kind`` in {"input", "hidden", "output"}.
+    """abc numbers for a layer of ``kind`` in {"input", "hidden", "output"} (module docstring).
+
+    Args:
+        preset: one of :data:`PRESETS`.
+        kind: ``input``, ``hidden`` or ``output``.
+        fan_in: d, the number of inputs summed into one output unit (D for the input layer of
+            an MLP, N for its hidden and output layers, channels x kernel area for a
+            convolution).
+        width: N, the network width (sets the SGD rates of the input and hidden layers).
 
     The output multiplier here excludes the :math:`1/\\gamma_0` factor, which the model applies
     at call time so that gamma0 can be a traced (vmapped) hyperparameter.
+
+    Example:
+        >>> layer_scale("mup", "hidden", 64, 64).lr_sgd
+        1.0
     """
+    if kind not in LAYER_KINDS:
+        raise ValueError(f"kind must be one of {list(LAYER_KINDS)}, got {kind!r}")
     n, d = float(width), float(fan_in)
     if preset == "sp":
         return LayerScale(1.0, 1.0 / math.sqrt(d), 1.0, 1.0, 1.0, 1.0)
@@ -103,13 +128,14 @@ def layer_scale(preset: str, kind: str, fan_in: int, width: int) -> LayerScale:
         return LayerScale(1.0 / math.sqrt(d), 1.0, 1.0, 1.0, 1.0, 1.0)
     bias_sgd = 1.0 if kind == "output" else n
     if preset == "mean_field":
-        mult = {"input": 1.0 / math.sqrt(d), "hidden": 1.0 / math.sqrt(n), "output": 1.0 / n}
-        adam = {"input": math.sqrt(d), "hidden": 1.0 / math.sqrt(n), "output": 1.0}
-        return LayerScale(mult[kind], 1.0, n, adam[kind], bias_sgd, 1.0)
+        mult = {"input": 1.0 / math.sqrt(d), "hidden": 1.0 / math.sqrt(d), "output": 1.0 / d}
+        sgd = {"input": n, "hidden": n, "output": d}
+        adam = {"input": math.sqrt(d), "hidden": 1.0 / math.sqrt(d), "output": 1.0}
+        return LayerScale(mult[kind], 1.0, sgd[kind], adam[kind], bias_sgd, 1.0)
     if preset == "mup":
-        std = {"input": 1.0 / math.sqrt(d), "hidden": 1.0 / math.sqrt(n), "output": 1.0 / n}
-        sgd = {"input": n / d, "hidden": 1.0, "output": 1.0 / n}
-        adam = {"input": 1.0, "hidden": 1.0 / n, "output": 1.0 / n}
+        std = {"input": 1.0 / math.sqrt(d), "hidden": 1.0 / math.sqrt(d), "output": 1.0 / d}
+        sgd = {"input": n / d, "hidden": n / d, "output": 1.0 / d}
+        adam = {"input": 1.0, "hidden": 1.0 / d, "output": 1.0 / d}
         return LayerScale(1.0, std[kind], sgd[kind], adam[kind], bias_sgd, 1.0)
     raise ValueError(f"parameterization must be one of {list(PRESETS)}, got {preset!r}")
 
@@ -144,8 +170,18 @@ class ModelConfig:
         validate_model_config(self)
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+def is_int(v) -> bool:
+    """True for a Python or NumPy integer that is not a bool."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+_is_int = is_int
+
+
+def check_gamma0(g) -> None:
+    """``ValueError`` unless gamma0 is a finite number > 0."""
+    if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g <= 0:
+        raise ValueError(f"gamma0 must be a finite number > 0, got {g!r}")
 
 
 def validate_model_config(cfg: ModelConfig) -> None:
@@ -163,9 +199,7 @@ def validate_model_config(cfg: ModelConfig) -> None:
         raise ValueError(
             f"activation must be a callable or one of {sorted(ACTIVATIONS)}, "
             f"got {cfg.activation!r}")
-    g = cfg.gamma0
-    if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g <= 0:
-        raise ValueError(f"gamma0 must be a finite number > 0, got {g!r}")
+    check_gamma0(cfg.gamma0)
 
 
 def activation_fn(activation: str | Callable) -> Callable:

@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from theorysim.contract import ConvergenceError
+
 
 def check_dtype(dtype) -> np.dtype:
     """Allow float32/bfloat16 always and float64 only when x64 is enabled (no silent cast)."""
@@ -17,3 +19,14 @@ def check_dtype(dtype) -> np.dtype:
             "dtype=float64 needs 64-bit mode: wrap the call in `with jax.enable_x64(True):`"
         )
     return dt
+
+
+def finite_or_raise(values, *, throw: bool, caller: str, hint: str):
+    """Return ``values``; with ``throw``, raise :class:`theorysim.ConvergenceError` (carrying
+    them) when any is NaN/inf, naming ``caller`` and what to change (``hint``)."""
+    arr = np.asarray(values)
+    if throw and not np.all(np.isfinite(arr)):
+        bad = int(np.sum(~np.isfinite(arr)))
+        raise ConvergenceError(f"{caller} produced {bad} non-finite values of {arr.size}: "
+                               f"{hint}; pass throw=False to get them anyway", values)
+    return values

@@ -28,14 +28,26 @@ from jaxtyping import Array, Float
 
 from theorysim.checks import (
     check_increasing,
+    check_key,
     check_scalar,
     check_spectrum,
 )
+from theorysim.contract import check_throw
+
+from ._memory import check_fits, check_limit
+from ._precision import finite_or_raise
 
 __all__ = ["random_feature_dynamics", "random_feature_online_sgd"]
 
 
-def _check_common(eigvals, target_power, t, dtype):
+#: default cap on the number of online-SGD steps (override: ``max_steps=``)
+MAX_STEPS = 10**8
+
+
+def _check_common(key, eigvals, target_power, t, dtype, throw, max_memory_gb):
+    check_key("key", key)
+    check_throw(throw)
+    check_limit(max_memory_gb)
     lam, lw2 = check_spectrum(eigvals, target_power, positive=True)
     times = check_increasing("t", t)
     dtype = jnp.dtype(dtype)
@@ -58,6 +70,8 @@ def random_feature_dynamics(
     noise: float = 0.0,
     lr: float | None = None,
     dtype=jnp.float32,
+    max_memory_gb: float | None = None,
+    throw: bool = True,
 ) -> Float[Array, "seeds T"]:
     """Test loss of the random-feature student trained by full-batch gradient flow (or GD).
 
@@ -81,13 +95,18 @@ def random_feature_dynamics(
         n_seeds: independent draws (>= 1).
         noise: label-noise standard deviation (training labels only).
         lr: ``None`` (gradient flow) or a GD learning rate ``> 0``; every ``t / lr`` must then
-            be a whole number of steps.
+            be a whole number (>= 1) of steps.
         dtype: float32 (default) or float64 (needs x64 enabled).
+        max_memory_gb: memory one seed's draw may use (default: host RAM); larger ``N``,
+            ``P`` are refused up front.
+        throw: raise :class:`theorysim.ConvergenceError` when a loss is non-finite (GD with
+            ``lr`` above the stability limit ``2 P / varsigma_max^2``); ``False`` returns it.
 
     Returns:
         ``(n_seeds, T)`` test losses.
     """
-    lam, lw2, times, dtype = _check_common(eigvals, target_power, t, dtype)
+    lam, lw2, times, dtype = _check_common(key, eigvals, target_power, t, dtype, throw,
+                                           max_memory_gb)
     N = check_scalar("N", N, lo=1, integer=True)
     if not (isinstance(P, float) and math.isinf(P) and P > 0):
         P = check_scalar("P", P, lo=1, integer=True)
@@ -98,14 +117,28 @@ def random_feature_dynamics(
         steps = times / lr
         if np.any(np.abs(steps - np.round(steps)) > 1e-9 * np.maximum(steps, 1.0)):
             raise ValueError("with lr, every time t must be a whole number of steps t / lr")
+        if np.round(steps[0]) < 1:
+            raise ValueError(f"t must be >= lr (at least one GD step); t[0] = {times[0]:.3g} "
+                             f"with lr = {lr:.3g} rounds to 0 steps")
+    rows = P if not math.isinf(P) else 0
+    k = min(N, rows) if rows else min(N, lam.size)
+    numbers = N * lam.size + rows * lam.size + 2 * N * rows + k * (N + rows + lam.size)
+    check_fits({"one seed's features and SVD": numbers * dtype.itemsize,
+                "losses": n_seeds * times.size * dtype.itemsize},
+               limit_gb=max_memory_gb, blame=f"N ({N}) or P ({P})",
+               caller="random_feature_dynamics")
     w_star = np.sqrt(lw2 / lam)
     args = (jnp.asarray(lam, dtype), jnp.asarray(w_star, dtype), jnp.asarray(times, dtype),
             jnp.asarray(0.0 if lr is None else lr, dtype))
     keys = jax.random.split(key, n_seeds)
     gd = lr is not None
     if math.isinf(P):
-        return _population_flow(keys, *args, N=N, gd=gd)
-    return _full_batch(keys, *args, jnp.asarray(noise, dtype), N=N, P=P, gd=gd)
+        out = _population_flow(keys, *args, N=N, gd=gd)
+    else:
+        out = _full_batch(keys, *args, jnp.asarray(noise, dtype), N=N, P=P, gd=gd)
+    return finite_or_raise(out, throw=throw, caller="random_feature_dynamics",
+                           hint="with lr, GD is unstable above lr = 2 P / varsigma_max^2; "
+                                "lower lr")
 
 
 def _decay_minus_one(rate, times, lr, gd: bool):
@@ -180,6 +213,9 @@ def random_feature_online_sgd(
     n_seeds: int = 32,
     noise: float = 0.0,
     dtype=jnp.float32,
+    max_steps: int = MAX_STEPS,
+    max_memory_gb: float | None = None,
+    throw: bool = True,
 ) -> Float[Array, "seeds T"]:
     """Test loss of the random-feature student trained by online SGD (fresh samples each step).
 
@@ -200,24 +236,46 @@ def random_feature_online_sgd(
         n_seeds: independent runs (each its own ``A`` and data stream).
         noise: label-noise standard deviation.
         dtype: float32 (default) or float64 (needs x64 enabled).
+        max_steps: largest number of steps ``t[-1] / lr`` accepted (default 10^8).
+        max_memory_gb: memory the run may use (default: host RAM).
+        throw: raise :class:`theorysim.ConvergenceError` when a loss is non-finite (``lr``
+            above the SGD stability limit); ``False`` returns the losses as they are.
+
+    Every ``t`` must be at least ``lr / 2`` (it is rounded to whole steps, and 0 steps would
+    silently return the initial loss).
 
     Returns:
         ``(n_seeds, T)`` test losses.
     """
-    lam, lw2, times, dtype = _check_common(eigvals, target_power, t, dtype)
+    lam, lw2, times, dtype = _check_common(key, eigvals, target_power, t, dtype, throw,
+                                           max_memory_gb)
     N = check_scalar("N", N, lo=1, integer=True)
     lr = check_scalar("lr", lr, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
     batch = check_scalar("batch", batch, lo=1, integer=True)
     n_seeds = check_scalar("n_seeds", n_seeds, lo=1, integer=True)
     noise = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True)
-    steps_at = np.maximum(np.rint(times / lr).astype(np.int64), 0)
+    max_steps = check_scalar("max_steps", max_steps, lo=1, integer=True)
+    raw_steps = times / lr
+    if raw_steps[-1] > max_steps:
+        raise ValueError(f"t[-1] / lr = {raw_steps[-1]:.3g} steps exceeds max_steps={max_steps}; "
+                         "shorten t, raise lr, or pass max_steps= to allow it")
+    steps_at = np.rint(raw_steps).astype(np.int64)
+    if steps_at[0] < 1:
+        raise ValueError(f"t must be >= lr / 2 (at least one SGD step); t[0] = {times[0]:.3g} "
+                         f"with lr = {lr:.3g} rounds to 0 steps")
     n_steps = int(steps_at[-1])
+    check_fits({"losses of every step": n_seeds * (n_steps + 1) * dtype.itemsize,
+                "step keys": n_steps * 8,
+                "one seed's features": (N + batch) * lam.size * dtype.itemsize},
+               limit_gb=max_memory_gb, blame=f"t[-1] / lr ({n_steps} steps), n_seeds "
+               f"({n_seeds}), N ({N}) or batch ({batch})", caller="random_feature_online_sgd")
     w_star = np.sqrt(lw2 / lam)
     keys = jax.random.split(key, n_seeds)
     losses = _online(keys, jnp.asarray(lam, dtype), jnp.asarray(w_star, dtype),
                      jnp.asarray(lr, dtype), jnp.asarray(noise, dtype),
                      N=N, batch=batch, n_steps=n_steps)
-    return losses[:, steps_at]
+    return finite_or_raise(losses[:, steps_at], throw=throw, caller="random_feature_online_sgd",
+                           hint=f"lr = {lr:.3g} is above the SGD stability limit; lower it")
 
 
 @functools.partial(jax.jit, static_argnames=("N", "batch", "n_steps"))

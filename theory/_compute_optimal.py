@@ -23,66 +23,14 @@ import numpy as np
 from jaxtyping import ArrayLike
 
 from theorysim.checks import check_scalar
+from theorysim.contract import check_throw, finish
 
 from ._fits import fit_power_law
+from ._kappa import KAPPA_TOL
 from ._scaling_dynamics import scaling_law_dynamics
+from ._spectra import ScalingExponents, scaling_exponents
 
-__all__ = ["ComputeOptimalResult", "ScalingExponents", "compute_optimal", "scaling_exponents"]
-
-
-@dataclasses.dataclass(frozen=True)
-class ScalingExponents:
-    """Predicted decay/growth exponents for :math:`\\lambda_k = k^{-b}`,
-    :math:`\\lambda_k w_k^2 = k^{-a}` (THEORY.md 3; valid for ``M -> inf``).
-
-    Attributes:
-        time: :math:`L \\sim t^{-(a-1)/b}` (``N = P = inf``).
-        samples: :math:`L \\sim P^{-\\min(a-1, 2b)}` (``N = t = inf``).
-        width: single model, :math:`L \\sim N^{-\\min(a-1, b)}` (``P = t = inf``).
-        width_ensemble: draw-averaged predictor, :math:`N^{-\\min(a-1, 2b)}`.
-        compute_N, compute_t: growth exponents of :math:`N^*(C)`, :math:`t^*(C)` for the single
-            model, i.e. the formulas below with :math:`m` = ``width`` = :math:`\\min(a-1, b)`.
-        compute_loss: decay exponent of :math:`L^*(C)` (same :math:`m`).
-        compute_*_ensemble: the same with :math:`m = \\min(a-1, 2b)` (THEORY.md 3 as written;
-            it is the draw-averaged predictor's width exponent). The two agree when
-            :math:`a - 1 \\le b`.
-    """
-
-    time: float
-    samples: float
-    width: float
-    width_ensemble: float
-    compute_N: float
-    compute_t: float
-    compute_loss: float
-    compute_N_ensemble: float
-    compute_t_ensemble: float
-    compute_loss_ensemble: float
-
-
-def scaling_exponents(a: float, b: float) -> ScalingExponents:
-    """Asymptotic exponents of the dynamical scaling-law model (THEORY.md 3).
-
-    Balancing :math:`L \\approx t^{-(a-1)/b} + N^{-m}` at :math:`C = N t` gives
-
-    .. math::
-        m = \\min(a-1, b)\\ (\\text{single model}),\\quad t^* \\sim C^{\\frac{bm}{a-1+bm}},\\quad
-        N^* \\sim C^{\\frac{a-1}{a-1+bm}},\\quad L^* \\sim C^{-\\frac{(a-1)m}{a-1+bm}}.
-
-    Args:
-        a: target-power exponent, ``> 1``.
-        b: spectral exponent, ``> 0``.
-    """
-    a = check_scalar("a", a, lo=1.0, lo_open=True, hi=math.inf, hi_open=True)
-    b = check_scalar("b", b, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
-    m1, m2 = min(a - 1.0, b), min(a - 1.0, 2.0 * b)
-    d1, d2 = a - 1.0 + b * m1, a - 1.0 + b * m2
-    return ScalingExponents(
-        time=(a - 1.0) / b, samples=m2, width=m1, width_ensemble=m2,
-        compute_N=(a - 1.0) / d1, compute_t=b * m1 / d1, compute_loss=(a - 1.0) * m1 / d1,
-        compute_N_ensemble=(a - 1.0) / d2, compute_t_ensemble=b * m2 / d2,
-        compute_loss_ensemble=(a - 1.0) * m2 / d2,
-    )
+__all__ = ["ComputeOptimalResult", "compute_optimal"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +48,8 @@ class ComputeOptimalResult:
         fitted: power-law exponents fitted to the frontier over ``C`` (keys ``"N"``, ``"t"``:
             growth exponents; ``"loss"``: decay exponent), points at the boundary excluded.
         predicted: :class:`ScalingExponents` when ``a`` and ``b`` were given, else ``None``.
+        converged, residual, iterations: the solver contract, from the one
+            :func:`scaling_law_dynamics` call on the lattice (worst over it).
     """
 
     C: np.ndarray
@@ -111,6 +61,9 @@ class ComputeOptimalResult:
     loss_grid: np.ndarray
     fitted: dict
     predicted: ScalingExponents | None
+    converged: bool
+    residual: float
+    iterations: int
 
 
 def compute_optimal(
@@ -127,6 +80,10 @@ def compute_optimal(
     a: float | None = None,
     b: float | None = None,
     nodes: int = 16,
+    tol: float = KAPPA_TOL,
+    max_iter: int = 80,
+    max_points: int = 200_000,
+    throw: bool = True,
 ) -> ComputeOptimalResult:
     """Compute-optimal width, time and loss :math:`\\min_{N t = C} L(N, t)` from the solver.
 
@@ -150,17 +107,32 @@ def compute_optimal(
         per_decade: lattice points per decade (>= 2).
         a, b: power-law exponents; when both are given, ``predicted`` holds
             :func:`scaling_exponents` ``(a, b)``.
-        nodes: Talbot nodes (see :func:`scaling_law_dynamics`).
+        nodes, tol, max_iter: passed to :func:`scaling_law_dynamics`.
+        max_points: refuse lattices of more than this many (width, time) points up front
+            (the solver's cost is proportional to it); raise it to run a bigger lattice.
+        throw: raise :class:`~theorysim.ConvergenceError` if the solver did not converge on
+            the lattice; ``False`` returns the result flagged.
 
     Returns:
         :class:`ComputeOptimalResult`.
+
+    Example:
+        >>> k = np.arange(1, 201.0)
+        >>> f = compute_optimal(k**-1.5, k**-2.0, 1e2, 1e3, N_max=200.0, per_decade=2)
+        >>> f.C.tolist(), f.converged
+        ([100.0, 316.2277660168379, 1000.0], True)
     """
     C_min = check_scalar("C_min", C_min, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
     C_max = check_scalar("C_max", C_max, lo=C_min, lo_open=True, hi=math.inf, hi_open=True)
     N_min = check_scalar("N_min", N_min, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
     N_max = C_max if N_max is None else N_max
     N_max = check_scalar("N_max", N_max, lo=N_min, lo_open=True, hi=math.inf, hi_open=True)
+    if not (isinstance(P, float | int | np.floating | np.integer) and not isinstance(P, bool)):
+        raise ValueError(f"P must be one sample count (a number > 0, inf allowed), got {P!r}")
+    check_scalar("P", P, lo=0.0, lo_open=True)
     per_decade = check_scalar("per_decade", per_decade, lo=2, hi=64, integer=True)
+    max_points = check_scalar("max_points", max_points, lo=1, integer=True)
+    throw = check_throw(throw)
     predicted = None
     if (a is None) != (b is None):
         raise ValueError("a and b must be given together (or neither)")
@@ -175,10 +147,23 @@ def compute_optimal(
     if n_idx.size < 3:
         raise ValueError("N_max / N_min must span at least three lattice points")
     t_idx = np.arange(c_idx[0] - n_idx[-1], c_idx[-1] - n_idx[0] + 1)
+    if n_idx.size * t_idx.size > max_points:
+        raise ValueError(
+            f"C_min..C_max and N_min..N_max at per_decade={per_decade} need a lattice of "
+            f"{n_idx.size} widths x {t_idx.size} times = {n_idx.size * t_idx.size:,} points, "
+            f"above max_points={max_points:,}: narrow the ranges, lower per_decade, or raise "
+            "max_points")
     C = 10.0 ** (c_idx * step)
     N_grid = 10.0 ** (n_idx * step)
-    times = 10.0 ** (t_idx * step)
-    res = scaling_law_dynamics(eigvals, target_power, times, N_grid, P, noise, nodes=nodes)
+    with np.errstate(over="ignore", under="ignore"):
+        times = 10.0 ** (t_idx * step)
+    if not (times[0] > 0 and np.isfinite(times[-1])):
+        raise ValueError(
+            f"the training times C/N span {C[0] / N_grid[-1]:.3g} (C_min / N_max) to "
+            f"{C[-1] / N_grid[0]:.3g} (C_max / N_min), outside the float64 range: narrow "
+            "C_min..C_max or N_min..N_max")
+    res = scaling_law_dynamics(eigvals, target_power, P, N_grid, times, noise, nodes=nodes,
+                               tol=tol, max_iter=max_iter, throw=False)
     loss_nt = res.loss[:, 0, :]                                  # (nN, nT)
     # iso-compute lines: t index = c - n
     ti = c_idx[:, None] - n_idx[None, :] - t_idx[0]              # (nC, nN)
@@ -206,7 +191,11 @@ def compute_optimal(
             "t": -fit_power_law(C[ok], t_opt[ok]).exponent,
             "loss": fit_power_law(C[ok], loss_opt[ok]).exponent,
         }
-    return ComputeOptimalResult(
+    result = ComputeOptimalResult(
         C=C, N_opt=N_opt, t_opt=t_opt, loss_opt=loss_opt, at_boundary=at_boundary,
         N_grid=N_grid, loss_grid=loss_grid, fitted=fitted, predicted=predicted,
+        converged=res.converged, residual=res.residual, iterations=res.iterations,
     )
+    return finish(result, throw=throw, solver="compute_optimal",
+                  hint="the kappa solves of scaling_law_dynamics on the (width, time) lattice "
+                       "missed tol; pass throw=False to inspect the flagged result")

@@ -32,16 +32,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from theorysim.checks import as_finite_array, check_choice, check_scalar
+from theorysim.contract import check_throw
+from theorysim.contract import finish as contract_finish
 
 ACTIVATIONS = ("relu", "tanh", "linear", "erf")
 
 
 @dataclasses.dataclass(frozen=True)
 class DMFTResult:
-    r"""Order parameters of a DMFT solve on the time grid ``t`` (which starts at 0).
+    r"""Order parameters of a DMFT solve at the output times ``t`` (which start at 0).
 
     Attributes:
-      t: ``(T+1,)`` times (DMFT units, see module docstring), ``t[0] = 0``.
+      t: ``(T+1,)`` output times (DMFT units, see module docstring), ``t[0] = 0``.
       delta: ``(T+1, P)`` training error :math:`\Delta_\mu(t) = y_\mu - f_\mu(t)`.
       train_loss: ``(T+1,)`` :math:`\frac1{2P}\sum_\mu\Delta_\mu(t)^2`.
       predictions: ``(T+1, P)`` training predictions ``y - delta``.
@@ -52,10 +54,19 @@ class DMFTResult:
         (``Phi^0 = X X^T/D`` is constant and not stored).
       g: ``(L, T+1, P_all, T+1, P_all)`` gradient kernels :math:`G^l(t,s)`, l = 1..L
         (``G^{L+1} = 1``).
-      residuals: ``(n_iter,)`` self-consistency residual after each outer iteration (max abs
-        change of the kernels and of Delta, relative to their scale).
-      n_iter: outer iterations used.
-      converged: whether the last residual is below ``tol``.
+      converged: the fixed point reached ``tol`` and (gradient flow) the time-integration error
+        estimate is below ``flow_tol``; all finite.
+      residual: final self-consistency residual (max abs change of the kernels and of Delta in
+        the last iteration, relative to their scale; for ``dmft_two_layer``, which has no fixed
+        point, the time-integration error estimate).
+      iterations: outer iterations used (largest over the grids solved; ``dmft_two_layer``:
+        step-halving rounds).
+      residuals: ``(iterations,)`` residual after each outer iteration (finest grid solved).
+      dynamics: ``"flow"`` (gradient flow) or ``"gd"`` (gradient descent with step ``lr``).
+      lr: the GD learning rate (DMFT time per step), ``None`` for gradient flow.
+      flow_error: gradient flow: estimated error of the returned ``delta`` and ``ntk`` from the
+        time discretisation (max abs difference to the next-coarser estimate, relative to the
+        largest entry); ``0.0`` for GD (solved exactly on its step grid).
       n_samples: Monte-Carlo field samples (0 for the sampling-free deep linear solver).
       ntk_se: ``(T+1, P_all, P_all)`` Monte-Carlo standard error of ``ntk`` (None without
         sampling).
@@ -72,17 +83,17 @@ class DMFTResult:
     ntk: np.ndarray
     phi: np.ndarray
     g: np.ndarray
-    residuals: np.ndarray
-    n_iter: int
     converged: bool
+    residual: float
+    iterations: int
+    residuals: np.ndarray
+    dynamics: str
+    lr: float | None
+    flow_error: float
     n_samples: int
     ntk_se: np.ndarray | None
     train_loss_se: np.ndarray | None
     method: str
-
-
-class DMFTConvergenceError(RuntimeError):
-    """Raised when a DMFT fixed point does not reach ``tol`` (message gives the residual)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,13 +102,17 @@ class Problem:
 
     X: np.ndarray  # (P_all, D): train then test
     y: np.ndarray  # (P,)
-    t: np.ndarray  # (T+1,) with t[0] = 0
+    t: np.ndarray  # (T+1,) output times with t[0] = 0
     gamma0: float
     n_train: int
 
     @property
     def n_all(self) -> int:
         return self.X.shape[0]
+
+
+#: Largest absolute input entry / target accepted (squares must stay far from overflow).
+MAX_ABS = 1e6
 
 
 def check_problem(X, y, t, gamma0, X_test=None) -> Problem:
@@ -111,7 +126,7 @@ def check_problem(X, y, t, gamma0, X_test=None) -> Problem:
     t = as_finite_array("t", t, ndim=1, min_size=1, positive=True)
     if np.any(np.diff(t) <= 0):
         raise ValueError("t must be strictly increasing")
-    gamma0 = check_scalar("gamma0", gamma0, lo=0.0)
+    gamma0 = check_scalar("gamma0", gamma0, lo=0.0, hi=1e6)
     if X_test is None:
         X_all = X
     else:
@@ -120,24 +135,84 @@ def check_problem(X, y, t, gamma0, X_test=None) -> Problem:
             raise ValueError(f"X_test must have {X.shape[1]} columns like X, got "
                              f"{X_test.shape[1]}")
         X_all = np.concatenate([X, X_test], axis=0)
+    for name, arr in (("X", X), ("y", y), ("X_test", X_all[X.shape[0]:])):
+        if arr.size and np.max(np.abs(arr)) > MAX_ABS:
+            raise ValueError(f"{name} entries must be at most {MAX_ABS:g} in absolute value "
+                             f"(rescale the data), got {np.max(np.abs(arr)):.3g}")
     return Problem(X_all, y, np.concatenate([[0.0], t]), gamma0, X.shape[0])
 
 
 def check_solver_args(*, n_samples=None, damping=None, tol=None, max_iter=None,
-                      activation=None, depth=None) -> None:
+                      activation=None, depth=None, throw=None) -> None:
     """Validate the numerical controls shared by the solvers."""
     if n_samples is not None:
-        check_scalar("n_samples", n_samples, lo=2, integer=True)
+        check_scalar("n_samples", n_samples, lo=2, hi=1e8, integer=True)
     if damping is not None:
         check_scalar("damping", damping, lo=0.0, hi=1.0, lo_open=True)
     if tol is not None:
-        check_scalar("tol", tol, lo=0.0, lo_open=True)
+        check_scalar("tol", tol, lo=0.0, hi=1.0, lo_open=True)
     if max_iter is not None:
-        check_scalar("max_iter", max_iter, lo=1, integer=True)
+        check_scalar("max_iter", max_iter, lo=1, hi=1e6, integer=True)
     if activation is not None:
         check_choice("activation", activation, ACTIVATIONS)
     if depth is not None:
-        check_scalar("depth", depth, lo=1, integer=True)
+        check_scalar("depth", depth, lo=1, hi=100, integer=True)
+    if throw is not None:
+        check_throw(throw)
+
+
+# ---------------------------------------------------------------- the time convention
+
+DYNAMICS = ("flow", "gd")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dynamics:
+    """The validated dynamics of a call: gradient flow, or GD with step ``lr``.
+
+    ``steps[n]`` is the number of GD steps to output time ``t[n]`` (``None`` for flow)."""
+
+    kind: str
+    lr: float | None
+    flow_tol: float
+    steps: np.ndarray | None
+
+
+def check_dynamics(dynamics, lr, flow_tol, t: np.ndarray, *, max_steps) -> Dynamics:
+    r"""Validate the dynamics arguments against the output grid ``t`` (which starts at 0).
+
+    ``dynamics="flow"`` (gradient flow) takes no ``lr``; ``dynamics="gd"`` needs ``lr > 0``
+    and output times on its step grid (integer multiples of ``lr``), at most ``max_steps``
+    steps in all. Raises ``ValueError`` naming the argument."""
+    check_choice("dynamics", dynamics, DYNAMICS)
+    flow_tol = check_scalar("flow_tol", flow_tol, lo=0.0, hi=1.0, lo_open=True)
+    check_scalar("max_steps", max_steps, lo=1, integer=True)
+    if dynamics == "flow":
+        if lr is not None:
+            raise ValueError(f"lr must be None with dynamics='flow' (gradient flow has no "
+                             f"learning rate), got lr={lr!r}; pass dynamics='gd' to solve GD "
+                             "with that step")
+        return Dynamics("flow", None, flow_tol, None)
+    if lr is None:
+        raise ValueError("lr is required with dynamics='gd' (the GD step in DMFT time)")
+    lr = check_scalar("lr", lr, lo=0.0, hi=1e6, lo_open=True)
+    ratio = t / lr
+    steps = np.round(ratio)
+    if np.any(np.abs(ratio - steps) > 1e-9 * np.maximum(ratio, 1.0)) or np.any(steps[1:] < 1):
+        raise ValueError(f"t must be integer multiples of lr={lr:g} with dynamics='gd' (output "
+                         "times on the GD step grid)")
+    if steps[-1] > max_steps:
+        raise ValueError(f"lr={lr:g} implies {int(steps[-1])} GD steps to t={t[-1]:g}, more "
+                         f"than max_steps={max_steps}; raise lr or max_steps")
+    return Dynamics("gd", lr, flow_tol, steps.astype(np.int64))
+
+
+def refine(t: np.ndarray, r: int) -> np.ndarray:
+    """The grid ``t`` (starting at 0) with every interval split into ``r`` equal parts; the
+    original points are ``refine(t, r)[::r]``."""
+    frac = np.arange(r) / r
+    inner = (t[:-1, None] + frac[None, :] * np.diff(t)[:, None]).reshape(-1)
+    return np.concatenate([inner, t[-1:]])
 
 
 def activation_pair(name: str):
@@ -186,7 +261,7 @@ def causal_mask(T1: int, n_all: int, dtype, strict: bool = True):
     return jnp.repeat(jnp.repeat(m.astype(dtype), n_all, axis=0), n_all, axis=1)
 
 
-def error_dynamics(ntk, y, t, n_train: int, f_ref=None, d_ref=None):
+def error_dynamics(ntk, y, t, n_train: int, f_ref=None, d_ref=None, euler: bool = False):
     r"""Integrate :math:`\dot\Delta = -\frac1P K(t)\Delta` with :math:`K` piecewise constant.
 
     Exponential Euler: :math:`\Delta_{n+1} = e^{-(t_{n+1}-t_n)K_n/P}\Delta_n` (exact for a
@@ -199,6 +274,10 @@ def error_dynamics(ntk, y, t, n_train: int, f_ref=None, d_ref=None):
     point :math:`\Delta = \Delta^{ref}` the error equals ``y - f_ref`` exactly (the discrete
     dynamics of the fields, including ReLU neurons sliding on the kink), while each iteration
     stays a stable time stepping in :math:`\Delta`.
+
+    With ``euler`` the step is explicit Euler instead,
+    :math:`\Delta_{n+1} = (1 - (t_{n+1}-t_n)K_n/P)\Delta_n` (gradient descent on the
+    linearised network, for ``dynamics="gd"``).
 
     Args:
       ntk: ``(T1, P_all, P_all)``. y: ``(P,)``. t: ``(T1,)``.
@@ -223,8 +302,12 @@ def error_dynamics(ntk, y, t, n_train: int, f_ref=None, d_ref=None):
         z = -h * lam / P
         small = jnp.abs(z) < 1e-8
         phi1 = jnp.where(small, 1.0 + 0.5 * z, jnp.expm1(z) / jnp.where(small, 1.0, z))
+        if euler:
+            phi1, growth = jnp.ones_like(z), 1.0 + z
+        else:
+            growth = jnp.exp(z)
         c = V.T @ d
-        return d - V @ (jnp.exp(z) * c), (K[P:, :P] @ (V @ (h * phi1 * c))) / P
+        return d - V @ (growth * c), (K[P:, :P] @ (V @ (h * phi1 * c))) / P
 
     def step(carry, xs):
         d, fte = carry
@@ -258,29 +341,113 @@ def psd_sqrt(C, rel_cut: float = 1e-9, pinv_cut: float | None = None):
     return (V * s) @ V.T, (V * sinv) @ V.T
 
 
-def finish(problem: Problem, *, delta, ntk, phi, g, residuals, n_iter, converged, n_samples,
-           ntk_se, loss_se, method, test_predictions, tol, raise_on_failure) -> DMFTResult:
-    """Pack NumPy float64 results; refuse NaN; raise on non-convergence if asked."""
+def finish(problem: Problem, *, delta, ntk, phi, g, residuals, iterations, converged,
+           n_samples, ntk_se, loss_se, method, test_predictions, dyn: Dynamics,
+           flow_error: float = 0.0, residual: float | None = None, throw: bool,
+           hint: str = "") -> DMFTResult:
+    """Pack NumPy float64 results and apply the solver contract (:func:`theorysim.contract.
+    finish`): non-finite output or non-convergence raises ``ConvergenceError`` with ``throw``."""
     arrays = dict(delta=delta, ntk=ntk, phi=phi, g=g, test_predictions=test_predictions)
     arrays = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
     residuals = np.asarray(residuals, dtype=np.float64)
-    for name, arr in arrays.items():
-        if not np.all(np.isfinite(arr)):
-            raise DMFTConvergenceError(
-                f"DMFT ({method}) produced non-finite {name} (last residual "
-                f"{residuals[-1] if residuals.size else float('nan'):.3g}); reduce the time step "
-                "or gamma0")
-    if not converged and raise_on_failure:
-        raise DMFTConvergenceError(
-            f"DMFT ({method}) did not converge in {n_iter} iterations: residual "
-            f"{residuals[-1]:.3g} > tol {tol:.3g}; increase max_iter or lower damping")
+    if residual is None:
+        residual = float(residuals[-1]) if residuals.size else math.inf
     d = arrays["delta"]
-    return DMFTResult(
+    result = DMFTResult(
         t=problem.t.copy(), delta=d, train_loss=0.5 * np.mean(d * d, axis=1),
         predictions=problem.y[None, :] - d, test_predictions=arrays["test_predictions"],
-        ntk=arrays["ntk"], phi=arrays["phi"], g=arrays["g"], residuals=residuals,
-        n_iter=int(n_iter), converged=bool(converged), n_samples=int(n_samples),
+        ntk=arrays["ntk"], phi=arrays["phi"], g=arrays["g"], converged=bool(converged),
+        residual=float(residual), iterations=int(iterations), residuals=residuals,
+        dynamics=dyn.kind, lr=dyn.lr, flow_error=float(flow_error), n_samples=int(n_samples),
         ntk_se=None if ntk_se is None else np.asarray(ntk_se, np.float64),
         train_loss_se=None if loss_se is None else np.asarray(loss_se, np.float64),
         method=method,
     )
+    return contract_finish(result, throw=throw, solver=f"DMFT ({method})", hint=hint)
+
+
+# ---------------------------------------------------------------- grids and extrapolation
+
+#: Richardson weights for first-order (left-rectangle / GD-step) schemes, coarse to fine.
+RICHARDSON = {1: (1.0,), 2: (-1.0, 2.0), 3: (1.0 / 3.0, -2.0, 8.0 / 3.0)}
+
+
+def _sub(sol: dict, idx: np.ndarray) -> dict:
+    """The grid solution ``sol`` restricted to the time indices ``idx``."""
+    out = dict(sol)
+    for k in ("delta", "fte", "ntk", "ntk_se", "loss_se"):
+        if out.get(k) is not None:
+            out[k] = np.asarray(out[k])[idx]
+    for k in ("phi", "g"):
+        a = np.asarray(out[k])
+        out[k] = a[:, idx][:, :, :, idx]
+    return out
+
+
+def _combine(sols: list[dict], weights) -> dict:
+    out = dict(sols[-1])
+    for k in ("delta", "fte", "ntk", "phi", "g"):
+        out[k] = sum(w * np.asarray(s[k]) for w, s in zip(weights, sols, strict=True))
+    for k in ("ntk_se", "loss_se"):  # independent Monte Carlo per level
+        if out.get(k) is not None:
+            out[k] = np.sqrt(sum(w**2 * np.asarray(s[k]) ** 2
+                                 for w, s in zip(weights, sols, strict=True)))
+    out["residual"] = max(float(s["residual"]) for s in sols)
+    out["iterations"] = max(int(s["iterations"]) for s in sols)
+    out["converged"] = all(bool(s["converged"]) for s in sols)
+    return out
+
+
+def _rel_diff(a: dict, b: dict) -> float:
+    err = 0.0
+    for k in ("delta", "ntk"):
+        x, y = np.asarray(a[k]), np.asarray(b[k])
+        scale = max(float(np.max(np.abs(y))), 1e-300)
+        err = max(err, float(np.max(np.abs(x - y))) / scale)
+    return err if math.isfinite(err) else math.inf
+
+
+def solve_dynamics(solve, t_out: np.ndarray, dyn: Dynamics, *, n_all: int, levels: int,
+                   max_grid: int, noisy: bool = False) -> tuple[dict, float]:
+    r"""Run a first-order grid solver under the requested dynamics; return ``(solution at
+    t_out, flow_error)``.
+
+    ``solve(grid) -> dict`` solves the discrete-time DMFT whose memory integrals use the
+    left-rectangle rule on ``grid``, i.e. GD with step ``grid[n+1] - grid[n]``; it returns
+    ``delta, fte, ntk, phi, g`` on that grid plus ``residual, iterations, converged`` (and
+    optionally ``ntk_se, loss_se``). GD: one solve on the step grid ``lr * k``. Gradient flow:
+    solves on ``t_out`` refined ``r, 2r, ..`` times (``levels`` grids), Richardson
+    extrapolation to step 0 (the GD solution is smooth in the step), error estimate = max
+    change against the extrapolation from one level fewer; ``r`` doubles until the estimate is
+    below ``dyn.flow_tol`` or the next finest grid would exceed ``max_grid`` (T+1)*P_all
+    points. ``noisy`` (Monte-Carlo solvers with independent samples per grid): also stop when
+    the change is within 4 combined standard errors (``ntk_se``) entrywise, and record the
+    change as ``flow_noise`` (the level below which it cannot be resolved)."""
+    if dyn.kind == "gd":
+        grid = dyn.lr * np.arange(int(dyn.steps[-1]) + 1, dtype=np.float64)
+        return _sub(solve(grid), dyn.steps), 0.0
+    w = RICHARDSON[levels]
+    lower = RICHARDSON[levels - 1] if levels > 1 else None
+    cache: dict[int, dict] = {}
+
+    def at(r):
+        if r not in cache:
+            cache[r] = _sub(solve(refine(t_out, r)), np.arange(t_out.shape[0]) * r)
+        return cache[r]
+
+    r = 1
+    while True:
+        sols = [at(r * 2**k) for k in range(levels)]
+        best = _combine(sols, w)
+        err = (math.inf if lower is None else _rel_diff(best, _combine(sols[1:], lower)))
+        best["flow_noise"] = 0.0
+        if noisy and math.isfinite(err):
+            se = np.sqrt(sum(np.asarray(s["ntk_se"]) ** 2 for s in sols))
+            z = np.abs(np.asarray(sols[-1]["ntk"]) - np.asarray(sols[0]["ntk"]))
+            if np.max(z / np.maximum(se, 1e-300)) <= 4.0:
+                best["flow_noise"] = err
+        finer = (refine(t_out, r * 2**levels).shape[0]) * n_all
+        if (err <= max(dyn.flow_tol, best["flow_noise"]) or finer > max_grid
+                or not best["converged"]):
+            return best, err
+        r *= 2

@@ -26,19 +26,27 @@ dynamics are iterated to self-consistency with damping.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
+
+from theorysim.checks import check_scalar
 
 from ._dmft_common import (
     DMFTResult,
+    check_dynamics,
     check_problem,
     check_solver_args,
-    error_dynamics,
     finish,
     memory_operator,
+    solve_dynamics,
+)
+from ._dmft_common import (
+    error_dynamics as _error_dynamics,
 )
 
 
@@ -56,13 +64,14 @@ def ntk_from_kernels(phis, gs, T1: int, n_all: int):
                for p, g in zip(phis, gs, strict=True))
 
 
-@partial(jax.jit, static_argnames=("depth", "n_train", "max_iter", "lazy"))
+@partial(jax.jit, static_argnames=("depth", "n_train", "max_iter", "lazy", "euler"))
 def deep_linear_core(phi0, y, t, gamma0, damping, tol, *, depth: int, n_train: int,
-                     max_iter: int, lazy: bool = False):
+                     max_iter: int, lazy: bool = False, euler: bool = False):
     r"""Jittable damped fixed point. Returns ``(delta, f_test, ntk, Phi[1..L], G[1..L],
     residuals (max_iter,), n_iter)``. ``lazy`` (for ``gamma0 = 0``) takes the error from the
     kernel, :math:`\dot\Delta = -K\Delta/P`; otherwise the output is read off the fields,
     :math:`f_\mu(t) = \langle z^L(t) h^L_\mu(t)\rangle/\gamma_0`."""
+    error_dynamics = partial(_error_dynamics, euler=euler)
     T1 = t.shape[0]
     n_all = phi0.shape[0]
     N = T1 * n_all
@@ -146,13 +155,17 @@ def dmft_deep_linear(
     gamma0: float,
     *,
     depth: int = 1,
+    dynamics: str = "flow",
+    lr: float | None = None,
+    flow_tol: float = 1e-4,
     X_test: Float[Array, "Q D"] | None = None,
     damping: float = 0.5,
     tol: float = 1e-10,
     max_iter: int = 500,
-    raise_on_failure: bool = True,
+    max_grid: int = 1600,
+    throw: bool = True,
 ) -> DMFTResult:
-    r"""DMFT of a deep linear network (``depth`` hidden layers) trained by gradient flow.
+    r"""DMFT of a deep linear network (``depth`` hidden layers) trained by gradient flow or GD.
 
     .. math::
         f(x) = \frac{1}{\gamma_0 N} w^L\cdot h^L,\quad h^{l+1} = W^l h^l/\sqrt N,\quad
@@ -160,52 +173,86 @@ def dmft_deep_linear(
         \dot\theta = -\gamma_0^2N\,\nabla_\theta\frac1{2P}\sum_\mu(f(x_\mu)-y_\mu)^2,
 
     at infinite width and fixed richness :math:`\gamma_0`. Time ``t`` is gradient-flow time on
-    the ``1/(2P)`` mean-squared error with learning rate :math:`\gamma_0^2 N` (GD with step
-    ``eta * gamma0**2 * N`` for ``t/eta`` steps). The order parameters solve the linear field
-    equations of the module docstring by damped fixed-point iteration (no sampling); time
-    integrals use the left-rectangle rule on ``[0, *t]``, so the result is the infinite-width
-    limit of GD with step ``t[n+1] - t[n]`` (first order in the step relative to gradient
-    flow); the output is :math:`f_\mu = \langle z^L h^L_\mu\rangle/\gamma_0` from the field
-    covariances (``gamma0 = 0``: :math:`\Delta = e^{-Kt/P}y`). Exact check: one hidden
-    layer, ``P = 1``, :math:`|x|^2 = D`: :math:`K(\infty) = 2\sqrt{1+\gamma_0^2y^2}`.
+    the ``1/(2P)`` mean-squared error with learning rate :math:`\gamma_0^2 N`.
+
+    Dynamics (the same arguments for every DMFT solver): ``dynamics="gd", lr=eta`` solves
+    gradient descent with step ``eta * gamma0**2 * N`` exactly (the memory integrals on the step
+    grid ``eta * k`` with the left-rectangle rule are the discrete-time DMFT of GD; outputs at
+    ``t``, which must be multiples of ``eta``). ``dynamics="flow"`` solves gradient flow: the
+    GD solution is smooth in the step, so GD solves on ``[0, *t]`` refined 1, 2, 4 times are
+    Richardson-extrapolated to step 0 (third order), with the grid refined further until the
+    estimated error ``flow_error`` (change against the second-order extrapolation) is below
+    ``flow_tol``; ``converged`` requires both. Exact check: one hidden layer, ``P = 1``,
+    :math:`|x|^2 = D`: :math:`K(\infty) = 2\sqrt{1+\gamma_0^2y^2}`.
+
+    The order parameters solve the linear field equations of the module docstring by damped
+    fixed-point iteration (no sampling); the output is
+    :math:`f_\mu = \langle z^L h^L_\mu\rangle/\gamma_0` from the field covariances
+    (``gamma0 = 0``: :math:`\Delta = e^{-Kt/P}y`).
 
     Regime: infinite width, muP / mean-field scaling (Bordelon & Pehlevan 2022, arXiv
-    2205.09653). Cost per iteration :math:`O(L (TP)^3)` dense algebra, memory
-    :math:`O(L (TP)^2)`.
+    2205.09653). Cost per iteration :math:`O(L (TP)^3)` dense algebra on a grid of ``T``
+    times, memory :math:`O(L (TP)^2)`.
 
     Args:
       X: ``(P, D)`` training inputs. y: ``(P,)`` targets.
-      t: ``(T,)`` positive, strictly increasing times; the grid is ``[0, *t]``.
+      t: ``(T,)`` positive, strictly increasing output times; the result's grid is ``[0, *t]``.
       gamma0: richness ``>= 0``.
       depth: hidden layers ``L >= 1``.
+      dynamics: ``"flow"`` (gradient flow) or ``"gd"`` (gradient descent, needs ``lr``).
+      lr: GD step in DMFT time (only with ``dynamics="gd"``).
+      flow_tol: target relative time-integration error for ``dynamics="flow"``.
       X_test: optional ``(Q, D)`` test inputs.
       damping: weight of the new iterate in ``(0, 1]``.
       tol: target residual (max change of the kernels relative to their scale).
-      max_iter: iteration cap.
-      raise_on_failure: raise :class:`DMFTConvergenceError` if ``tol`` is not met (else return
-        with ``converged = False``).
+      max_iter: iteration cap (per grid).
+      max_grid: largest ``(grid times) * P_all`` solved (memory / time guard): a GD step grid
+        beyond it is a ``ValueError``; gradient flow stops refining there.
+      throw: raise :class:`theorysim.ConvergenceError` if not converged.
 
     Returns:
       :class:`DMFTResult` (``n_samples = 0``, no standard errors).
 
     Example:
-      >>> r = dmft_deep_linear(np.ones((1, 4)), np.ones(1), np.linspace(0.1, 5, 50), 0.5)
+      >>> r = dmft_deep_linear(np.ones((1, 4)), np.ones(1), np.linspace(0.5, 5, 10), 0.5)
+      >>> bool(abs(r.ntk[-1, 0, 0] / (2 * np.sqrt(1.25)) - 1) < 1e-2)
+      True
     """
     problem = check_problem(X, y, t, gamma0, X_test)
-    check_solver_args(damping=damping, tol=tol, max_iter=max_iter, depth=depth)
-    with jax.enable_x64(True):
-        Xa = jnp.asarray(problem.X)
-        phi0 = Xa @ Xa.T / problem.X.shape[1]
-        d, fte, ntk, phis, gs, res, it = deep_linear_core(
-            phi0, jnp.asarray(problem.y), jnp.asarray(problem.t), problem.gamma0,
-            float(damping), float(tol), depth=int(depth), n_train=problem.n_train,
-            max_iter=int(max_iter), lazy=problem.gamma0 == 0.0)
-        it = int(it)
-        res = res[:it]
-        T1, n_all = problem.t.shape[0], problem.n_all
-        shape = (int(depth), T1, n_all, T1, n_all)
-        converged = bool(it > 0 and res[-1] <= tol)
-    return finish(problem, delta=d, ntk=ntk, phi=phis.reshape(shape), g=gs.reshape(shape),
-                  residuals=res, n_iter=it, converged=converged, n_samples=0, ntk_se=None,
-                  loss_se=None, method="deep_linear", test_predictions=fte, tol=tol,
-                  raise_on_failure=raise_on_failure)
+    check_solver_args(damping=damping, tol=tol, max_iter=max_iter, depth=depth, throw=throw)
+    max_grid = check_scalar("max_grid", max_grid, lo=2, integer=True)
+    dyn = check_dynamics(dynamics, lr, flow_tol, problem.t, max_steps=max_grid)
+    n_all = problem.n_all
+    base = (problem.t.shape[0] if dyn.kind == "flow" else int(dyn.steps[-1]) + 1) * n_all
+    if base * (4 if dyn.kind == "flow" else 1) > max_grid:
+        raise ValueError(f"the time grid has {base // n_all} times x {n_all} points"
+                         f"{' (x4 for the flow extrapolation)' if dyn.kind == 'flow' else ''}, "
+                         f"more than max_grid={max_grid}: use fewer output times t (or a larger "
+                         "lr), or raise max_grid (memory ~ 8 L (T P)^2 bytes, time ~ (T P)^3)")
+
+    def solve(grid):
+        with jax.enable_x64(True):
+            Xa = jnp.asarray(problem.X)
+            phi0 = Xa @ Xa.T / problem.X.shape[1]
+            d, fte, ntk, phis, gs, res, it = deep_linear_core(
+                phi0, jnp.asarray(problem.y), jnp.asarray(grid), problem.gamma0,
+                float(damping), float(tol), depth=int(depth), n_train=problem.n_train,
+                max_iter=int(max_iter), lazy=problem.gamma0 == 0.0,
+                euler=dyn.kind == "gd")
+            it = int(it)
+            res = np.asarray(res[:it])
+            T1 = grid.shape[0]
+            shape = (int(depth), T1, n_all, T1, n_all)
+            r = float(res[-1]) if it else math.inf
+            return dict(delta=d, fte=fte, ntk=ntk, phi=np.asarray(phis).reshape(shape),
+                        g=np.asarray(gs).reshape(shape), residuals=res, residual=r,
+                        iterations=it, converged=bool(it > 0 and r <= tol))
+
+    sol, ferr = solve_dynamics(solve, problem.t, dyn, n_all=n_all, levels=3, max_grid=max_grid)
+    return finish(problem, delta=sol["delta"], ntk=sol["ntk"], phi=sol["phi"], g=sol["g"],
+                  residuals=sol["residuals"], residual=sol["residual"],
+                  iterations=sol["iterations"],
+                  converged=sol["converged"] and ferr <= dyn.flow_tol, n_samples=0,
+                  ntk_se=None, loss_se=None, method="deep_linear", test_predictions=sol["fte"],
+                  dyn=dyn, flow_error=ferr if dyn.kind == "flow" else 0.0, throw=throw,
+                  hint="increase max_iter, lower damping, or (flow) raise max_grid/flow_tol")

@@ -47,6 +47,12 @@ def fit_power_law(x: ArrayLike, y: ArrayLike, sigma: ArrayLike | None = None) ->
 
     Returns:
         :class:`PowerLawFit`.
+
+    Example:
+        >>> x = np.array([10.0, 100.0, 1000.0])
+        >>> fit = fit_power_law(x, 3.0 * x**-0.5)
+        >>> round(fit.exponent, 12), round(fit.prefactor, 12)
+        (0.5, 3.0)
     """
     x = as_finite_array("x", x, ndim=1, positive=True, min_size=2)
     y = as_finite_array("y", y, ndim=1, positive=True, min_size=2)

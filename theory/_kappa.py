@@ -1,50 +1,58 @@
-"""The self-consistent effective ridge kappa of ridge and random-feature regression.
+r"""The self-consistent effective ridge kappa: one solver for ridge, random features and the
+Laplace-domain scaling-law solver.
 
 .. math::
 
-    \\kappa \\Big(1 - \\frac{\\mathrm{df}_1(\\kappa)}{P}\\Big)
-           \\Big(1 - \\frac{\\mathrm{df}_1(\\kappa)}{N}\\Big) = \\lambda_{\\rm ridge},
-    \\qquad \\mathrm{df}_1(\\kappa) = \\sum_k m_k \\frac{\\lambda_k}{\\lambda_k + \\kappa},
-    \\quad \\mathrm{df}_2(\\kappa) = \\sum_k m_k \\frac{\\lambda_k^2}{(\\lambda_k + \\kappa)^2}.
+    \kappa \Big(1 - \frac{\mathrm{df}_1(\kappa)}{P}\Big)
+           \Big(1 - \frac{\mathrm{df}_1(\kappa)}{N}\Big) = s,
+    \qquad \mathrm{df}_1(\kappa) = \sum_k m_k \frac{\lambda_k}{\lambda_k + \kappa},
+    \quad \mathrm{df}_2(\kappa) = \sum_k m_k \frac{\lambda_k^2}{(\lambda_k + \kappa)^2}.
 
-``N = inf`` is ridge regression (THEORY.md 1), finite ``N`` linear random features
-(THEORY.md 2), ``P = inf`` the online / population limit. ``ridge`` is per sample (THEORY.md
-conventions; a kernel Gram regularised as ``K + ridge' I`` has ``ridge' = P ridge``).
+``s`` is the per-sample ridge (real, ``>= 0``) for :func:`~theorysim.theory.ridge_risk` and
+:func:`~theorysim.theory.random_feature_risk`, and the Laplace variable (complex) for
+:func:`~theorysim.theory.scaling_law_dynamics`. ``N = inf`` is ridge regression (THEORY.md 1),
+finite ``N`` linear random features (THEORY.md 2), ``P = inf`` the online / population limit.
 References: arXiv 2002.02561, 2006.13198, 2405.00592, 2402.01092.
 
-Private, jittable API (reused by the scaling-law solver of THEORY.md 3)
------------------------------------------------------------------------
+Private, jittable API
+---------------------
 All functions are pure ``jax.numpy``; call them inside ``jax.enable_x64(True)`` with float64
 inputs. ``lam`` and ``mult`` are 1-D of equal length: the eigenvalues and their multiplicities
 (weights; ``mult = 1`` for a plain spectrum, Gauss weights for a compressed one, 0 for padding).
 Zero eigenvalues are allowed (they do not count in df1/df2).
 
+Tolerance convention (the solver contract): both solvers iterate until their residual is at most
+``tol``, then take one more Newton step (quadratic convergence makes that step reach float64
+resolution without a second, hidden tolerance), and report the residual of the value they
+return; a point is converged when that residual is ``<= tol``.
+
 ``spectral_sums(lam, mult, kappa) -> (df1, df2)``
     scalar ``kappa`` (real >= 0, or complex off the negative real axis); vmap it for grids.
 
-``solve_kappa(lam, mult, P, N, ridge, max_iter=200) -> KappaSolution``
-    scalar real ``P > 0``, ``N > 0`` (``jnp.inf`` allowed for either) and ``ridge >= 0``;
-    vmap over grids. Safeguarded Newton in ``u = log kappa`` inside a bracket, in a
-    ``lax.while_loop`` (stops when the relative defect ``|F| <= 32 eps``, or the bracket
-    collapses, or after ``max_iter``). Brackets (THEORY.md 1):
-    ``ridge > 0``: ``[ridge, ridge + sum(m lam) (1/P + 1/N)]``, values of u with
-    ``df1 >= min(N, P)`` (the unphysical branch) count as "below the root".
+``solve_kappa(lam, mult, P, N, ridge, tol, max_iter) -> KappaSolution``
+    real root for scalar ``P > 0``, ``N > 0`` (``jnp.inf`` allowed for either) and
+    ``ridge >= 0``; vmap over grids. Safeguarded Newton in ``u = log kappa`` inside a bracket,
+    in a ``lax.while_loop``. Brackets (THEORY.md 1):
+    ``ridge > 0``: ``[ridge, ridge + sum(m lam) (1/P + 1/N)]``; values of u with
+    ``df1 >= min(N, P)`` (the unphysical branch, where the spurious roots with
+    ``df1 > max(N, P)`` live) count as "below the root".
     ``ridge = 0`` and ``min(N, P) < M_eff`` (number of positive eigenvalues, weighted): the root
     of ``df1 = min(N, P)`` in ``[(M_eff - n) / sum(m / lam), sum(m lam) / n]``.
-    ``ridge = 0`` and ``min(N, P) >= M_eff``: ``kappa = 0`` (no iteration).
-    Fields: ``kappa``, ``df1``, ``df2`` at the solution, ``residual`` (relative, see
-    :func:`relative_residual`), ``iterations``.
+    ``ridge = 0`` and ``min(N, P) >= M_eff``: ``kappa = 0`` (no iteration, residual 0).
+    The residual is the equation's relative defect: ``|kappa a b - ridge| / (kappa + ridge)``
+    (``a = 1 - df1/P``, ``b = 1 - df1/N``) for ``ridge > 0``, and ``|log(df1 / min(N, P))|``
+    for ``ridge = 0``. The loop also stops when the bracket has shrunk to float64 resolution
+    (the residual then says whether ``tol`` was met).
 
-``relative_residual(kappa, df1, P, N, ridge)``
-    ``|kappa (1 - df1/P)(1 - df1/N) - ridge| / (kappa + ridge)`` (0 when both vanish): the
-    equation's defect relative to the size of its terms; for ``ridge = 0`` it is
-    ``|(1 - df1/P)(1 - df1/N)|``.
+``newton_kappa(lam, mult, P, N, s, kappa0, tol, max_iter) -> NewtonSolution``
+    complex (or real) ``s``: Newton in ``kappa`` from the caller's start ``kappa0``
+    (continuation along a Laplace contour is the caller's job: start from the solution at a
+    nearby ``s``; THEORY.md 3 warns of a spurious root where ``df1 > max(N, P)``).
+    ``residual = |g(kappa)| / (|kappa| + |s|)`` with ``g = kappa a b - s``; ``slope`` is
+    ``dg / dkappa`` at the returned kappa (the continuation predictor).
 
-``newton_kappa(lam, mult, P, N, s, kappa0, n_iter=40) -> (kappa, residual)``
-    complex (or real) ``s``: plain Newton in ``kappa`` from the caller's start ``kappa0`` for a
-    fixed number of steps (continuation along a Laplace contour is the caller's job: start from
-    the solution at a nearby ``s``; THEORY.md 3 warns of a spurious root where
-    ``df1 > max(N, P)``). ``residual = |g(kappa)| / (|kappa| + |s|)``.
+``kappa_equation(lam, mult, P, N, s, kappa) -> (g, dg)``
+    ``g = kappa a b - s`` and its derivative in ``kappa``.
 """
 
 from __future__ import annotations
@@ -55,8 +63,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["KappaSolution", "newton_kappa", "relative_residual", "solve_kappa",
-           "spectral_sums"]
+__all__ = ["KAPPA_TOL", "KappaSolution", "NewtonSolution", "kappa_equation", "newton_kappa",
+           "solve_kappa", "spectral_sums"]
+
+#: default tolerance of the kappa solves (relative defect of the equation)
+KAPPA_TOL = 1e-12
 
 
 class KappaSolution(NamedTuple):
@@ -67,6 +78,13 @@ class KappaSolution(NamedTuple):
     iterations: jax.Array
 
 
+class NewtonSolution(NamedTuple):
+    kappa: jax.Array
+    residual: jax.Array
+    iterations: jax.Array
+    slope: jax.Array
+
+
 def spectral_sums(lam, mult, kappa):
     """``(df1, df2)`` at one ``kappa``; zero eigenvalues contribute nothing (also at 0)."""
     pos = lam > 0
@@ -74,17 +92,14 @@ def spectral_sums(lam, mult, kappa):
     return jnp.sum(mult * s), jnp.sum(mult * s * s)
 
 
+def _inv(n):
+    """``1 / n`` with ``n = inf`` giving exactly 0."""
+    return jnp.where(jnp.isinf(n), 0.0, 1.0 / jnp.where(jnp.isinf(n), 1.0, n))
+
+
 def _one_minus(df1, n):
     """``1 - df1 / n`` with ``n = inf`` giving exactly 1."""
     return jnp.where(jnp.isinf(n), 1.0, 1.0 - df1 / jnp.where(jnp.isinf(n), 1.0, n))
-
-
-def relative_residual(kappa, df1, P, N, ridge):
-    """``|kappa (1 - df1/P)(1 - df1/N) - ridge| / (kappa + ridge)``; 0 when both vanish."""
-    factor = _one_minus(df1, P) * _one_minus(df1, N)
-    scale = kappa + ridge
-    safe = jnp.where(scale > 0, scale, 1.0)
-    return jnp.where(scale > 0, jnp.abs(kappa * factor - ridge) / safe, 0.0)
 
 
 def _equation(lam, mult, u, P, N, ridge, n):
@@ -101,13 +116,9 @@ def _equation(lam, mult, u, P, N, ridge, n):
     b = _one_minus(df1, N)
     physical = (a > 0) & (b > 0)
     spread = df1 - df2  # = -d df1 / du >= 0
-
-    def inv(m):  # 1 / m, 0 for m = inf
-        return jnp.where(jnp.isinf(m), 0.0, 1.0 / jnp.where(jnp.isinf(m), 1.0, m))
-
     scale = kappa + ridge
     F_pos = jnp.where(physical, (kappa * a * b - ridge) / scale, -jnp.inf)
-    dF_pos = kappa * (a * b + spread * (b * inv(P) + a * inv(N))) / scale
+    dF_pos = kappa * (a * b + spread * (b * _inv(P) + a * _inv(N))) / scale
     safe_df1 = jnp.where(df1 > 0, df1, 1.0)
     F_zero = jnp.where(df1 > 0, jnp.log(n) - jnp.log(safe_df1), jnp.inf)
     dF_zero = spread / safe_df1
@@ -116,8 +127,8 @@ def _equation(lam, mult, u, P, N, ridge, n):
     return F, dF
 
 
-def solve_kappa(lam, mult, P, N, ridge, max_iter: int = 200) -> KappaSolution:
-    """Solve the kappa equation at one ``(P, N, ridge)`` (see the module docstring)."""
+def solve_kappa(lam, mult, P, N, ridge, tol=KAPPA_TOL, max_iter: int = 200) -> KappaSolution:
+    """Solve the kappa equation at one real ``(P, N, ridge)`` (see the module docstring)."""
     dtype = lam.dtype
     P = jnp.asarray(P, dtype)
     N = jnp.asarray(N, dtype)
@@ -129,9 +140,8 @@ def solve_kappa(lam, mult, P, N, ridge, max_iter: int = 200) -> KappaSolution:
     inv_trace = jnp.sum(jnp.where(pos, mult / jnp.where(pos, lam, 1.0), 0.0))
     zero_kappa = (ridge <= 0) & (n >= m_eff)
 
-    inv_n = jnp.where(jnp.isinf(P), 0.0, 1.0 / P) + jnp.where(jnp.isinf(N), 0.0, 1.0 / N)
     tiny = jnp.finfo(dtype).tiny
-    hi_pos = jnp.log(ridge + trace * inv_n)
+    hi_pos = jnp.log(ridge + trace * (_inv(P) + _inv(N)))
     lo_pos = jnp.log(jnp.maximum(ridge, tiny))
     gap = jnp.maximum(m_eff - n, 0.0)
     lo_zero = jnp.log(jnp.maximum(gap / jnp.where(inv_trace > 0, inv_trace, 1.0), tiny))
@@ -147,46 +157,58 @@ def solve_kappa(lam, mult, P, N, ridge, max_iter: int = 200) -> KappaSolution:
     def body(state):
         u, lo, hi, it, _ = state
         F, dF = _equation(lam, mult, u, P, N, ridge, n)
-        tol = 32 * eps * jnp.where(ridge > 0, 1.0, 1.0 + jnp.abs(u))
         hit = jnp.abs(F) <= tol
         hi = jnp.where(F > 0, u, hi)
         lo = jnp.where(F > 0, lo, u)
-        step = F / jnp.where(dF > 0, dF, 1.0)
-        u_newton = u - step
+        u_newton = u - F / jnp.where(dF > 0, dF, 1.0)
         ok = jnp.isfinite(u_newton) & (dF > 0) & (u_newton > lo) & (u_newton < hi)
-        u_next = jnp.where(ok, u_newton, 0.5 * (lo + hi))
+        # within tol: one more Newton step (the polish), never a bisection
+        u_next = jnp.where(ok, u_newton, jnp.where(hit, u, 0.5 * (lo + hi)))
         collapsed = (hi - lo) <= 4 * eps * (1.0 + jnp.abs(u))
-        u_out = jnp.where(hit, u, u_next)
-        return u_out, lo, hi, it + 1, hit | collapsed
+        return u_next, lo, hi, it + 1, hit | collapsed
 
     done0 = zero_kappa | (hi0 <= lo0)
     u0 = jnp.where(done0, lo0, hi0)
     u, _, _, iters, _ = lax.while_loop(cond, body, (u0, lo0, hi0, jnp.asarray(0), done0))
+    F, _ = _equation(lam, mult, u, P, N, ridge, n)
     kappa = jnp.where(zero_kappa, 0.0, jnp.exp(u))
     df1, df2 = spectral_sums(lam, mult, kappa)
-    res = relative_residual(kappa, df1, P, N, ridge)
+    res = jnp.where(zero_kappa, 0.0, jnp.abs(F))
     return KappaSolution(kappa, df1, df2, res, iters)
 
 
-def newton_kappa(lam, mult, P, N, s, kappa0, n_iter: int = 40):
-    """Fixed-step Newton for ``kappa (1 - df1/P)(1 - df1/N) = s``, complex ``s`` allowed."""
+def kappa_equation(lam, mult, P, N, s, kappa):
+    """``g = kappa (1 - df1/P)(1 - df1/N) - s`` and ``dg / dkappa`` (complex allowed)."""
+    df1, df2 = spectral_sums(lam, mult, kappa)
+    a = _one_minus(df1, P)
+    b = _one_minus(df1, N)
+    d_df1 = -(df1 - df2) / kappa  # d df1 / d kappa
+    dg = a * b - kappa * d_df1 * (_inv(P) * b + _inv(N) * a)
+    return kappa * a * b - s, dg
+
+
+def newton_kappa(lam, mult, P, N, s, kappa0, tol=KAPPA_TOL, max_iter: int = 40
+                 ) -> NewtonSolution:
+    """Newton for ``kappa (1 - df1/P)(1 - df1/N) = s`` from ``kappa0``, complex ``s`` allowed
+    (see the module docstring)."""
     P = jnp.asarray(P)
     N = jnp.asarray(N)
+    x0 = jnp.asarray(kappa0) + 0 * s
+    real = jnp.zeros((), x0.real.dtype)
 
-    def g_and_dg(k):
-        df1, df2 = spectral_sums(lam, mult, k)
-        a = _one_minus(df1, P)
-        b = _one_minus(df1, N)
-        d_df1 = -(df1 - df2) / k  # d df1 / d kappa
-        inv_P = jnp.where(jnp.isinf(P), 0.0, 1.0 / P)
-        inv_N = jnp.where(jnp.isinf(N), 0.0, 1.0 / N)
-        dg = a * b - k * d_df1 * (inv_P * b + inv_N * a)
-        return k * a * b - s, dg
+    def err_of(g, x):
+        return jnp.abs(g) / (jnp.abs(s) + jnp.abs(x))
 
-    def body(_, k):
-        g, dg = g_and_dg(k)
-        return k - g / dg
+    def cond(state):
+        _, it, done = state
+        return (~done) & (it < max_iter)
 
-    kappa = lax.fori_loop(0, n_iter, body, jnp.asarray(kappa0) + 0 * s)
-    g, _ = g_and_dg(kappa)
-    return kappa, jnp.abs(g) / (jnp.abs(kappa) + jnp.abs(s))
+    def body(state):
+        x, it, _ = state
+        g, dg = kappa_equation(lam, mult, P, N, s, x)
+        hit = err_of(g, x) <= tol
+        return x - g / dg, it + 1, hit  # within tol: this step is the polish
+
+    x, it, _ = lax.while_loop(cond, body, (x0, jnp.asarray(0), real > 0))
+    g, dg = kappa_equation(lam, mult, P, N, s, x)
+    return NewtonSolution(x, err_of(g, x), it, dg)

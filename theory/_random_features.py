@@ -11,12 +11,18 @@ import math
 import numpy as np
 from jaxtyping import ArrayLike
 
-from theorysim.checks import check_scalar
+from theorysim.checks import check_scalar, check_spectrum
+from theorysim.contract import finish
 
+from ._kappa import KAPPA_TOL
 from ._ridge import (
+    KAPPA_HINT,
     RidgeRisk,
+    _check_compress,
+    broadcast_grid,
     check_grid_arg,
-    check_spectrum,
+    check_solver_options,
+    grid_diagnostics,
     safe_ratio,
     solve_on_grid,
 )
@@ -36,7 +42,8 @@ def _check_ensemble(ensemble) -> float:
 def random_feature_risk(eigvals: ArrayLike, target_power: ArrayLike, P: ArrayLike,
                         N: ArrayLike, ridge: ArrayLike, noise: float = 0.0,
                         ensemble: int | float = 1, *,
-                        compress: bool | None = None) -> RidgeRisk:
+                        compress: bool | None = None, tol: float = KAPPA_TOL,
+                        max_iter: int = 200, throw: bool = True) -> RidgeRisk:
     """Learning curve of linear random-feature ridge regression (THEORY.md 2).
 
     .. math::
@@ -69,23 +76,28 @@ def random_feature_risk(eigvals: ArrayLike, target_power: ArrayLike, P: ArrayLik
         noise: label-noise standard deviation :math:`\\sigma \\ge 0`.
         ensemble: number ``K >= 1`` of independent draws of ``A`` averaged (``math.inf``:
             the draw-averaged predictor).
-        compress: as in :func:`ridge_risk`.
+        compress, tol, max_iter, throw: as in :func:`ridge_risk`.
 
     Returns:
         :class:`RidgeRisk`; ``kappa`` is :math:`\\kappa_2`, ``gamma`` the single model's
         :math:`\\gamma_1`, ``variance`` the part proportional to ``noise**2``.
 
     Example:
+        >>> from theorysim.theory import power_law_spectrum
         >>> lam, tp = power_law_spectrum(400, 1.5, 2.0)
-        >>> random_feature_risk(lam, tp, 100, 200, 1e-3).error  # ~0.0439
+        >>> round(float(random_feature_risk(lam, tp, 100, 200, 1e-3).error), 4)
+        0.0439
     """
-    lam, tp = check_spectrum(eigvals, target_power)
+    lam, tp = check_spectrum(eigvals, target_power, zero_mode_power=True)
     P = check_grid_arg("P", P, allow_zero=False)
     N = check_grid_arg("N", N, allow_zero=False)
     ridge = check_grid_arg("ridge", ridge, allow_zero=True)
+    broadcast_grid(P=P, N=N, ridge=ridge)
     noise = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True)
     K = _check_ensemble(ensemble)
-    s = solve_on_grid(lam, tp, P, N, ridge, compress)
+    compress = _check_compress(compress)
+    tol, max_iter, throw = check_solver_options(tol, max_iter, throw)
+    s = solve_on_grid(lam, tp, P, N, ridge, compress, tol, max_iter)
     D1, D2, B1, B2 = s["df1"], s["df2"], s["B1"], s["B2"]
     P_b, N_b = np.broadcast_arrays(P, N, D1)[:2]
 
@@ -117,9 +129,9 @@ def random_feature_risk(eigvals: ArrayLike, target_power: ArrayLike, P: ArrayLik
     one = np.ones_like(gamma1)
     alpha = mix(np.zeros_like(one), safe_ratio(1.0 - dd, 1.0 - gamma1))
     beta = mix(safe_ratio(one, 1.0 - g_inf), safe_ratio(dd, 1.0 - gamma1))
-    return RidgeRisk(
+    result = RidgeRisk(
         error=bias + variance, bias=bias, variance=variance, kappa=s["kappa"],
-        gamma=gamma1, residual=s["residual"], iterations=s["iterations"],
-        converged=s["residual"] <= 1e-10, eigvals=lam, target_power=tp,
-        mode_coef=(alpha, beta),
+        gamma=gamma1, eigvals=lam, target_power=tp, mode_coef=(alpha, beta),
+        **grid_diagnostics(s, tol),
     )
+    return finish(result, throw=throw, solver="random_feature_risk", hint=KAPPA_HINT)

@@ -16,9 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import ArrayLike
 
-from theorysim.checks import as_finite_array, check_same_length, check_scalar
+from theorysim.checks import as_finite_array, check_scalar, check_spectrum
+from theorysim.contract import check_throw, finish
 
-from ._kappa import solve_kappa
+from ._kappa import KAPPA_TOL, solve_kappa
 from ._spectra import gauss_compress
 
 __all__ = ["RidgeRisk", "ridge_risk"]
@@ -37,24 +38,32 @@ class RidgeRisk:
         bias: the noise-free part. variance: the part proportional to ``noise**2``.
         kappa: effective ridge (per-sample convention). gamma: ``df2(kappa)/P`` (for random
             features the :math:`\\gamma_1` of THEORY.md 2).
-        residual: relative defect of the kappa equation (see ``_kappa.relative_residual``).
-        iterations: Newton/bisection steps per point. converged: ``residual <= 1e-10``.
+        point_residual: relative defect of the kappa equation at each grid point (see
+            ``theorysim.theory._kappa``). point_iterations: Newton/bisection steps per point.
         eigvals, target_power: the spectrum, ``(M,)`` (for ``mode_errors``).
         mode_coef: ``(alpha, beta)`` with per-mode bias
             ``target_power_k (alpha q_k + beta q_k^2)``, ``q_k = kappa / (lam_k + kappa)``.
+        converged: every ``point_residual <= tol`` (the tolerance the solver iterated to) and
+            no NaN anywhere. residual: the largest ``point_residual``. iterations: the largest
+            ``point_iterations`` (the solver contract, :mod:`theorysim.contract`).
     """
+
+    #: ``inf`` is a meaningful error (the interpolation peak); NaN is never returned
+    _allow_inf = ("error", "bias", "variance", "mode_coef")
 
     error: np.ndarray
     bias: np.ndarray
     variance: np.ndarray
     kappa: np.ndarray
     gamma: np.ndarray
-    residual: np.ndarray
-    iterations: np.ndarray
-    converged: np.ndarray
+    point_residual: np.ndarray
+    point_iterations: np.ndarray
     eigvals: np.ndarray
     target_power: np.ndarray
     mode_coef: tuple[np.ndarray, np.ndarray]
+    converged: bool
+    residual: float
+    iterations: int
 
     @property
     def mode_errors(self) -> np.ndarray:
@@ -104,38 +113,64 @@ def prepare_spectrum(eigvals: np.ndarray, target_power: np.ndarray, compress: bo
             _pad(w_b, size_b, 0.0), tp0)
 
 
+#: grid points solved in one vmapped call (bounds the memory at ``CHUNK * M`` floats)
+CHUNK = 1 << 14
+
+
 @partial(jax.jit, static_argnames=("max_iter",))
-def _solve_grid(lam_a, m_a, lam_b, w_b, P, N, ridge, max_iter=200):
+def _solve_grid(lam_a, m_a, lam_b, w_b, P, N, ridge, tol, max_iter=200):
     """vmapped kappa solve + the target sums ``B1 = sum w q``, ``B2 = sum w q^2``."""
 
     def one(p, n, r):
-        sol = solve_kappa(lam_a, m_a, p, n, r, max_iter)
+        sol = solve_kappa(lam_a, m_a, p, n, r, tol, max_iter)
         q = sol.kappa / (lam_b + sol.kappa)
         return sol, jnp.sum(w_b * q), jnp.sum(w_b * q * q)
 
     return jax.vmap(one)(P, N, ridge)
 
 
-def solve_on_grid(eigvals, target_power, P, N, ridge, compress):
+def broadcast_grid(**grids: np.ndarray) -> list[np.ndarray]:
+    """Broadcast the named grid arguments, or raise ``ValueError`` naming them and their
+    shapes (before any compute)."""
+    try:
+        return list(np.broadcast_arrays(*grids.values()))
+    except ValueError:
+        shapes = ", ".join(f"{k}: {np.shape(v)}" for k, v in grids.items())
+        raise ValueError(f"{', '.join(grids)} must broadcast to one grid (numpy rules), got "
+                         f"shapes {shapes}") from None
+
+
+def solve_on_grid(eigvals, target_power, P, N, ridge, compress, tol, max_iter):
     """Broadcast ``P, N, ridge``, solve in float64, return NumPy arrays of the grid shape.
 
-    Returns a dict with ``kappa, df1, df2, B1, B2, residual, iterations`` (``B`` sums include
-    the zero-eigenvalue target power).
+    The grid is solved in host-side chunks of at most :data:`CHUNK` points (one executable for
+    all of them), so memory stays bounded for any grid size. Returns a dict with
+    ``kappa, df1, df2, B1, B2, residual, iterations`` (``B`` sums include the
+    zero-eigenvalue target power).
     """
     P, N, ridge = np.broadcast_arrays(P, N, ridge)
     shape = P.shape
     G = P.size
-    size = _pow2(G, least=1)
-    flat = [_pad(np.ravel(x), size, 1.0) for x in (P, N, ridge)]
+    size = min(_pow2(G, least=1), CHUNK)
+    n_chunks = -(-G // size)
+    flat = [_pad(np.ravel(x), n_chunks * size, 1.0) for x in (P, N, ridge)]
     lam_a, m_a, lam_b, w_b, tp0 = prepare_spectrum(eigvals, target_power, compress)
+    names = ("kappa", "df1", "df2", "residual", "iterations", "B1", "B2")
+    parts = {name: [] for name in names}
     with jax.enable_x64(True):
-        sol, B1, B2 = _solve_grid(*(jnp.asarray(x, jnp.float64) for x in
-                                    (lam_a, m_a, lam_b, w_b, *flat)))
-        out = {name: np.asarray(v, np.float64)[:G].reshape(shape)
-               for name, v in zip(("kappa", "df1", "df2", "residual"), sol[:4], strict=True)}
-        out["iterations"] = np.asarray(sol.iterations)[:G].reshape(shape)
-        out["B1"] = np.asarray(B1, np.float64)[:G].reshape(shape) + tp0
-        out["B2"] = np.asarray(B2, np.float64)[:G].reshape(shape) + tp0
+        spec = [jnp.asarray(x, jnp.float64) for x in (lam_a, m_a, lam_b, w_b)]
+        for c in range(n_chunks):
+            sl = slice(c * size, (c + 1) * size)
+            sol, B1, B2 = _solve_grid(*spec, *(jnp.asarray(x[sl], jnp.float64) for x in flat),
+                                      tol, max_iter=max_iter)
+            for name, v in zip(names, (*sol, B1, B2), strict=True):
+                parts[name].append(np.asarray(v))
+    out = {name: np.concatenate(v)[:G].reshape(shape) for name, v in parts.items()}
+    for name in names:
+        if name != "iterations":
+            out[name] = out[name].astype(np.float64)
+    out["B1"] = out["B1"] + tp0
+    out["B2"] = out["B2"] + tp0
     # at kappa = 0 the sums are exact counts; avoid rounding in compressed weights
     m_eff = float(np.count_nonzero(eigvals > 0))
     for name in ("df1", "df2"):
@@ -155,13 +190,6 @@ def safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.where(ok, num / np.where(ok, den, 1.0), out)
 
 
-def check_spectrum(eigvals, target_power) -> tuple[np.ndarray, np.ndarray]:
-    lam = as_finite_array("eigvals", eigvals, ndim=1, nonneg=True, min_size=1)
-    tp = as_finite_array("target_power", target_power, ndim=1, nonneg=True, min_size=1)
-    check_same_length(("eigvals", "target_power"), lam, tp)
-    return lam, tp
-
-
 def check_grid_arg(name: str, value, *, allow_zero: bool) -> np.ndarray:
     """``P``/``N`` (> 0, ``inf`` allowed) or ``ridge`` (>= 0, finite)."""
     if allow_zero:
@@ -169,9 +197,29 @@ def check_grid_arg(name: str, value, *, allow_zero: bool) -> np.ndarray:
     return as_finite_array(name, value, positive=True, allow_inf=True)
 
 
+def check_solver_options(tol, max_iter, throw) -> tuple[float, int, bool]:
+    """The kappa solver's ``tol`` in ``(0, 1)``, ``max_iter >= 1`` and the ``throw`` flag."""
+    tol = check_scalar("tol", tol, lo=0.0, lo_open=True, hi=1.0, hi_open=True)
+    max_iter = check_scalar("max_iter", max_iter, lo=1, hi=10_000, integer=True)
+    return tol, max_iter, check_throw(throw)
+
+
+def grid_diagnostics(s: dict, tol: float) -> dict:
+    """The per-point and worst-case diagnostics of a kappa grid solve (contract fields)."""
+    res = s["residual"]
+    return dict(point_residual=res, point_iterations=s["iterations"],
+                converged=bool(np.all(res <= tol)), residual=float(np.max(res)),
+                iterations=int(np.max(s["iterations"])))
+
+
+#: the message appended to a kappa :class:`~theorysim.ConvergenceError`
+KAPPA_HINT = "raise max_iter or tol, or pass throw=False to inspect the flagged result"
+
+
 def ridge_risk(eigvals: ArrayLike, target_power: ArrayLike, P: ArrayLike,
                ridge: ArrayLike = 0.0, noise: float = 0.0, *,
-               compress: bool | None = None) -> RidgeRisk:
+               compress: bool | None = None, tol: float = KAPPA_TOL, max_iter: int = 200,
+               throw: bool = True) -> RidgeRisk:
     """Ridge / kernel regression learning curve from the spectrum (THEORY.md 1).
 
     .. math::
@@ -186,7 +234,9 @@ def ridge_risk(eigvals: ArrayLike, target_power: ArrayLike, P: ArrayLike,
     has ``r = P * ridge``). Ridgeless (``ridge = 0``): for ``P < M`` kappa solves
     ``df1 = P``; for ``P >= M`` kappa = 0 and ``E_g = noise^2 M / (P - M)``, infinite at
     ``P = M`` with noise (0 without noise: the square system recovers the target). Error is
-    against the clean target. References: arXiv 2002.02561, 2006.13198, 2405.00592.
+    against the clean target. Target power on zero eigenvalues (e.g. from a rank-deficient
+    Gram spectrum) is unlearnable and counts in the error at every ``P``. References: arXiv
+    2002.02561, 2006.13198, 2405.00592.
 
     Args:
         eigvals: ``(M,)`` spectrum :math:`\\lambda_k \\ge 0`.
@@ -196,26 +246,44 @@ def ridge_risk(eigvals: ArrayLike, target_power: ArrayLike, P: ArrayLike,
         noise: label-noise standard deviation :math:`\\sigma \\ge 0`.
         compress: Gauss-compress the spectrum (default: when ``M > 512``; relative error of
             the spectral sums ~1e-15, see ``gauss_compress``).
+        tol: tolerance on the relative defect of the kappa equation; the solver iterates to it
+            (plus one Newton step) and ``converged`` means every point met it.
+        max_iter: cap on the Newton/bisection steps per point.
+        throw: raise :class:`~theorysim.ConvergenceError` if a point did not converge (or the
+            output holds NaN); ``False`` returns the result flagged ``converged=False``.
 
     Returns:
         :class:`RidgeRisk` on the broadcast grid of ``P`` and ``ridge``.
 
     Example:
+        >>> from theorysim.theory import power_law_spectrum
         >>> lam, tp = power_law_spectrum(400, 1.5, 2.0)
-        >>> ridge_risk(lam, tp, [20, 100, 800], 1e-3).error  # ~[0.1285, 0.02528, 0.00743]
+        >>> r = ridge_risk(lam, tp, [20, 100, 800], 1e-3)
+        >>> r.error.round(5).tolist(), r.converged
+        ([0.12851, 0.02528, 0.00743], True)
     """
-    lam, tp = check_spectrum(eigvals, target_power)
+    lam, tp = check_spectrum(eigvals, target_power, zero_mode_power=True)
     P = check_grid_arg("P", P, allow_zero=False)
     ridge = check_grid_arg("ridge", ridge, allow_zero=True)
+    broadcast_grid(P=P, ridge=ridge)
     noise = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True)
-    s = solve_on_grid(lam, tp, P, np.inf, ridge, compress)
+    compress = _check_compress(compress)
+    tol, max_iter, throw = check_solver_options(tol, max_iter, throw)
+    s = solve_on_grid(lam, tp, P, np.inf, ridge, compress, tol, max_iter)
     gamma = np.where(np.isinf(P), 0.0, s["df2"] / np.where(np.isinf(P), 1.0, P))
     one_minus = 1.0 - gamma
     bias = safe_ratio(s["B2"], one_minus)
     variance = safe_ratio(noise**2 * gamma, one_minus)
     beta = safe_ratio(np.ones_like(gamma), one_minus)
-    return RidgeRisk(
+    result = RidgeRisk(
         error=bias + variance, bias=bias, variance=variance, kappa=s["kappa"], gamma=gamma,
-        residual=s["residual"], iterations=s["iterations"], converged=s["residual"] <= 1e-10,
         eigvals=lam, target_power=tp, mode_coef=(np.zeros_like(gamma), beta),
+        **grid_diagnostics(s, tol),
     )
+    return finish(result, throw=throw, solver="ridge_risk", hint=KAPPA_HINT)
+
+
+def _check_compress(compress):
+    if compress is not None and not isinstance(compress, bool | np.bool_):
+        raise ValueError(f"compress must be None, True or False, got {compress!r}")
+    return compress

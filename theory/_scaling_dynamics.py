@@ -53,17 +53,18 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from theorysim.checks import (
+    check_bool,
     check_increasing,
     check_scalar,
     check_size_grid,
     check_spectrum,
 )
+from theorysim.contract import check_throw, finish
+
+from ._kappa import KAPPA_TOL, kappa_equation, newton_kappa, solve_kappa
 
 __all__ = ["ScalingDynamicsResult", "scaling_law_dynamics"]
 
-_REAL_ITERS = 80
-_CPLX_ITERS = 40
-_TOL = 1e-13
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,30 +72,38 @@ class ScalingDynamicsResult:
     """Deterministic-equivalent learning curves of the random-feature gradient-flow model.
 
     Attributes:
-        t: ``(T,)`` times.
+        t: ``(T,)`` the times evaluated (the time-grid convention of :mod:`theorysim.theory`).
         N: ``(nN,)`` widths (``inf`` = kernel limit).
         P: ``(nP,)`` sample counts (``inf`` = online / population gradient flow).
         loss: ``(nN, nP, T)`` test loss :math:`L(t)` against the clean target.
         loss_mean: ``(nN, nP, T)`` loss of the mean (draw-averaged) predictor,
-            :math:`\\sum_k \\lambda_k w_k^2 H_k(t)^2` (NaN unless ``modes=True``).
+            :math:`\\sum_k \\lambda_k w_k^2 H_k(t)^2` (``None`` unless ``modes=True``).
         modes: ``(nN, nP, T, M)`` mean-residual profile :math:`H_k(t)` (``None`` unless asked).
-        residual: ``(nN, nP, T)`` worst relative residual of the kappa equation on the contour.
-        iterations: ``(nN, nP, T)`` Newton iterations (real root + continuation over all
-            nodes) of the contour that served each time.
+        point_residual: ``(nN, nP, T)`` worst relative residual of the kappa equation on the
+            contour that served each time.
+        point_iterations: ``(nN, nP, T)`` Newton iterations (real root + continuation over all
+            nodes) of that contour.
         nodes: Talbot nodes per dimension.
-        converged: whether every residual is below ``1e-10``.
+        converged: every ``point_residual <= tol`` (the tolerance the kappa solves iterate to)
+            and the loss finite. residual, iterations: the worst over the grid (the solver
+            contract, :mod:`theorysim.contract`).
     """
+
+    #: ``inf`` widths / sample counts are the documented limits
+    _allow_inf = ("N", "P")
 
     t: np.ndarray
     N: np.ndarray
     P: np.ndarray
     loss: np.ndarray
-    loss_mean: np.ndarray
+    loss_mean: np.ndarray | None
     modes: np.ndarray | None
-    residual: np.ndarray
-    iterations: np.ndarray
+    point_residual: np.ndarray
+    point_iterations: np.ndarray
     nodes: int
     converged: bool
+    residual: float
+    iterations: int
 
 
 def _talbot(n: int):
@@ -112,102 +121,31 @@ def _talbot(n: int):
     return s, c
 
 
-def _mode_sums(kappa, lam):
-    """df1 = sum lam/(lam+kappa) and S2 = sum lam/(lam+kappa)^2 for one kappa."""
-    q = lam / (lam + kappa)
-    return jnp.sum(q), jnp.sum(q * q / lam)
-
-
-def _real_root(s, inv_n, inv_p, lam):
-    """Physical real root of kappa(1-df1/P)(1-df1/N) = s > 0 by safeguarded Newton.
-
-    Bracket [s, s + sum(lam)(1/N + 1/P)]; points with df1 >= min(N, P) count as below the root,
-    which excludes the spurious roots where df1 > max(N, P).
-    """
-    hi = s + jnp.sum(lam) * (inv_n + inv_p)
-    lo = s
-
-    def body(state):
-        x0, lo0, hi0, it, err0 = state
-        x, lo, hi = x0, lo0, hi0
-        d, s2 = _mode_sums(x, lam)
-        a = 1.0 - d * inv_p
-        b = 1.0 - d * inv_n
-        phys = (a > 0) & (b > 0)
-        g = x * a * b - s
-        above = phys & (g > 0)
-        lo = jnp.where(above, lo, x)
-        hi = jnp.where(above, x, hi)
-        hp = a * b + x * s2 * (inv_p * b + inv_n * a)
-        xn = x - g / hp
-        ok = phys & (xn >= lo) & (xn <= hi)
-        xn = jnp.where(ok, xn, jnp.sqrt(lo * hi))
-        err = jnp.where(phys, jnp.abs(g) / (s + x), jnp.inf)
-        xn = jnp.where(err <= _TOL, x, xn)  # err belongs to x: return x once it is converged
-        # under vmap the loop runs until every point is done: freeze the finished ones
-        done = (err0 <= _TOL) | (hi0 - lo0 <= 1e-15 * hi0)
-        keep = lambda new, old: jnp.where(done, old, new)
-        return (keep(xn, x0), keep(lo, lo0), keep(hi, hi0), it + jnp.where(done, 0, 1),
-                keep(err, err0))
-
-    def cond(state):
-        _, lo, hi, it, err = state
-        return (it < _REAL_ITERS) & (err > _TOL) & (hi - lo > 1e-15 * hi)
-
-    x, _, _, it, _ = jax.lax.while_loop(cond, body, (hi, lo, hi, 0, jnp.inf))
-    return x, it
-
-
-def _newton_complex(x, s, inv_n, inv_p, lam):
-    """Newton from ``x`` for complex ``s``; returns kappa, iterations, relative residual and
-    the last derivative ``dh/dkappa`` (used as the continuation predictor)."""
-
-    def body(state):
-        x, it, err0, hp0 = state
-        d, s2 = _mode_sums(x, lam)
-        a = 1.0 - d * inv_p
-        b = 1.0 - d * inv_n
-        g = x * a * b - s
-        hp = a * b + x * s2 * (inv_p * b + inv_n * a)
-        done = err0 <= _TOL  # under vmap: freeze the finished points
-        err = jnp.abs(g) / (jnp.abs(s) + jnp.abs(x))
-        return (jnp.where(done, x, x - g / hp), it + jnp.where(done, 0, 1),
-                jnp.where(done, err0, err), jnp.where(done, hp0, hp))
-
-    def cond(state):
-        _, it, err, _ = state
-        return (it < _CPLX_ITERS) & (err > _TOL)
-
-    init = (x, 0, jnp.asarray(jnp.inf, x.real.dtype), jnp.ones_like(x))
-    return jax.lax.while_loop(cond, body, init)
-
-
-def _kappa_on_contour(s_nodes, inv_n, inv_p, lam):
-    """kappa_2 at the half-contour nodes, continued from the real node (Euler predictor +
-    Newton), which keeps it on the physical branch. Returns kappa, iterations, worst
-    residual."""
-    k0, it0 = _real_root(s_nodes[0].real, inv_n, inv_p, lam)
-    k0 = k0.astype(s_nodes.dtype)
-    d, s2 = _mode_sums(k0, lam)
-    a, b = 1.0 - d * inv_p, 1.0 - d * inv_n
-    hp0 = a * b + k0 * s2 * (inv_p * b + inv_n * a)
-    res0 = jnp.abs(k0 * a * b - s_nodes[0]) / (jnp.abs(s_nodes[0]) + jnp.abs(k0))
+def _kappa_on_contour(s_nodes, N, P, lam, tol, max_iter):
+    """kappa_2 at the half-contour nodes: the real root at the real node
+    (:func:`~theorysim.theory._kappa.solve_kappa`), continued along the contour (Euler
+    predictor + :func:`~theorysim.theory._kappa.newton_kappa`), which keeps it on the physical
+    branch. Returns kappa, iterations (all nodes) and the worst residual."""
+    mult = jnp.ones_like(lam)
+    real = solve_kappa(lam, mult, P, N, s_nodes[0].real, tol, max_iter)
+    k0 = real.kappa.astype(s_nodes.dtype)
+    _, hp0 = kappa_equation(lam, mult, P, N, s_nodes[0], k0)
 
     def step(carry, s_new):
         x, s_prev, hp = carry
-        xn, it, res, hpn = _newton_complex(x + (s_new - s_prev) / hp, s_new, inv_n, inv_p, lam)
-        return (xn, s_new, hpn), (xn, it, res)
+        sol = newton_kappa(lam, mult, P, N, s_new, x + (s_new - s_prev) / hp, tol, max_iter)
+        return (sol.kappa, s_new, sol.slope), (sol.kappa, sol.iterations, sol.residual)
 
     _, (ks, its, ress) = jax.lax.scan(step, (k0, s_nodes[0], hp0), s_nodes[1:])
     kappa = jnp.concatenate([k0[None], ks])
-    return kappa, it0 + jnp.sum(its), jnp.maximum(res0, jnp.max(ress))
+    return kappa, real.iterations + jnp.sum(its), jnp.maximum(real.residual, jnp.max(ress))
 
 
-def _contour_solution(r, inv_n, inv_p, lam, lw2, noise2, s_unit, c_unit):
+def _contour_solution(r, inv_n, inv_p, lam, lw2, noise2, s_unit, c_unit, tol, max_iter):
     """Everything one Talbot contour (scale ``r``) needs: the full symmetric node set, the
     weights, the 2-D transform matrix Lhat(s_j, s_k) and the half-node kappa."""
     s = r * s_unit
-    kappa2, iters, res = _kappa_on_contour(s, inv_n, inv_p, lam)
+    kappa2, iters, res = _kappa_on_contour(s, 1.0 / inv_n, 1.0 / inv_p, lam, tol, max_iter)
     inv = 1.0 / (lam[None, :] + kappa2[:, None])                # (n, M)
     q = lam[None, :] * inv
     d = jnp.sum(q, axis=1)
@@ -237,10 +175,10 @@ def _contour_solution(r, inv_n, inv_p, lam, lw2, noise2, s_unit, c_unit):
 
 
 def _pair_solution(inv_n, inv_p, lam, lw2, noise2, times, r_block, block_of, s_unit, c_unit,
-                   modes):
+                   tol, modes, max_iter):
     """Loss at every time for one (N, P): one contour per time block."""
-    sol = jax.vmap(_contour_solution, in_axes=(0,) + (None,) * 7)(
-        r_block, inv_n, inv_p, lam, lw2, noise2, s_unit, c_unit)
+    sol = jax.vmap(_contour_solution, in_axes=(0,) + (None,) * 9)(
+        r_block, inv_n, inv_p, lam, lw2, noise2, s_unit, c_unit, tol, max_iter)
     sf, cf, lhat, kappa, iters, res = sol
     sf_t, cf_t, lhat_t = sf[block_of], cf[block_of], lhat[block_of]       # per time
     w = cf_t * jnp.exp(sf_t * times[:, None])                              # (T, m)
@@ -259,12 +197,12 @@ def _pair_solution(inv_n, inv_p, lam, lw2, noise2, times, r_block, block_of, s_u
     return loss, iters[block_of], res[block_of], prof
 
 
-@functools.partial(jax.jit, static_argnames=("batch_size", "modes"))
-def _solve_pairs(pairs, lam, lw2, noise2, times, r_block, block_of, s_unit, c_unit, *,
-                 batch_size, modes):
+@functools.partial(jax.jit, static_argnames=("batch_size", "modes", "max_iter"))
+def _solve_pairs(pairs, lam, lw2, noise2, times, r_block, block_of, s_unit, c_unit, tol, *,
+                 batch_size, modes, max_iter):
     def one(row):
         return _pair_solution(row[0], row[1], lam, lw2, noise2, times, r_block, block_of,
-                              s_unit, c_unit, modes)
+                              s_unit, c_unit, tol, modes, max_iter)
 
     return jax.lax.map(one, pairs, batch_size=min(batch_size, pairs.shape[0]))
 
@@ -288,18 +226,25 @@ def _inv(x: np.ndarray) -> np.ndarray:
     return np.where(np.isinf(x), 0.0, 1.0 / np.where(np.isinf(x), 1.0, x))
 
 
+#: memory cap of the ``modes=True`` profile (bytes); above it the call is refused up front
+MODES_MAX_BYTES = 4 * 2**30
+
+
 def scaling_law_dynamics(
     eigvals: Float[Array, " M"],
     target_power: Float[Array, " M"],
-    t: Float[Array, " T"],
-    N,
     P,
+    N,
+    t: Float[Array, " T"],
     noise: float = 0.0,
     *,
     nodes: int = 16,
     time_block: float = 3.0,
     modes: bool = False,
     batch_size: int = 8,
+    tol: float = KAPPA_TOL,
+    max_iter: int = 80,
+    throw: bool = True,
 ) -> ScalingDynamicsResult:
     """Test loss of a random-feature model trained by gradient flow (deterministic equivalent).
 
@@ -312,38 +257,56 @@ def scaling_law_dynamics(
     gradient flow :math:`dw/dt = -\\nabla_w \\frac{1}{2P}\\sum_\\mu (f - y)^2` from ``w = 0``,
     i.e. :math:`\\dot v = -BCv`. ``P = inf`` gives online (population) gradient flow, ``N = inf``
     the kernel limit. The loss is measured against the clean target (label noise of standard
-    deviation ``noise`` enters the training labels only).
+    deviation ``noise`` enters the training labels only). Times follow the convention of
+    :mod:`theorysim.theory`: ``loss[..., i]`` is at ``t[i]``, returned as ``result.t``.
 
     Args:
         eigvals: ``(M,)`` feature spectrum :math:`\\lambda_k > 0`.
         target_power: ``(M,)`` :math:`\\lambda_k w_k^2 \\ge 0`.
-        t: ``(T,)`` strictly increasing positive times.
-        N: width(s), scalar or 1-D, each > 0 (``inf`` allowed).
         P: sample count(s), scalar or 1-D, each > 0 (``inf`` allowed).
+        N: width(s), scalar or 1-D, each > 0 (``inf`` allowed).
+        t: ``(T,)`` strictly increasing positive times.
         noise: label-noise standard deviation :math:`\\sigma \\ge 0` (as in ``ridge_risk``).
         nodes: fixed-Talbot nodes per dimension, 8..32 (16 gives about 1e-9 relative to
             :math:`L(0)`; more nodes lose digits to float64 cancellation).
         time_block: times within this factor of each other share one contour (its scale tuned
             to the block's geometric-mean time); 1 = one contour per time. Must be in [1, 4].
-        modes: also return the mean-residual profile :math:`H_k(t)` (memory ``nN*nP*T*M``).
+        modes: also return the mean-residual profile :math:`H_k(t)` (memory ``nN*nP*T*M``
+            floats, refused above :data:`MODES_MAX_BYTES`: split the call).
         batch_size: (N, P) pairs solved together (memory about ``batch_size * T * M`` complex).
+        tol: tolerance on the relative residual of every kappa solve on the contours.
+        max_iter: cap on the Newton steps of each kappa solve (real root and each node).
+        throw: raise :class:`~theorysim.ConvergenceError` when a kappa solve missed ``tol``
+            or the loss is not finite; ``False`` returns the result flagged.
 
     Returns:
         :class:`ScalingDynamicsResult`; ``loss`` has shape ``(nN, nP, T)``.
 
     Example:
         >>> k = np.arange(1, 301.0)
-        >>> r = scaling_law_dynamics(k**-1.5, k**-2.0, [10.0], 120, 60)
-        >>> round(float(r.loss[0, 0, 0]), 3)
-        0.167
+        >>> r = scaling_law_dynamics(k**-1.5, k**-2.0, P=60, N=120, t=[10.0])
+        >>> round(float(r.loss[0, 0, 0]), 3), r.converged
+        (0.167, True)
     """
     lam, lw2 = check_spectrum(eigvals, target_power, positive=True)
+    samples, widths = check_size_grid("P", P), check_size_grid("N", N)
     times = check_increasing("t", t)
-    widths, samples = check_size_grid("N", N), check_size_grid("P", P)
     noise2 = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True) ** 2
     nodes = check_scalar("nodes", nodes, lo=8, hi=32, integer=True)
     time_block = check_scalar("time_block", time_block, lo=1.0, hi=4.0)
-    batch_size = check_scalar("batch_size", batch_size, lo=1, integer=True)
+    modes = check_bool("modes", modes)
+    batch_size = check_scalar("batch_size", batch_size, lo=1, hi=4096, integer=True)
+    tol = check_scalar("tol", tol, lo=0.0, lo_open=True, hi=1.0, hi_open=True)
+    max_iter = check_scalar("max_iter", max_iter, lo=1, hi=10_000, integer=True)
+    throw = check_throw(throw)
+    if modes:
+        need = 8.0 * widths.size * samples.size * times.size * lam.size
+        if need > MODES_MAX_BYTES:
+            raise ValueError(
+                f"modes=True needs {need / 2**30:.1f} GiB for the (nN, nP, T, M) = "
+                f"({widths.size}, {samples.size}, {times.size}, {lam.size}) profile, above "
+                f"{MODES_MAX_BYTES / 2**30:.0f} GiB: pass modes=False or split N, P or t "
+                "over several calls")
 
     s_unit, c_unit = _talbot(nodes)
     refs, block_of = _time_blocks(times, time_block)
@@ -353,21 +316,25 @@ def scaling_law_dynamics(
         out = _solve_pairs(
             jnp.asarray(pairs), jnp.asarray(lam), jnp.asarray(lw2), jnp.asarray(noise2),
             jnp.asarray(times), jnp.asarray(r_block), jnp.asarray(block_of),
-            jnp.asarray(s_unit), jnp.asarray(c_unit), batch_size=batch_size, modes=modes)
+            jnp.asarray(s_unit), jnp.asarray(c_unit), jnp.asarray(tol),
+            batch_size=batch_size, modes=modes, max_iter=max_iter)
         loss, iters, res, prof = jax.device_get(out)
     shape = (widths.size, samples.size, times.size)
     loss = np.asarray(loss, np.float64).reshape(shape)
     res = np.asarray(res, np.float64).reshape(shape)
-    if not np.all(np.isfinite(loss)):
-        raise FloatingPointError("scaling_law_dynamics produced non-finite losses; "
-                                 f"worst kappa residual {np.nanmax(res):.3g}")
+    iters = np.asarray(iters).reshape(shape)
+    loss_mean = None
     if prof is not None:
         prof = np.asarray(prof, np.float64).reshape(*shape, lam.size)
         loss_mean = np.sum(lw2 * prof**2, axis=-1)
-    else:
-        loss_mean = np.full(shape, np.nan)
-    return ScalingDynamicsResult(
+    finite_res = np.where(np.isfinite(res), res, np.inf)
+    result = ScalingDynamicsResult(
         t=times, N=widths, P=samples, loss=loss, loss_mean=loss_mean, modes=prof,
-        residual=res, iterations=np.asarray(iters).reshape(shape), nodes=nodes,
-        converged=bool(np.all(res < 1e-10)),
+        point_residual=res, point_iterations=iters, nodes=nodes,
+        converged=bool(np.all(res <= tol)), residual=float(np.max(finite_res)),
+        iterations=int(np.max(iters)),
     )
+    return finish(result, throw=throw, solver="scaling_law_dynamics",
+                  hint="times far beyond the slowest relaxation (t >~ 1e7 / lambda_min) lose "
+                       "digits as the contour nears s = 0; raise max_iter or tol, or pass "
+                       "throw=False to inspect the flagged result")

@@ -62,12 +62,18 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from theorysim.checks import check_scalar, check_size_grid, check_spectrum
+from theorysim.checks import check_bool, check_scalar, check_size_grid, check_spectrum
+from theorysim.contract import check_throw, finish
 
 __all__ = ["MAX_STEPS", "ScalingDynamicsGDResult", "scaling_law_dynamics_gd"]
 
-#: largest ``n_steps`` (memory grows like ``n_steps**2``)
+#: default cap on ``n_steps`` (memory grows like ``400 n_steps**2`` bytes per (N, P) pair:
+#: 6.7 GB at the cap); the ``max_steps`` argument overrides it
 MAX_STEPS = 4096
+#: bytes per ``(n_steps + 1)**2`` of one (N, P) pair's working set (measured, see the docstring)
+_BYTES_PER_T2 = 400
+#: (N, P) pairs solved in one vmapped call are chosen to stay under this working set
+_BATCH_BYTES = 2 * 2**30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +82,8 @@ class ScalingDynamicsGDResult:
 
     Attributes:
         steps: ``(T+1,)`` step numbers ``0..n_steps``.
-        t: ``(T+1,)`` times ``lr * steps`` (the gradient-flow time they approximate).
+        t: ``(T+1,)`` times ``lr * steps`` (the gradient-flow time they approximate; the
+            time-grid convention of :mod:`theorysim.theory`).
         lr: learning rate.
         N: ``(nN,)`` widths (``inf`` = kernel limit).
         P: ``(nP,)`` sample counts (``inf`` = population gradient descent).
@@ -84,10 +91,15 @@ class ScalingDynamicsGDResult:
         loss_mean: ``(nN, nP, T+1)`` loss of the mean predictor
             :math:`\\sum_k\\lambda_kw_k^{*2}H_k(n)^2`.
         modes: ``(nN, nP, T+1, M)`` mean-residual profile :math:`H_k(n)` (``None`` unless asked).
-        iterations: ``(nN, nP)`` Picard iterations of the correlation fixed point.
-        residual: ``(nN, nP)`` final relative change of the correlations.
-        converged: whether every residual is below ``tol``.
+        point_iterations: ``(nN, nP)`` Picard iterations of the correlation fixed point.
+        point_residual: ``(nN, nP)`` final relative change of the correlations.
+        converged: every ``point_residual <= tol`` (the tolerance the Picard iteration runs to)
+            and the loss finite. residual, iterations: the worst over the grid (the solver
+            contract, :mod:`theorysim.contract`).
     """
+
+    #: ``inf`` widths / sample counts are the documented limits
+    _allow_inf = ("N", "P")
 
     steps: np.ndarray
     t: np.ndarray
@@ -97,9 +109,11 @@ class ScalingDynamicsGDResult:
     loss: np.ndarray
     loss_mean: np.ndarray
     modes: np.ndarray | None
-    iterations: np.ndarray
-    residual: np.ndarray
+    point_iterations: np.ndarray
+    point_residual: np.ndarray
     converged: bool
+    residual: float
+    iterations: int
 
 
 def _conv_at(x, y, j, T1):
@@ -152,9 +166,9 @@ def _ifft2(f, T1):
     return jnp.fft.irfft2(f, (2 * T1, 2 * T1))[:T1, :T1]
 
 
-@functools.partial(jax.jit, static_argnames=("T1", "max_iter", "want_modes"))
 def _solve(lam, lw2, lr, inv_n, inv_p, noise2, tol, *, T1: int, max_iter: int,
            want_modes: bool):
+    """One (N, P) pair (``inv_n = 1/N``, ``inv_p = 1/P``)."""
     G, Rd, Rp = _responses(lam, lr, inv_n, inv_p, T1)
     H = jnp.cumsum(G, axis=1)                                  # mean residual h_k = G_k 1
     GI = lr * jnp.concatenate([jnp.zeros_like(H[:, :1]), H[:, :-1]], axis=1)   # G_k I
@@ -197,18 +211,30 @@ def _solve(lam, lw2, lr, inv_n, inv_p, noise2, tol, *, T1: int, max_iter: int,
     return loss, loss_mean, (H.T if want_modes else None), it, res
 
 
+@functools.partial(jax.jit, static_argnames=("T1", "max_iter", "want_modes"))
+def _solve_pairs(lam, lw2, lr, inv_n, inv_p, noise2, tol, *, T1: int, max_iter: int,
+                 want_modes: bool):
+    """:func:`_solve` vmapped over a batch of (N, P) pairs (the Picard loop of a finished pair
+    is frozen by the batched ``while_loop`` while the others iterate)."""
+    one = functools.partial(_solve, T1=T1, max_iter=max_iter, want_modes=want_modes)
+    return jax.vmap(one, in_axes=(None, None, None, 0, 0, None, None))(
+        lam, lw2, lr, inv_n, inv_p, noise2, tol)
+
+
 def scaling_law_dynamics_gd(
     eigvals: Float[Array, " M"],
     target_power: Float[Array, " M"],
+    P,
+    N,
     lr: float,
     n_steps: int,
-    N,
-    P,
     noise: float = 0.0,
     *,
     tol: float = 1e-12,
     max_iter: int = 2000,
     modes: bool = False,
+    max_steps: int = MAX_STEPS,
+    throw: bool = True,
 ) -> ScalingDynamicsGDResult:
     r"""Test loss of the random-feature model under discrete-time gradient descent (DMFT).
 
@@ -221,69 +247,95 @@ def scaling_law_dynamics_gd(
     ``lr -> 0`` at fixed ``t = lr * n`` gives the gradient flow of
     :func:`scaling_law_dynamics` (difference ``O(lr)``). GD is stable while ``lr`` times the
     top eigenvalue of :math:`BC` stays below 2; past that the predicted loss grows
-    geometrically, as the simulated one does.
+    geometrically, as the simulated one does (and the result is flagged non-finite once it
+    overflows). Times follow the convention of :mod:`theorysim.theory`: ``loss[..., n]`` is
+    after ``n`` steps, at ``t = lr * n`` (``result.t``, from ``t = 0``).
 
-    Cost: ``O(M T^2)`` for the responses plus ``O(T^2 log T)`` per Picard iteration (about
-    15-35 iterations), memory ``O(T^2)``: a dozen zero-padded ``(2T, T+1)`` complex FFT
-    arrays, roughly ``400 T^2`` bytes (1.6 GB at ``T = 2000``); ``T = n_steps <= 4096``.
-    Measured on 2 CPU cores, M = 300: 1.2 s at T = 200, 8.6 s at T = 800, 78 s at T = 2000.
+    The (N, P) grid is one ``vmap`` (in batches that keep the working set under about 2 GB).
+    Cost per pair: ``O(M T^2)`` for the responses plus ``O(T^2 log T)`` per Picard iteration
+    (about 15-35 iterations), memory ``O(T^2)``: a dozen zero-padded ``(2T, T+1)`` complex FFT
+    arrays, roughly ``400 T^2`` bytes (1.6 GB at ``T = 2000``). Measured on 2 CPU cores,
+    M = 300, one pair: 1.2 s at T = 200, 8.6 s at T = 800, 78 s at T = 2000.
 
     Args:
         eigvals: ``(M,)`` feature spectrum :math:`\lambda_k > 0`.
         target_power: ``(M,)`` :math:`\lambda_k w_k^{*2} \ge 0`.
-        lr: learning rate :math:`\eta > 0`.
-        n_steps: number of GD steps, ``1 <= n_steps <= 4096``.
-        N: width(s), scalar or 1-D, each > 0 (``inf`` allowed).
         P: sample count(s), scalar or 1-D, each > 0 (``inf`` = population GD).
+        N: width(s), scalar or 1-D, each > 0 (``inf`` allowed).
+        lr: learning rate :math:`\eta > 0`.
+        n_steps: number of GD steps, ``1 <= n_steps <= max_steps``.
         noise: label-noise standard deviation (training labels only).
         tol: Picard tolerance on the relative change of the correlations.
         max_iter: Picard iteration cap.
         modes: also return the mean-residual profile :math:`H_k(n)`.
+        max_steps: refuse ``n_steps`` above this up front (default :data:`MAX_STEPS`; memory
+            ``400 n_steps^2`` bytes per pair); raise it on a machine with the memory.
+        throw: raise :class:`~theorysim.ConvergenceError` when the Picard iteration missed
+            ``tol`` or the loss is not finite (e.g. ``lr`` far beyond the stability edge);
+            ``False`` returns the result flagged.
 
     Returns:
         :class:`ScalingDynamicsGDResult` with ``loss`` of shape ``(nN, nP, n_steps + 1)``.
 
     Raises:
         ValueError: bad input (before any compute).
-        FloatingPointError: non-finite output (e.g. ``lr`` far beyond the stability edge).
+        ConvergenceError: with ``throw``, no convergence or non-finite output.
 
     Example:
         >>> k = np.arange(1, 301.0)
-        >>> r = scaling_law_dynamics_gd(k**-1.5, k**-2.0, 0.1, 100, 120, 60)
-        >>> r.loss.shape
-        (1, 1, 101)
+        >>> r = scaling_law_dynamics_gd(k**-1.5, k**-2.0, P=60, N=120, lr=0.1, n_steps=100)
+        >>> r.loss.shape, float(r.t[-1]), r.converged
+        ((1, 1, 101), 10.0, True)
     """
     lam, lw2 = check_spectrum(eigvals, target_power, positive=True)
+    samples, widths = check_size_grid("P", P), check_size_grid("N", N)
     lr = check_scalar("lr", lr, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
-    n_steps = int(check_scalar("n_steps", n_steps, lo=1, hi=MAX_STEPS, integer=True))
-    widths, samples = check_size_grid("N", N), check_size_grid("P", P)
+    max_steps = int(check_scalar("max_steps", max_steps, lo=1, integer=True))
+    n_steps = int(check_scalar("n_steps", n_steps, lo=1, integer=True))
+    if n_steps > max_steps:
+        raise ValueError(
+            f"n_steps = {n_steps:,} exceeds max_steps = {max_steps:,}: the time-domain DMFT "
+            f"needs about {_BYTES_PER_T2 * (n_steps + 1) ** 2 / 1e9:.3g} GB per (N, P) pair "
+            "(400 n_steps^2 bytes); use a larger lr, the gradient-flow solver "
+            "scaling_law_dynamics, or pass max_steps= to override on a machine with the memory")
     noise2 = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True) ** 2
-    tol = check_scalar("tol", tol, lo=0.0, lo_open=True)
-    max_iter = int(check_scalar("max_iter", max_iter, lo=1, integer=True))
+    tol = check_scalar("tol", tol, lo=0.0, lo_open=True, hi=1.0, hi_open=True)
+    max_iter = int(check_scalar("max_iter", max_iter, lo=1, hi=100_000, integer=True))
+    modes = check_bool("modes", modes)
+    throw = check_throw(throw)
     T1 = n_steps + 1
     shape = (widths.size, samples.size)
-    loss = np.empty((*shape, T1))
-    loss_mean = np.empty((*shape, T1))
-    iters = np.zeros(shape, int)
-    resid = np.zeros(shape)
-    prof = np.empty((*shape, T1, lam.size)) if modes else None
+    inv = np.stack(np.meshgrid(1.0 / widths, 1.0 / samples, indexing="ij"), -1).reshape(-1, 2)
+    G = inv.shape[0]
+    per_pair = _BYTES_PER_T2 * T1**2 + (8 * T1 * lam.size if modes else 0)
+    batch = int(min(G, max(1, _BATCH_BYTES // per_pair)))
+    pad = (-G) % batch
+    inv = np.concatenate([inv, np.repeat(inv[:1], pad, axis=0)])   # equal batches, one compile
+    parts = []
     with jax.enable_x64(True):
-        for i, n in enumerate(widths):
-            for j, p in enumerate(samples):
-                out = _solve(jnp.asarray(lam), jnp.asarray(lw2), lr, 1.0 / n, 1.0 / p,
-                             noise2, tol, T1=T1, max_iter=max_iter, want_modes=modes)
-                lo, lm, h, it, res = jax.device_get(out)
-                loss[i, j], loss_mean[i, j] = lo, lm
-                iters[i, j], resid[i, j] = int(it), float(res)
-                if modes:
-                    prof[i, j] = h
-    if not (np.all(np.isfinite(loss)) and np.all(np.isfinite(resid))):
-        raise FloatingPointError(
-            "scaling_law_dynamics_gd produced non-finite losses; lr is probably beyond the "
-            "stability edge (lr * top eigenvalue of BC < 2)")
+        spec = jnp.asarray(lam), jnp.asarray(lw2)
+        for i in range(0, inv.shape[0], batch):
+            out = _solve_pairs(*spec, lr, jnp.asarray(inv[i:i + batch, 0]),
+                               jnp.asarray(inv[i:i + batch, 1]), noise2, tol, T1=T1,
+                               max_iter=max_iter, want_modes=modes)
+            parts.append(jax.device_get(out))
+
+    def gather(k, tail=()):
+        return np.concatenate([np.asarray(p[k]) for p in parts])[:G].reshape(*shape, *tail)
+
+    loss = gather(0, (T1,)).astype(np.float64)
+    loss_mean = gather(1, (T1,)).astype(np.float64)
+    prof = gather(2, (T1, lam.size)).astype(np.float64) if modes else None
+    iters = gather(3)
+    resid = gather(4).astype(np.float64)
     steps = np.arange(T1)
-    return ScalingDynamicsGDResult(
+    result = ScalingDynamicsGDResult(
         steps=steps, t=lr * steps, lr=lr, N=widths, P=samples, loss=loss,
-        loss_mean=loss_mean, modes=prof, iterations=iters, residual=resid,
+        loss_mean=loss_mean, modes=prof, point_iterations=iters, point_residual=resid,
         converged=bool(np.all(resid <= tol)),
+        residual=float(np.max(np.where(np.isnan(resid), np.inf, resid))),
+        iterations=int(np.max(iters)),
     )
+    return finish(result, throw=throw, solver="scaling_law_dynamics_gd",
+                  hint="if the loss is non-finite, lr is probably beyond the stability edge "
+                       "(lr * top eigenvalue of BC < 2); otherwise raise max_iter or tol")

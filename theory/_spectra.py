@@ -8,13 +8,69 @@ Power law (THEORY.md 1): :math:`\\lambda_k = k^{-b}`, :math:`\\lambda_k w_k^2 = 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from theorysim.checks import check_scalar
 
-__all__ = ["PowerLawSpectrum", "gauss_compress", "power_law_spectrum"]
+__all__ = ["PowerLawSpectrum", "ScalingExponents", "gauss_compress", "power_law_spectrum",
+           "scaling_exponents"]
+
+
+@dataclass(frozen=True)
+class ScalingExponents:
+    """Predicted decay/growth exponents for :math:`\\lambda_k = k^{-b}`,
+    :math:`\\lambda_k w_k^2 = k^{-a}` (THEORY.md 3; valid for ``M -> inf``).
+
+    Attributes:
+        time: :math:`L \\sim t^{-(a-1)/b}` (``N = P = inf``).
+        samples: :math:`L \\sim P^{-\\min(a-1, 2b)}` (``N = t = inf``).
+        width: single model, :math:`L \\sim N^{-\\min(a-1, b)}` (``P = t = inf``).
+        width_ensemble: draw-averaged predictor, :math:`N^{-\\min(a-1, 2b)}`.
+        compute_N, compute_t: growth exponents of :math:`N^*(C)`, :math:`t^*(C)` for the single
+            model, i.e. the formulas below with :math:`m` = ``width`` = :math:`\\min(a-1, b)`.
+        compute_loss: decay exponent of :math:`L^*(C)` (same :math:`m`).
+        compute_*_ensemble: the same with :math:`m = \\min(a-1, 2b)` (THEORY.md 3 as written;
+            it is the draw-averaged predictor's width exponent). The two agree when
+            :math:`a - 1 \\le b`.
+    """
+
+    time: float
+    samples: float
+    width: float
+    width_ensemble: float
+    compute_N: float
+    compute_t: float
+    compute_loss: float
+    compute_N_ensemble: float
+    compute_t_ensemble: float
+    compute_loss_ensemble: float
+
+
+def scaling_exponents(a: float, b: float) -> ScalingExponents:
+    """Asymptotic exponents of the dynamical scaling-law model (THEORY.md 3).
+
+    Balancing :math:`L \\approx t^{-(a-1)/b} + N^{-m}` at :math:`C = N t` gives
+
+    .. math::
+        m = \\min(a-1, b)\\ (\\text{single model}),\\quad t^* \\sim C^{\\frac{bm}{a-1+bm}},\\quad
+        N^* \\sim C^{\\frac{a-1}{a-1+bm}},\\quad L^* \\sim C^{-\\frac{(a-1)m}{a-1+bm}}.
+
+    Args:
+        a: target-power exponent, ``> 1``.
+        b: spectral exponent, ``> 0``.
+    """
+    a = check_scalar("a", a, lo=1.0, lo_open=True, hi=math.inf, hi_open=True)
+    b = check_scalar("b", b, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
+    m1, m2 = min(a - 1.0, b), min(a - 1.0, 2.0 * b)
+    d1, d2 = a - 1.0 + b * m1, a - 1.0 + b * m2
+    return ScalingExponents(
+        time=(a - 1.0) / b, samples=m2, width=m1, width_ensemble=m2,
+        compute_N=(a - 1.0) / d1, compute_t=b * m1 / d1, compute_loss=(a - 1.0) * m1 / d1,
+        compute_N_ensemble=(a - 1.0) / d2, compute_t_ensemble=b * m2 / d2,
+        compute_loss_ensemble=(a - 1.0) * m2 / d2,
+    )
 
 
 @dataclass(frozen=True)
@@ -25,11 +81,8 @@ class PowerLawSpectrum:
         eigvals: ``(M,)`` float64, :math:`k^{-b}`.
         target_power: ``(M,)`` float64, :math:`\\lambda_k w_k^2 = k^{-a}`.
         M, b, a: the parameters.
-        exponents: predicted decay exponents (valid for ``M -> inf`` and the stated regime):
-            ``"learning_curve"``: ridgeless noiseless ``E_g ~ P^-min(a-1, 2b)`` (THEORY.md 1);
-            ``"time"``: gradient-flow loss ``L ~ t^-(a-1)/b`` (THEORY.md 3);
-            ``"width_single"``: single random-feature model at ``P = t = inf``,
-            ``L ~ N^-min(a-1, b)``; ``"width_ensemble"``: draw-averaged, ``N^-min(a-1, 2b)``.
+        exponents: the predicted exponents, :func:`scaling_exponents` ``(a, b)`` (e.g.
+            ``exponents.samples``: ridgeless noiseless ``E_g ~ P^-min(a-1, 2b)``, THEORY.md 1).
     """
 
     eigvals: np.ndarray
@@ -37,13 +90,18 @@ class PowerLawSpectrum:
     M: int
     b: float
     a: float
-    exponents: dict = field(default_factory=dict)
+    exponents: ScalingExponents
 
     def __iter__(self):
         return iter((self.eigvals, self.target_power))
 
 
-def power_law_spectrum(M: int, b: float, a: float) -> PowerLawSpectrum:
+#: default cap on ``M`` in :func:`power_law_spectrum` (two float64 arrays: 1.6 GB at the cap)
+MAX_MODES = 10**8
+
+
+def power_law_spectrum(M: int, b: float, a: float, *, max_modes: int = MAX_MODES
+                       ) -> PowerLawSpectrum:
     """:math:`\\lambda_k = k^{-b}`, :math:`\\lambda_k w_k^2 = k^{-a}` for ``k = 1..M``.
 
     .. math::
@@ -57,21 +115,25 @@ def power_law_spectrum(M: int, b: float, a: float) -> PowerLawSpectrum:
         M: number of modes, integer ``>= 1``.
         b: spectral decay exponent, ``> 0``.
         a: target-power decay exponent, ``> 1``.
+        max_modes: refuse ``M`` above this up front (memory ``16 M`` bytes); raise it on a
+            machine with the memory.
 
     Example:
         >>> eigvals, target_power = power_law_spectrum(2000, 1.5, 2.0)
+        >>> float(eigvals[3]), float(target_power[3])
+        (0.125, 0.0625)
+        >>> power_law_spectrum(10, 1.5, 2.0).exponents.samples  # E_g ~ P^-min(a-1, 2b)
+        1.0
     """
+    max_modes = check_scalar("max_modes", max_modes, lo=1, integer=True)
     M = check_scalar("M", M, lo=1, integer=True)
+    if M > max_modes:
+        raise ValueError(f"M = {M:,} modes needs {16 * M / 1e9:.3g} GB, above max_modes = "
+                         f"{max_modes:,}: pass max_modes= to override, or a smaller M")
     b = check_scalar("b", b, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
     a = check_scalar("a", a, lo=1.0, lo_open=True, hi=math.inf, hi_open=True)
     k = np.arange(1, M + 1, dtype=np.float64)
-    exps = {
-        "learning_curve": min(a - 1.0, 2.0 * b),
-        "time": (a - 1.0) / b,
-        "width_single": min(a - 1.0, b),
-        "width_ensemble": min(a - 1.0, 2.0 * b),
-    }
-    return PowerLawSpectrum(k ** -b, k ** -a, M, b, a, exps)
+    return PowerLawSpectrum(k ** -b, k ** -a, M, b, a, scaling_exponents(a, b))
 
 
 def gauss_compress(lam: np.ndarray, weight: np.ndarray, *, width: float = 1.5,

@@ -16,11 +16,12 @@ import dataclasses
 import numpy as np
 import xarray as xr
 
-from theorysim.checks import check_int_tuple, check_scalar
 from theorysim.sims import EnsembleSpec, ModelConfig, TrainConfig, train
 
-from .._experiment import Experiment, ExperimentConfig, Report, register
-from .._plots import figure
+from .._compare import agreement_report, closed_form_theory, power_fit
+from .._configio import ExperimentConfig, param
+from .._experiment import Experiment, register
+from .._plots import figure, legend, reference_power_law
 from .._stats import seed_stats
 
 PARAMS = ("sp", "mup")
@@ -28,44 +29,26 @@ PARAMS = ("sp", "mup")
 
 @dataclasses.dataclass(frozen=True)
 class CoordCheckConfig(ExperimentConfig):
-    """Config of ``coord-check``.
+    """Config of ``coord-check`` (``theorysim show coord-check``)."""
 
-    Attributes:
-        widths: network widths N.
-        depth: hidden layers L.
-        steps: Adam steps recorded (every step 0..steps).
-        lr: Adam base learning rate (the same for every width).
-        D, P: input dimension and batch size of the (fixed) teacher batch.
-        seeds: seeds per width (>= 2).
-        flat_tol: muP passes when every fitted |exponent| at the last step is below this.
-    """
-
-    widths: tuple[int, ...] = (64, 128, 256, 512, 1024)
-    depth: int = 3
-    steps: int = 4
-    lr: float = 0.01
-    D: int = 16
-    P: int = 32
-    seeds: int = 3
-    flat_tol: float = 0.15
-
-    def __post_init__(self):
-        check_int_tuple("widths", self.widths)
-        check_scalar("depth", self.depth, lo=1, integer=True)
-        check_scalar("steps", self.steps, lo=1, integer=True)
-        check_scalar("lr", self.lr, lo=0.0, lo_open=True)
-        check_scalar("D", self.D, lo=1, integer=True)
-        check_scalar("P", self.P, lo=1, integer=True)
-        check_scalar("seeds", self.seeds, lo=2, integer=True)
-        check_scalar("flat_tol", self.flat_tol, lo=0.0, lo_open=True)
+    widths: tuple[int, ...] = param((64, 128, 256, 512, 1024), "network widths N (>= 2 for "
+                                    "the width exponent)", lo=1, hi=2**16, min_len=2)
+    depth: int = param(3, "hidden layers L", lo=1, hi=64)
+    steps: int = param(4, "Adam steps recorded (every step 0..steps)", lo=1, hi=1000)
+    lr: float = param(0.01, "Adam learning rate (the same for every width)", lo=0.0,
+                      lo_open=True, hi=10.0)
+    D: int = param(16, "input dimension of the fixed teacher batch", lo=1, hi=10**4)
+    P: int = param(32, "batch size of the fixed teacher batch", lo=1, hi=10**5)
+    seeds: int = param(3, "seeds per width", lo=2, hi=1000)
+    flat_tol: float = param(0.15, "muP passes when every |width exponent| at the last step is "
+                            "below this", lo=0.0, lo_open=True)
 
 
-def _slopes(widths, values):
-    """Fitted log-log slope over the last axis-0 (width) of ``values`` (width, ...)."""
-    lw = np.log(np.asarray(widths, float))
-    lv = np.log(np.asarray(values, float))
-    lw = lw - lw.mean()
-    return np.tensordot(lw, lv - lv.mean(0), axes=(0, 0)) / np.sum(lw**2)
+def _fitted(ds) -> dict[str, np.ndarray]:
+    """Width exponent of the seed-mean RMS at the last step, per parameterisation and layer."""
+    mean = ds["rms"].mean("seed").isel(step=-1)
+    return {p: np.array([-power_fit(ds["width"], mean.sel(param=p, layer=layer)).exponent
+                         for layer in ds["layer"].values]) for p in PARAMS}
 
 
 @register
@@ -88,48 +71,38 @@ class CoordCheck(Experiment):
         res = train(model, TrainConfig(steps=cfg.steps, lr=cfg.lr, optimizer="adam",
                                        record_steps=tuple(range(cfg.steps + 1)),
                                        observables=("act_rms", "outputs")),
-                    x=x, y=y, ensemble=EnsembleSpec(seeds=tuple(range(cfg.seeds))))
-        act = res.grid("act_rms")[:, 0, 0]  # (seed, step, layer)
-        out = np.sqrt(np.mean(res.grid("outputs")[:, 0, 0] ** 2, axis=(-2, -1)))  # (seed, step)
-        # coordinates: hidden layers 1..L, then the output as layer L+1
-        rms = np.concatenate([act, out[..., None]], axis=-1).astype(np.float64)
-        return xr.Dataset(
-            {"rms": (("param", "width", "seed", "step", "layer"), rms[None, None])},
-            coords={"param": [point["param"]], "width": [point["width"]],
-                    "seed": np.arange(cfg.seeds), "step": res.steps,
-                    "layer": np.arange(1, cfg.depth + 2)})
+                    x=x, y=y, ensemble=EnsembleSpec(seeds=tuple(range(cfg.seed,
+                                                                      cfg.seed + cfg.seeds))))
+        ds = res.to_xarray().isel(lr=0, gamma0=0, drop=True)
+        out = np.sqrt((ds["outputs"] ** 2).mean(("probe", "out")))  # the output as layer L+1
+        out = out.expand_dims(layer=[cfg.depth + 1]).transpose(*ds["act_rms"].dims)
+        rms = xr.concat([ds["act_rms"], out], "layer")
+        rms = rms.assign_coords(seed=np.arange(cfg.seeds)).expand_dims(param=[point["param"]])
+        return xr.Dataset({"rms": rms.astype(np.float64)})
 
     def theory(self, cfg):
         layers = np.arange(1, cfg.depth + 2)
         sp = np.where(layers == 1, 0.0, 1.0)
-        return xr.Dataset({"expected_exponent": (("param", "layer"),
-                                                 np.stack([sp, np.zeros_like(sp)]))},
-                          coords={"param": list(PARAMS), "layer": layers})
-
-    def _fitted(self, ds):
-        mean = ds["rms"].mean("seed").isel(step=-1)  # (param, width, layer)
-        widths = ds["width"].values
-        return {p: _slopes(widths, mean.sel(param=p).transpose("width", "layer").values)
-                for p in PARAMS}
+        return closed_form_theory({"expected_exponent": (("param", "layer"),
+                                                         np.stack([sp, np.zeros_like(sp)]))},
+                                  {"param": list(PARAMS), "layer": layers})
 
     def report(self, cfg, ds):
-        fits = self._fitted(ds)
-        layers = ds["layer"].values
+        fits = _fitted(ds)
         rows = tuple({"param": p, "layer": int(layer),
                       "expected": float(ds["expected_exponent"].sel(param=p, layer=layer)),
                       "fitted": float(fits[p][i])}
-                     for p in PARAMS for i, layer in enumerate(layers))
-        mup_flat = bool(np.all(np.abs(fits["mup"]) < cfg.flat_tol))
-        sp_grows = bool(np.all(fits["sp"][1:] > 0.2))
-        return Report(
-            title=f"coord check: Adam lr={cfg.lr}, {cfg.steps} steps, depth {cfg.depth}",
+                     for p in PARAMS for i, layer in enumerate(ds["layer"].values))
+        return agreement_report(
+            ds, title=f"coord check: Adam lr={cfg.lr}, {cfg.steps} steps, depth {cfg.depth}",
             table=rows,
             metrics={"max |muP exponent|": float(np.max(np.abs(fits["mup"]))),
                      "min SP exponent (layers >= 2)": float(np.min(fits["sp"][1:]))},
-            notes=("exponent of RMS(h^l) at the last step vs width; last layer = output f",
-                   f"criterion: muP |exponent| < {cfg.flat_tol} everywhere, "
-                   "SP exponent > 0.2 in layers >= 2 and the output"),
-            passed=mup_flat and sp_grows)
+            notes=("exponent of RMS(h^l) at the last step vs width; last layer = output f",),
+            criterion=f"muP |exponent| < {cfg.flat_tol:g} everywhere, SP exponent > 0.2 in "
+                      "layers >= 2 and the output",
+            passed=bool(np.all(np.abs(fits["mup"]) < cfg.flat_tol)
+                        and np.all(fits["sp"][1:] > 0.2)))
 
     def plot(self, cfg, ds):
         fig, axes = figure(2, 1, width=3.6)
@@ -138,13 +111,18 @@ class CoordCheck(Experiment):
             for j, layer in enumerate(ds["layer"].values):
                 for t in ds["step"].values[1:]:
                     st = seed_stats(ds["rms"].sel(param=p, layer=layer, step=t))
-                    lab = (f"h^{layer}" if layer <= cfg.depth else "f") if t == 1 else None
-                    ax.plot(widths, st.mean, "o-", color=f"C{j}", ms=3, lw=0.8,
-                            alpha=0.35 + 0.65 * t / cfg.steps, label=lab)
+                    name = f"$h^{{{layer}}}$" if layer <= cfg.depth else "output $f$"
+                    ax.errorbar(widths, st.mean, yerr=st.sem, fmt="o-", color=f"C{j}", ms=3,
+                                lw=0.8, capsize=1.5, alpha=0.35 + 0.65 * t / cfg.steps,
+                                label=name if t == cfg.steps else None)
+            top = float(ds["rms"].sel(param=p).mean("seed").isel(step=-1).max())
+            reference_power_law(ax, widths, 1.0 if p == "sp" else 0.0, (widths[-1], top),
+                                label="$N^1$ (SP prediction)" if p == "sp" else
+                                "$N^0$ (muP prediction)")
+            ax.set(xscale="log", yscale="log", xlabel="width $N$",
+                   title={"sp": "SP", "mup": "muP"}[p] + f" (Adam, steps 1..{cfg.steps}; "
+                                                         "darker = later)")
             ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_xlabel("width $N$")
-            ax.set_title({"sp": "SP", "mup": "muP"}[p] + f" (Adam, steps 1..{cfg.steps})")
         axes[0, 0].set_ylabel("RMS of coordinate")
-        axes[0, 0].legend()
+        legend(axes[0, 1])
         return fig

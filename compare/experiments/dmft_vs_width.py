@@ -1,9 +1,10 @@
 """``dmft-vs-width``: mean-field two-layer networks at growing width converge to DMFT.
 
-Theory: :func:`theorysim.theory.dmft_two_layer` (Bordelon & Pehlevan 2022, arXiv 2205.09653),
-gradient flow on the ``1/(2P)`` squared error with learning rate ``gamma0^2 N``. Simulation:
-the engine's ``mean_field`` networks (the same parameterisation) trained by full-batch GD with
-base step ``eta`` (so step ``k`` is DMFT time ``eta k``), several seeds per width, outputs not
+Theory: :func:`theorysim.theory.dmft_two_layer` (Bordelon & Pehlevan 2022, arXiv 2205.09653)
+with ``dynamics="gd", lr=eta``: infinite-width full-batch GD on the ``1/(2P)`` squared error
+with step ``eta gamma0^2 N``, the dynamics the networks are trained on. Simulation: the
+engine's ``mean_field`` networks (the same parameterisation) trained by full-batch GD with base
+step ``eta`` (so step ``k`` is DMFT time ``eta k``), several seeds per width, outputs not
 centred (the real network). Expected (arXiv 2304.03408): the seed-mean loss approaches DMFT like
 ``1/N`` and a single run's NTK fluctuates around it like ``1/sqrt(N)``. A gamma0 sweep shows the
 lazy -> rich transition in the relative kernel motion.
@@ -93,10 +94,9 @@ class DMFTVsWidth(Experiment):
     config_type = DMFTVsWidthConfig
     # full preset (measured 2026-11-24, 54 s on 2 cores): NTK-fluctuation slopes -0.50 / -0.49
     # / -0.51 / -0.30 for gamma0 = 0.1 / 1 / 0.3 / 3; loss-gap slope -0.88 at gamma0 = 0.1
-    # (all six widths resolved), -0.56 / -0.68 at gamma0 = 1 / 0.3 (128..512 resolved); at
-    # gamma0 = 3 the gap levels off at ~1e-3 from N = 1024 on (5x its noise floor), the size of
-    # the difference between the gradient-flow DMFT used here and the discrete-GD DMFT on the
-    # simulated step grid (0.5-2.4e-3 at gamma0 = 3, eta = 0.02, measured with dmft(depth=1)).
+    # (all six widths resolved), -0.56 / -0.68 at gamma0 = 1 / 0.3 (128..512 resolved). Those
+    # numbers predate the theory solving GD (it solved gradient flow then, and the gamma0 = 3
+    # gap levelled off at ~1e-3, the flow-vs-GD difference); not re-measured since.
     # 256 seeds are needed: the seed-mean noise ~ (N seeds)^-1/2 falls slower than the bias.
     presets = {"quick": {},
                "full": {"widths": (128, 256, 512, 1024, 2048, 4096),
@@ -129,7 +129,7 @@ class DMFTVsWidth(Experiment):
         loss, ntk, se = [], [], []
         for i, g in enumerate(cfg.gamma0s):
             r = dmft_two_layer(X, y, t, g, key=jax.random.key(cfg.seed + i),
-                               n_samples=cfg.samples)
+                               n_samples=cfg.samples, dynamics="gd", lr=cfg.eta)
             loss.append(r.train_loss)
             se.append(r.train_loss_se)
             ntk.append(r.ntk)

@@ -19,85 +19,72 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from theorysim.checks import check_int_tuple, check_scalar
 from theorysim.sims import EnsembleSpec, ModelConfig, TrainConfig, train
 
-from .._experiment import Experiment, ExperimentConfig, Report, register
-from .._plots import figure
+from .._compare import agreement_report, closed_form_theory, power_fit
+from .._configio import ExperimentConfig, param
+from .._experiment import Experiment, register
+from .._plots import figure, legend
+from .._stats import seed_stats
 
 PARAMS = ("sp", "mup")
 
 
 @dataclasses.dataclass(frozen=True)
 class MupTransferConfig(ExperimentConfig):
-    """Config of ``mup-transfer``.
+    """Config of ``mup-transfer`` (``theorysim show mup-transfer``)."""
 
-    Attributes:
-        widths: student widths N.
-        depth: student hidden layers.
-        log2_lr_min, log2_lr_max, n_lr: the learning-rate grid (log2 spaced, Adam).
-        steps, batch: online Adam steps and batch size.
-        D, teacher_width: input dimension and teacher hidden width.
-        n_test: test-set size.
-        seeds: seeds per (width, lr) (>= 1).
-        max_shift: muP passes when its optimum moves by at most this many log2 units over the
-            widths (grid resolution is (max - min)/(n_lr - 1)).
-    """
-
-    widths: tuple[int, ...] = (64, 128, 256, 512)
-    depth: int = 2
-    log2_lr_min: float = -14.0
-    log2_lr_max: float = -2.0
-    n_lr: int = 13
-    steps: int = 300
-    batch: int = 64
-    D: int = 16
-    teacher_width: int = 32
-    n_test: int = 512
-    seeds: int = 2
-    max_shift: float = 1.0
-
-    def __post_init__(self):
-        check_int_tuple("widths", self.widths)
-        check_scalar("depth", self.depth, lo=1, integer=True)
-        check_scalar("log2_lr_max", self.log2_lr_max, lo=self.log2_lr_min, lo_open=True)
-        check_scalar("n_lr", self.n_lr, lo=2, integer=True)
-        check_scalar("steps", self.steps, lo=1, integer=True)
-        check_scalar("batch", self.batch, lo=1, integer=True)
-        check_scalar("D", self.D, lo=1, integer=True)
-        check_scalar("teacher_width", self.teacher_width, lo=1, integer=True)
-        check_scalar("n_test", self.n_test, lo=1, integer=True)
-        check_scalar("seeds", self.seeds, lo=1, integer=True)
-        check_scalar("max_shift", self.max_shift, lo=0.0)
+    widths: tuple[int, ...] = param((64, 128, 256, 512), "student widths N (>= 2 for the "
+                                    "optimum's slope)", lo=1, hi=2**16, min_len=2)
+    depth: int = param(2, "student hidden layers", lo=1, hi=64)
+    log2_lr_min: float = param(-14.0, "smallest Adam learning rate, log2", lo=-60.0, hi=10.0)
+    log2_lr_max: float = param(-2.0, "largest Adam learning rate, log2", lo="log2_lr_min",
+                               lo_open=True, hi=10.0)
+    n_lr: int = param(13, "learning rates in the log2-spaced grid", lo=2, hi=1000)
+    steps: int = param(300, "online Adam steps", lo=1, hi=10**6)
+    batch: int = param(64, "batch size", lo=1, hi=10**5)
+    D: int = param(16, "input dimension", lo=1, hi=10**4)
+    teacher_width: int = param(32, "teacher hidden width", lo=1, hi=10**5)
+    n_test: int = param(512, "test-set size", lo=1, hi=10**6)
+    seeds: int = param(2, "seeds per (width, lr)", lo=2, hi=1000)
+    max_shift: float = param(1.0, "muP passes when its optimum moves by at most this many "
+                             "log2 units over the widths", lo=0.0)
 
     @property
     def lrs(self) -> np.ndarray:
         return 2.0 ** np.linspace(self.log2_lr_min, self.log2_lr_max, self.n_lr)
 
 
-def _teacher(cfg):
-    rng = np.random.default_rng(cfg.seed + 1000)
-    w1 = jnp.asarray(rng.standard_normal((cfg.D, cfg.teacher_width)) / np.sqrt(cfg.D),
-                     jnp.float32)
-    w2 = jnp.asarray(rng.standard_normal(cfg.teacher_width) / np.sqrt(cfg.teacher_width),
-                     jnp.float32)
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+    """A fixed random two-layer tanh teacher with Gaussian inputs (frozen and hashable, so
+    repeated points reuse the compiled training program)."""
 
-    def sampler(key, batch):
-        x = jax.random.normal(key, (batch, cfg.D))
+    D: int
+    width: int
+    seed: int
+
+    def weights(self):
+        rng = np.random.default_rng(self.seed + 1000)
+        return (jnp.asarray(rng.standard_normal((self.D, self.width)) / np.sqrt(self.D),
+                            jnp.float32),
+                jnp.asarray(rng.standard_normal(self.width) / np.sqrt(self.width),
+                            jnp.float32))
+
+    def __call__(self, key, batch):
+        w1, w2 = self.weights()
+        x = jax.random.normal(key, (batch, self.D))
         return x, jnp.tanh(x @ w1) @ w2
 
-    return sampler
+
+def _loss(ds) -> xr.DataArray:
+    """Seed-mean final test loss (diverged members excluded)."""
+    return ds["final_loss"].where(np.isfinite(ds["final_loss"])).mean("seed")
 
 
-_SAMPLERS: dict = {}
-
-
-def _sampler_for(cfg):
-    # one sampler object per config, so repeated points reuse the compiled training program
-    key = (cfg.seed, cfg.D, cfg.teacher_width)
-    if key not in _SAMPLERS:
-        _SAMPLERS[key] = _teacher(cfg)
-    return _SAMPLERS[key]
+def _optima(ds) -> np.ndarray:
+    """log2 of the loss-minimising learning rate, (param, width)."""
+    return np.log2(ds["lr"].values[_loss(ds).fillna(np.inf).argmin("lr").values])
 
 
 @register
@@ -113,62 +100,60 @@ class MupTransfer(Experiment):
         return [{"param": p, "width": n} for p in PARAMS for n in cfg.widths]
 
     def simulate(self, cfg, point):
-        sampler = _sampler_for(cfg)
-        xt, yt = sampler(jax.random.key(cfg.seed + 7), cfg.n_test)
+        teacher = Teacher(cfg.D, cfg.teacher_width, cfg.seed)
+        xt, yt = teacher(jax.random.key(cfg.seed + 7), cfg.n_test)
         model = ModelConfig(width=point["width"], depth=cfg.depth,
                             parameterization=point["param"])
         res = train(model, TrainConfig(steps=cfg.steps, lr=1.0, optimizer="adam",
                                        batch_size=cfg.batch, record_steps=(0, cfg.steps),
                                        observables=("test_loss",)),
-                    sampler=sampler, x_test=np.asarray(xt), y_test=np.asarray(yt),
+                    sampler=teacher, x_test=np.asarray(xt), y_test=np.asarray(yt),
                     ensemble=EnsembleSpec(seeds=tuple(range(cfg.seed, cfg.seed + cfg.seeds)),
                                           lrs=tuple(float(v) for v in cfg.lrs)))
-        loss = res.grid("test_loss")[:, :, 0, -1].astype(np.float64)  # (seed, lr)
-        return xr.Dataset(
-            {"final_loss": (("param", "width", "seed", "lr"), loss[None, None])},
-            coords={"param": [point["param"]], "width": [point["width"]],
-                    "seed": np.arange(cfg.seeds), "lr": cfg.lrs})
+        loss = res.to_xarray()["test_loss"].isel(gamma0=0, step=-1, drop=True)
+        loss = loss.assign_coords(seed=np.arange(cfg.seeds), lr=cfg.lrs)
+        return xr.Dataset({"final_loss": loss.expand_dims(param=[point["param"]])
+                           .transpose("param", "width", "seed", "lr").astype(np.float64)})
 
     def theory(self, cfg):
-        return xr.Dataset({"optimum_shift_per_doubling": ("param", [-1.0, 0.0])},
-                          coords={"param": list(PARAMS)})
-
-    def _optima(self, ds):
-        mean = ds["final_loss"].where(np.isfinite(ds["final_loss"])).mean("seed")
-        mean = mean.fillna(np.inf)
-        return np.log2(ds["lr"].values[mean.argmin("lr").values])  # (param, width)
+        return closed_form_theory({"optimum_shift_per_doubling": ("param", [-1.0, 0.0])},
+                                  {"param": list(PARAMS)})
 
     def report(self, cfg, ds):
-        opt = self._optima(ds)
-        widths = ds["width"].values
+        opt, widths = _optima(ds), ds["width"].values
         rows = tuple({"param": p, "width": int(n), "log2 optimal lr": float(opt[i, j])}
                      for i, p in enumerate(ds["param"].values) for j, n in enumerate(widths))
-        slopes = {p: float(np.polyfit(np.log2(widths), opt[i], 1)[0]) if len(widths) > 1
-                  else 0.0 for i, p in enumerate(ds["param"].values)}
+        slopes = {p: -power_fit(widths, 2.0 ** opt[i]).exponent
+                  for i, p in enumerate(ds["param"].values)}
         shift = {p: float(np.ptp(opt[i])) for i, p in enumerate(ds["param"].values)}
-        passed = bool(shift["mup"] <= cfg.max_shift and slopes["sp"] < slopes["mup"] - 0.25)
-        return Report(
-            title=f"muTransfer: Adam, {cfg.steps} online steps, depth {cfg.depth}",
+        return agreement_report(
+            ds, title=f"muTransfer: Adam, {cfg.steps} online steps, depth {cfg.depth}",
             table=rows,
             metrics={"muP optimum range (log2)": shift["mup"],
                      "SP optimum range (log2)": shift["sp"],
                      "muP optimum slope per doubling": slopes["mup"],
-                     "SP optimum slope per doubling": slopes["sp"]},
-            notes=(f"criterion: muP optimum moves <= {cfg.max_shift} log2 units and the SP "
-                   "optimum moves down faster than muP's by > 0.25 per doubling",),
-            passed=passed)
+                     "SP optimum slope per doubling": slopes["sp"],
+                     "grid resolution (log2)": (cfg.log2_lr_max - cfg.log2_lr_min)
+                     / (cfg.n_lr - 1)},
+            criterion=f"muP optimum moves <= {cfg.max_shift:g} log2 units over the widths and "
+                      "the SP optimum moves down faster than muP's by > 0.25 per doubling "
+                      "(predicted: SP -1, muP 0)",
+            passed=bool(shift["mup"] <= cfg.max_shift and slopes["sp"] < slopes["mup"] - 0.25))
 
     def plot(self, cfg, ds):
         fig, axes = figure(2, 1, width=3.6)
-        mean = ds["final_loss"].where(np.isfinite(ds["final_loss"])).mean("seed")
-        for ax, p in zip(axes[0], PARAMS, strict=True):
+        opt = _optima(ds)
+        for i, (ax, p) in enumerate(zip(axes[0], PARAMS, strict=True)):
             for j, n in enumerate(ds["width"].values):
-                ax.plot(ds["lr"], mean.sel(param=p, width=n), "o-", ms=3, lw=1,
-                        color=f"C{j}", label=f"N={n}")
+                st = seed_stats(ds["final_loss"].sel(param=p, width=n))
+                ax.errorbar(ds["lr"], st.mean, yerr=st.sem, fmt="o-", ms=3, lw=1, capsize=1.5,
+                            color=f"C{j}", label=f"N={n} (±SE)")
+                best = 2.0 ** opt[i, j]
+                ax.plot(best, float(st.mean.sel(lr=best)), "*", ms=11, color=f"C{j}", mec="k",
+                        mew=0.6, zorder=5, label="optimum" if j == 0 else None)
             ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_xlabel("Adam learning rate")
-            ax.set_title({"sp": "SP", "mup": "muP"}[p])
+            ax.set(yscale="log", xlabel="Adam learning rate",
+                   title={"sp": "SP", "mup": "muP"}[p])
         axes[0, 0].set_ylabel("final test loss")
-        axes[0, 0].legend()
+        legend(axes[0, 1])
         return fig

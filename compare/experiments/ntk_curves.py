@@ -68,7 +68,6 @@ import numpy as np
 import xarray as xr
 
 from theorysim import kernels as K
-from theorysim.checks import check_scalar
 from theorysim.sims import (
     EnsembleSpec,
     ModelConfig,
@@ -78,75 +77,46 @@ from theorysim.sims import (
 )
 from theorysim.theory import ridge_risk
 
-from .._experiment import Experiment, ExperimentConfig, Report, register
-from .._plots import figure, theory_vs_sim
-from .._stats import agreement_rows, seed_stats
+from .._compare import Prediction, Sweep, solve
+from .._configio import ExperimentConfig, param
+from .._experiment import register
+from .._plots import legend
+from .._tasks import log_grid
 from .digits_kernel_curve import DigitsCurveConfig, digits_data
 
 
 @dataclasses.dataclass(frozen=True)
 class NTKCurveConfig(ExperimentConfig):
-    """Config of ``ntk-learning-curve``.
+    """Config of ``ntk-learning-curve`` (``theorysim show ntk-learning-curve``)."""
 
-    Attributes:
-        d: input dimension (sphere S^{d-1}). depth: hidden layers of the ReLU network.
-        p1, p2: target power in degrees 1 and 2.
-        ridge: per-sample ridge (Gram matrix regularised by P * ridge), > 0.
-        P_min, P_max, n_P: log-spaced training-set sizes. seeds: draws per P (>= 2).
-        n_test: fresh test points per draw. max_degree: degrees kept exactly in the theory.
-        z_max: agreement criterion in standard errors.
-        width: hidden width of the trained network (>= 1024 for the NTK comparison).
-        net_P_max: train the network at the P values <= this (0: no network curve).
-        net_seeds: trained networks per P (the first ``net_seeds`` data draws), >= 2.
-        net_lr, net_steps: full-batch GD learning rate and steps (kernel time lr * steps).
-        gamma0: the engine's richness (output x 1/gamma0, lr x gamma0^2: same kernel dynamics,
-            lazier for gamma0 < 1; Chizat, Oyallon, Bach 2019, arXiv 1812.07956); 1 is the
-            plain NTK-parameterised network, the default 0.25 keeps width 1024 in the lazy
-            regime at these P (module docstring).
-    """
-
-    d: int = 10
-    depth: int = 2
-    p1: float = 1.0
-    p2: float = 1.0
-    ridge: float = 1e-5
-    P_min: int = 10
-    P_max: int = 1000
-    n_P: int = 6
-    seeds: int = 12
-    n_test: int = 1000
-    max_degree: int = 8
-    z_max: float = 3.0
-    width: int = 1024
-    net_P_max: int = 70
-    net_seeds: int = 4
-    net_lr: float = 20.0
-    net_steps: int = 1000
-    gamma0: float = 0.25
-
-    def __post_init__(self):
-        check_scalar("d", self.d, lo=3, integer=True)
-        check_scalar("depth", self.depth, lo=1, integer=True)
-        check_scalar("p1", self.p1, lo=0.0)
-        check_scalar("p2", self.p2, lo=0.0)
-        check_scalar("ridge", self.ridge, lo=0.0, lo_open=True)
-        check_scalar("P_min", self.P_min, lo=1, integer=True)
-        check_scalar("P_max", self.P_max, lo=self.P_min, integer=True)
-        check_scalar("n_P", self.n_P, lo=2, integer=True)
-        check_scalar("seeds", self.seeds, lo=2, integer=True)
-        check_scalar("n_test", self.n_test, lo=10, integer=True)
-        check_scalar("max_degree", self.max_degree, lo=2, integer=True)
-        check_scalar("z_max", self.z_max, lo=0.0, lo_open=True)
-        check_scalar("width", self.width, lo=1, integer=True)
-        check_scalar("net_P_max", self.net_P_max, lo=0, integer=True)
-        check_scalar("net_seeds", self.net_seeds, lo=2, hi=self.seeds, integer=True)
-        check_scalar("net_lr", self.net_lr, lo=0.0, lo_open=True)
-        check_scalar("net_steps", self.net_steps, lo=1, integer=True)
-        check_scalar("gamma0", self.gamma0, lo=0.0, lo_open=True)
+    d: int = param(10, "input dimension (inputs on the sphere S^{d-1})", lo=3, hi=10**4)
+    depth: int = param(2, "hidden layers of the ReLU network", lo=1, hi=64)
+    p1: float = param(1.0, "target power in degree 1", lo=0.0)
+    p2: float = param(1.0, "target power in degree 2", lo=0.0)
+    ridge: float = param(1e-5, "per-sample ridge (Gram matrix + P ridge)", lo=0.0,
+                         lo_open=True)
+    P_min: int = param(10, "smallest training set", lo=1)
+    P_max: int = param(1000, "largest training set", lo="P_min", hi=20000)
+    n_P: int = param(6, "log-spaced training-set sizes", lo=2)
+    seeds: int = param(12, "data draws per P", lo=2)
+    n_test: int = param(1000, "fresh test points per draw", lo=10, hi=10**6)
+    max_degree: int = param(8, "degrees kept exactly in the theory", lo=2, hi=200)
+    z_max: float = param(3.0, "criterion: standard errors allowed per point", lo=0.0,
+                         lo_open=True)
+    width: int = param(1024, "hidden width of the trained network", lo=1, hi=2**20)
+    net_P_max: int = param(70, "train networks at P <= this (0: none)", lo=0)
+    net_seeds: int = param(4, "trained networks per P (the first data draws)", lo=2,
+                           hi="seeds")
+    net_lr: float = param(20.0, "full-batch GD learning rate", lo=0.0, lo_open=True)
+    net_steps: int = param(1000, "GD steps (kernel time tau = net_lr * net_steps)", lo=1,
+                           hi=10**6)
+    gamma0: float = param(0.25, "richness: output x 1/gamma0, lr x gamma0^2 (same kernel "
+                          "dynamics, lazier below 1; 1 = plain NTK network)", lo=0.0,
+                          lo_open=True)
 
     @property
     def P_values(self) -> list[int]:
-        return sorted({int(round(p)) for p in np.geomspace(self.P_min, self.P_max, self.n_P)})
+        return log_grid(self.P_min, self.P_max, self.n_P)
 
     @property
     def net_P_values(self) -> list[int]:
@@ -182,28 +152,27 @@ def sphere_theory_spectrum(d: int, depth: int, max_degree: int):
     return spec, max(tail, 0.0)
 
 
-def sphere_theory(cfg: NTKCurveConfig, P: np.ndarray) -> dict[str, np.ndarray]:
+def sphere_theory(cfg: NTKCurveConfig, P: np.ndarray):
+    """E_g and the degree-1/2 mode errors at P (tail trace as a ridge), and the solver result."""
     spec, tail = sphere_theory_spectrum(cfg.d, cfg.depth, cfg.max_degree)
     power = np.zeros(cfg.max_degree + 1)
     power[1], power[2] = cfg.p1, cfg.p2
     eig, tp = spec.per_mode(power)
     P = np.asarray(P, float)
-    ridge_eff = cfg.ridge + tail / P
-    with np.errstate(all="ignore"):
-        r = ridge_risk(eig, tp, P, ridge_eff)
+    r = solve(ridge_risk, eig, tp, P, cfg.ridge + tail / P)
     kappa, gamma = np.asarray(r.kappa), np.asarray(r.gamma)
     modes = {f"degree{l}": power[l] * kappa**2 / ((spec.eigenvalue[l] + kappa) ** 2
                                                   * (1.0 - gamma)) for l in (1, 2)}
-    return {"error": np.asarray(r.error), **modes}
+    return {"error": np.asarray(r.error), **modes}, r
 
 
-def train_wide_net(cfg: NTKCurveConfig, draws) -> tuple[np.ndarray, np.ndarray]:
+def train_wide_net(cfg: NTKCurveConfig, draws, tick=None) -> tuple[np.ndarray, np.ndarray]:
     r"""Test error and final train loss of NTK-parameterised ReLU MLPs trained by GD.
 
     Network ``s`` (init seed ``cfg.seed * 10**6 + s``) is trained on ``draws[s] = (x, y, x_test,
-    y_test)``; the members of each draw run as one engine call. Returns two arrays of shape
-    ``(len(draws),)``: the test mean squared error :math:`\langle(f-y)^2\rangle` and the final
-    train loss :math:`\frac{1}{2P}\sum(f-y)^2` (NaN for a diverged member).
+    y_test)``. Returns two arrays of shape ``(len(draws),)``: the test mean squared error
+    :math:`\langle(f-y)^2\rangle` and the final train loss :math:`\frac{1}{2P}\sum(f-y)^2`
+    (NaN for a diverged member).
     """
     model = ModelConfig(width=cfg.width, depth=cfg.depth, parameterization="ntk",
                         activation="relu", centre=True, gamma0=cfg.gamma0)
@@ -211,12 +180,15 @@ def train_wide_net(cfg: NTKCurveConfig, draws) -> tuple[np.ndarray, np.ndarray]:
                      observables=("loss", "test_loss"))
     test_err, train_loss = [], []
     for s, (x, y, xt, yt) in enumerate(draws):
-        res = train(model, tc, x=np.asarray(x, np.float32), y=np.asarray(y, np.float32),
-                    x_test=np.asarray(xt, np.float32), y_test=np.asarray(yt, np.float32),
+        f32 = [np.asarray(a, np.float32) for a in (x, y, xt, yt)]
+        res = train(model, tc, x=f32[0], y=f32[1], x_test=f32[2], y_test=f32[3],
                     ensemble=EnsembleSpec(seeds=(cfg.seed * 10**6 + s,), shard=False))
-        ok = ~res.diverged[0]
-        test_err.append(2.0 * float(res.records["test_loss"][0, -1]) if ok else np.nan)
-        train_loss.append(float(res.records["loss"][0, -1]) if ok else np.nan)
+        last = res.to_xarray().isel(seed=0, lr=0, gamma0=0, step=-1)
+        ok = not bool(last["diverged"])
+        test_err.append(2.0 * float(last["test_loss"]) if ok else np.nan)
+        train_loss.append(float(last["loss"]) if ok else np.nan)
+        if tick is not None:
+            tick(s + 1, len(draws), "trained networks")
     return np.asarray(test_err), np.asarray(train_loss)
 
 
@@ -224,17 +196,16 @@ def net_agreement(ds: xr.Dataset) -> dict[str, np.ndarray]:
     """Per-P trained-net statistics: mean and SE of its test error, the mean kernel-GD error at
     the same time, the paired z-score and relative deviation, and GD-at-tau vs KRR (NaN where
     no network was trained)."""
-    net, gd = ds["net_error"].values, ds["gd_error"].values
+    net, gd = ds["sim_net"].values, ds["sim_gd"].values
     krr = ds["sim_error"].values[:, : net.shape[1]]
     n = np.sum(np.isfinite(net), axis=1)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        diff = net - gd
-        sem_d = np.nanstd(diff, axis=1, ddof=1) / np.sqrt(n)
+        sem_d = np.nanstd(net - gd, axis=1, ddof=1) / np.sqrt(n)
         out = {"net": np.nanmean(net, axis=1),
                "net_sem": np.nanstd(net, axis=1, ddof=1) / np.sqrt(n),
                "gd_tau": np.nanmean(gd, axis=1)}
-        out["net_z"] = np.nanmean(diff, axis=1) / sem_d
+        out["net_z"] = np.nanmean(net - gd, axis=1) / sem_d
         out["net_rel"] = out["net"] / out["gd_tau"] - 1.0
         out["gd_vs_krr"] = out["gd_tau"] / np.nanmean(np.where(np.isfinite(gd), krr, np.nan),
                                                       axis=1) - 1.0
@@ -242,24 +213,23 @@ def net_agreement(ds: xr.Dataset) -> dict[str, np.ndarray]:
 
 
 @register
-class NTKLearningCurve(Experiment):
+class NTKLearningCurve(Sweep):
     name = "ntk-learning-curve"
     summary = "NTK (depth-2 ReLU) regression on the sphere: Funk-Hecke theory vs KRR over seeds"
     config_type = NTKCurveConfig
     presets = {"quick": {}, "full": {"n_P": 10, "seeds": 32, "P_max": 2000, "net_seeds": 8}}
+    line_points = 120
+    labels = {"P": "training samples $P$", "error": "generalisation error"}
 
-    def points(self, cfg):
-        return [{"P": p} for p in cfg.P_values]
+    def grid(self, cfg):
+        return {"P": cfg.P_values}
 
-    def simulate(self, cfg, point):
-        P = point["P"]
-        k = _kernel(cfg.depth)
+    def sample(self, cfg, point, key):
+        P, k = point["P"], _kernel(cfg.depth)
         train_net = P in cfg.net_P_values
-        tau = cfg.net_lr * cfg.net_steps
         errs, gd_errs, draws = [], [], []
         for s in range(cfg.seeds):
-            key = jax.random.fold_in(jax.random.fold_in(jax.random.key(cfg.seed), P), s)
-            k_tr, k_te = jax.random.split(key)
+            k_tr, k_te = jax.random.split(jax.random.fold_in(key, s))
             with jax.enable_x64(True):
                 x, xt = _sphere(k_tr, P, cfg.d), _sphere(k_te, cfg.n_test, cfg.d)
                 y, yt = _target(cfg, x), _target(cfg, xt)
@@ -267,96 +237,79 @@ class NTKLearningCurve(Experiment):
                 pred = K.kernel_ridge(k_xx, y, k_tx, cfg.ridge)
                 errs.append(float(np.mean((np.asarray(pred) - yt) ** 2)))
                 if train_net and s < cfg.net_seeds:
-                    gd = K.gradient_descent_mse(k_xx, y, k_tx, t=tau).test
-                    gd_errs.append(float(np.mean((np.asarray(gd) - yt) ** 2)))
+                    gd = K.gradient_descent_mse(k_xx, y, k_tx, t=cfg.net_lr * cfg.net_steps)
+                    gd_errs.append(float(np.mean((np.asarray(gd.test) - yt) ** 2)))
                     draws.append((x, y, xt, yt))
+            self.tick(s + 1, cfg.seeds, "kernel regressions")
         nan = np.full(cfg.net_seeds, np.nan)
-        net_err, net_loss = (train_wide_net(cfg, draws) if train_net else (nan, nan))
-        gd_err = np.asarray(gd_errs) if train_net else nan
-        pn = ("P", "net_seed")
-        return xr.Dataset({"sim_error": (("P", "seed"), np.asarray(errs)[None]),
-                           "net_error": (pn, net_err[None]),
-                           "net_train_loss": (pn, net_loss[None]),
-                           "gd_error": (pn, gd_err[None])},
-                          coords={"P": [P], "seed": np.arange(cfg.seeds),
-                                  "net_seed": np.arange(cfg.net_seeds)})
+        net_err, net_loss = train_wide_net(cfg, draws, self.tick) if train_net else (nan, nan)
+        net = ("net_seed",)
+        return {"error": errs, "net": (net, net_err), "net_train_loss": (net, net_loss),
+                "gd": (net, np.asarray(gd_errs) if train_net else nan)}
 
-    def theory(self, cfg):
-        P_line = np.unique(np.geomspace(cfg.P_min, cfg.P_max, 120).round())
-        line = sphere_theory(cfg, P_line)
-        pts = sphere_theory(cfg, np.asarray(cfg.P_values, float))
+    def predict(self, cfg, P):
+        values, r = sphere_theory(cfg, P)
+        return Prediction(values, {"ridge_risk": r})
+
+    def extras(self, cfg, coords):
         spec, tail = sphere_theory_spectrum(cfg.d, cfg.depth, cfg.max_degree)
-        return xr.Dataset(
-            {"theory_error": ("P_theory", line["error"]),
-             "theory_degree1": ("P_theory", line["degree1"]),
-             "theory_degree2": ("P_theory", line["degree2"]),
-             "theory_at_P": ("P", pts["error"]),
-             "eigenvalue": ("degree", spec.eigenvalue),
-             "degeneracy": ("degree", spec.degeneracy)},
-            coords={"P_theory": P_line, "P": cfg.P_values, "degree": spec.degree},
-            attrs={"tail_trace": tail},
-        )
+        return Prediction({"eigenvalue": ("degree", spec.eigenvalue),
+                           "degeneracy": ("degree", spec.degeneracy)},
+                          attrs={"tail_trace": tail})
 
-    def report(self, cfg, ds):
-        stats = seed_stats(ds["sim_error"])
+    def title(self, cfg):
+        return (f"NTK learning curve on S^{cfg.d - 1}, depth-{cfg.depth} ReLU, "
+                f"ridge={cfg.ridge}")
+
+    def criterion(self, cfg):
+        return (f"every KRR point within {cfg.z_max:g} SE of the theory and every trained "
+                f"network within {cfg.z_max:g} SE (paired) of the kernel's GD at tau")
+
+    def rows(self, cfg, ds, comps):
         net = net_agreement(ds)
-        extra = {k: net[k] for k in ("net", "net_sem", "gd_tau", "net_z", "net_rel",
-                                     "gd_vs_krr")}
-        rows = agreement_rows("P", ds["P"].values, ds["theory_at_P"].values, stats, **extra)
-        z = np.array([r["z"] for r in rows])
+        keys = ("net", "net_sem", "gd_tau", "net_z", "net_rel", "gd_vs_krr")
+        return tuple(row | {k: float(net[k][i]) for k in keys}
+                     for i, row in enumerate(super().rows(cfg, ds, comps)))
+
+    def summarize(self, cfg, ds):
+        net = net_agreement(ds)
         trained = np.isfinite(net["net"])
-        nz, nrel = net["net_z"][trained], net["net_rel"][trained]
-        net_ok = np.abs(nz) <= cfg.z_max
-        metrics = {"max |z|": float(np.max(np.abs(z))),
-                   f"points within {cfg.z_max} SE": float(np.mean(np.abs(z) <= cfg.z_max))}
+        metrics = {}
         if trained.any():
-            metrics.update({
-                "net: max |z| vs kernel GD at tau": float(np.max(np.abs(nz))),
-                "net: max |relative deviation|": float(np.max(np.abs(nrel))),
-                "net: max final train loss": float(np.nanmax(ds["net_train_loss"].values)),
+            metrics = {
+                "net: max |z| vs kernel GD at tau": float(np.max(np.abs(net["net_z"][trained]))),
+                "net: max |relative deviation|": float(np.max(np.abs(net["net_rel"][trained]))),
+                "net: max final train loss": float(np.nanmax(ds["sim_net_train_loss"].values)),
                 "kernel GD at tau vs KRR: max |rel|": float(
-                    np.max(np.abs(net["gd_vs_krr"][trained])))})
+                    np.max(np.abs(net["gd_vs_krr"][trained])))}
         tau = cfg.net_lr * cfg.net_steps
-        return Report(
-            title=f"NTK learning curve on S^{cfg.d - 1}, depth-{cfg.depth} ReLU, "
-                  f"ridge={cfg.ridge}",
-            table=rows,
-            metrics=metrics,
-            notes=(f"theory: degrees <= {cfg.max_degree} exactly, the remaining kernel trace "
-                   f"({float(ds.attrs.get('tail_trace', np.nan)):.3g}) as a ridge tail/P",
-                   f"trained net: width {cfg.width} NTK-parameterised ReLU MLP, centred output, "
-                   f"full-batch GD lr={cfg.net_lr}, {cfg.net_steps} steps (kernel time "
-                   f"tau={tau:g}), {cfg.net_seeds} draws at P <= {cfg.net_P_max}; net_z and "
-                   "net_rel compare it (paired per draw) with the infinite-width NTK's "
-                   "gradient-flow prediction at the same tau (gd_tau); gd_vs_krr = "
-                   "gd_tau / KRR - 1 on the same draws",
-                   f"net criterion: |net_z| <= {cfg.z_max} (gamma0={cfg.gamma0}: lazier than "
-                   "the plain NTK network, same kernel dynamics)"),
-            passed=bool(np.all(np.abs(z) <= cfg.z_max) and np.all(net_ok)),
-        )
+        notes = (f"theory: degrees <= {cfg.max_degree} exactly, the remaining kernel trace "
+                 f"({float(ds.attrs.get('tail_trace', np.nan)):.3g}) as a ridge tail/P",
+                 f"trained net: width {cfg.width} NTK-parameterised ReLU MLP, centred output, "
+                 f"full-batch GD lr={cfg.net_lr}, {cfg.net_steps} steps (kernel time "
+                 f"tau={tau:g}), {cfg.net_seeds} draws at P <= {cfg.net_P_max} (n/a at larger "
+                 "P); net_z and net_rel compare it (paired per draw) with the infinite-width "
+                 "NTK's gradient-flow prediction at the same tau (gd_tau); gd_vs_krr = "
+                 f"gd_tau / KRR - 1 on the same draws; gamma0={cfg.gamma0}")
+        return metrics, notes, bool(np.all(np.abs(net["net_z"][trained]) <= cfg.z_max))
 
     def plot(self, cfg, ds):
-        fig, axes = figure(1, 1, width=4.2)
-        ax = axes[0, 0]
-        theory_vs_sim(ax, ds["P_theory"], ds["theory_error"], ds["P"],
-                      seed_stats(ds["sim_error"]), color="C0", label="$E_g$")
-        ax.plot(ds["P_theory"], ds["theory_degree1"], "--", color="C1", lw=1,
-                label="degree 1 (theory)")
-        ax.plot(ds["P_theory"], ds["theory_degree2"], "--", color="C2", lw=1,
-                label="degree 2 (theory)")
+        fig = super().plot(cfg, ds)
+        ax = fig.axes[0]
+        for c, deg in (("C1", 1), ("C2", 2)):
+            ax.plot(ds["P_line"], ds[f"theory_degree{deg}_line"], "--", color=c, lw=1,
+                    label=f"degree {deg} (theory)")
         net = net_agreement(ds)
         ok = np.isfinite(net["net"])
         if ok.any():
             P = ds["P"].values[ok]
             ax.errorbar(P, net["net"][ok], yerr=net["net_sem"][ok], fmt="s", ms=5, color="C3",
-                        mfc="none", mew=1.2, elinewidth=0.8, capsize=2, zorder=5,
-                        label=f"trained net N={cfg.width} (n={cfg.net_seeds})")
+                        mfc="none", mew=1.2, ecolor="k", elinewidth=0.8, capsize=2, zorder=5,
+                        label=f"trained net N={cfg.width} (n={cfg.net_seeds}, ±SE)")
             ax.plot(P, net["gd_tau"][ok], "x", color="k", ms=5, zorder=6,
                     label=rf"NTK GD at $\tau$={cfg.net_lr * cfg.net_steps:g}")
-        ax.set_xlabel("training samples $P$")
-        ax.set_ylabel("generalisation error")
         ax.set_title(f"NTK regression on $S^{{{cfg.d - 1}}}$, depth {cfg.depth} ReLU")
-        ax.legend()
+        legend(ax)
         return fig
 
 
@@ -364,18 +317,11 @@ class NTKLearningCurve(Experiment):
 
 @dataclasses.dataclass(frozen=True)
 class DigitsNTKConfig(DigitsCurveConfig):
-    """Config of ``digits-ntk-curve``: ``depth`` ReLU NTK on digits; other fields as
-    ``digits-kernel-curve``. ``rel_max``: a point also agrees when the theory is within this
-    relative deviation: the deterministic equivalent's finite-size deviations (measured: 2.7%
-    at P = 10, <= 1% from P = 37 on, with 32 splits) reach a few standard errors."""
+    """Config of ``digits-ntk-curve``: the ``depth`` ReLU NTK on digits; ``rel_max``: the
+    deterministic equivalent's finite-size deviation (measured: 2.7% at P = 10, <= 1% from
+    P = 37 on, with 32 splits) declared as part of the prediction."""
 
-    depth: int = 2
-    rel_max: float = 0.03
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_scalar("depth", self.depth, lo=0, integer=True)
-        check_scalar("rel_max", self.rel_max, lo=0.0)
+    depth: int = param(2, "hidden layers of the ReLU NTK", lo=0, hi=64)
 
 
 @functools.cache
@@ -388,61 +334,32 @@ def _digits_ntk(depth: int):
 
 
 @register
-class DigitsNTKCurve(Experiment):
+class DigitsNTKCurve(Sweep):
     name = "digits-ntk-curve"
     summary = "NTK (depth-2 ReLU) KRR learning curve on scikit-learn digits: Gram-spectrum theory"
     config_type = DigitsNTKConfig
     presets = {"quick": {}, "full": {"n_P": 12, "splits": 128}}
+    compared = ("population",)
+    line_points = 150
+    labels = {"P": "training images $P$", "population": "population squared error"}
 
-    def points(self, cfg):
-        return [{"P": p} for p in cfg.P_values]
+    def grid(self, cfg):
+        return {"P": cfg.P_values}
 
-    def simulate(self, cfg, point):
+    def sample(self, cfg, point, key):
         gram, y, _, _ = _digits_ntk(cfg.depth)
-        key = jax.random.fold_in(jax.random.key(cfg.seed), point["P"])
-        errs = kernel_regression_split_errors(key, gram, y, point["P"], cfg.ridge,
-                                              n_splits=cfg.splits)
-        return xr.Dataset(
-            {"sim_population": (("P", "split"), np.asarray(errs.population, np.float64)[None])},
-            coords={"P": [point["P"]], "split": np.arange(cfg.splits)})
+        return {"population": kernel_regression_split_errors(
+            key, gram, y, point["P"], cfg.ridge, n_splits=cfg.splits).population}
 
-    def theory(self, cfg):
+    def predict(self, cfg, P):
         _, _, lam, power = _digits_ntk(cfg.depth)
-        P_line = np.unique(np.geomspace(cfg.P_min, cfg.P_max, 150).round())
-        line = ridge_risk(lam, power, P_line, cfg.ridge)
-        pts = ridge_risk(lam, power, np.asarray(cfg.P_values, float), cfg.ridge)
-        return xr.Dataset({"theory_error": ("P_theory", line.error),
-                           "theory_at_P": ("P", pts.error)},
-                          coords={"P_theory": P_line, "P": cfg.P_values})
+        r = solve(ridge_risk, lam, power, np.asarray(P, float), cfg.ridge)
+        return Prediction({"population": r.error}, {"ridge_risk": r})
 
-    def report(self, cfg, ds):
-        stats = seed_stats(ds["sim_population"], dim="split")
-        th = ds["theory_at_P"].values
-        rel = stats.mean.values / th - 1.0
-        rows = agreement_rows("P", ds["P"].values, th, stats, rel_dev=rel)
-        z = np.array([r["z"] for r in rows])
-        ok = (np.abs(z) <= cfg.z_max) | (np.abs(rel) <= cfg.rel_max)
-        return Report(
-            title=f"digits NTK (depth {cfg.depth} ReLU) KRR, ridge={cfg.ridge}",
-            table=rows,
-            metrics={"max |z|": float(np.max(np.abs(z))),
-                     "max |relative deviation|": float(np.max(np.abs(rel))),
-                     f"points within {cfg.z_max} SE": float(np.mean(np.abs(z) <= cfg.z_max))},
-            notes=("population error over the whole set with iid draws (as "
-                   "digits-kernel-curve); theory: ridge_risk on gram_spectrum of the full set",
-                   f"criterion: every point within {cfg.z_max} SE or {cfg.rel_max:.0%} "
-                   "(finite-size deviations of the deterministic equivalent)"),
-            passed=bool(np.all(ok)),
-        )
+    def title(self, cfg):
+        return f"digits NTK (depth {cfg.depth} ReLU) KRR, ridge={cfg.ridge}"
 
-    def plot(self, cfg, ds):
-        fig, axes = figure(1, 1, width=4.2)
-        ax = axes[0, 0]
-        theory_vs_sim(ax, ds["P_theory"], ds["theory_error"], ds["P"],
-                      seed_stats(ds["sim_population"], dim="split"), color="C0",
-                      label="NTK")
-        ax.set_xlabel("training images $P$")
-        ax.set_ylabel("population squared error")
-        ax.set_title("digits: NTK regression")
-        ax.legend()
-        return fig
+    def summarize(self, cfg, ds):
+        return {}, ("population error over the whole set with iid draws (as "
+                    "digits-kernel-curve); theory: ridge_risk on gram_spectrum of the full set",
+                    ), True

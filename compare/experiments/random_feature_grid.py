@@ -12,195 +12,118 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import jax
 import numpy as np
-import xarray as xr
 
-from theorysim.checks import check_scalar
 from theorysim.sims import random_feature_ridge_error
 from theorysim.theory import random_feature_risk
 
-from .._experiment import Experiment, ExperimentConfig, Report, register
-from .._plots import figure, theory_vs_sim
-from .._stats import seed_stats, z_scores
-from .._tasks import PowerLawGaussian
+from .._compare import Prediction, Sweep, compare, solve
+from .._configio import param
+from .._experiment import register
+from .._plots import figure, legend
+from .._tasks import PowerLawConfig, log_grid
 
 
 @dataclasses.dataclass(frozen=True)
-class RFGridConfig(ExperimentConfig):
-    """Config of ``random-feature-grid``.
+class RFGridConfig(PowerLawConfig):
+    """Config of ``random-feature-grid`` (``theorysim show random-feature-grid``)."""
 
-    Attributes:
-        M, a, b, noise: the :class:`PowerLawGaussian` task (noise = label-noise standard deviation).
-        ridge: per-sample ridge on the readout v, >= 0.
-        N_min, N_max, P_min, P_max, n_grid: the log-spaced square grid.
-        P_slice: P of the double-descent slice; n_slice: N values across it.
-        seeds: draws of (A, data) per point.
-        z_max: a point agrees when within z_max standard errors.
-    """
-
-    M: int = 1000
-    a: float = 2.0
-    b: float = 1.5
-    noise: float = 0.05
-    ridge: float = 1e-4
-    N_min: int = 16
-    N_max: int = 256
-    P_min: int = 16
-    P_max: int = 256
-    n_grid: int = 5
-    P_slice: int = 64
-    n_slice: int = 7
-    seeds: int = 32
-    z_max: float = 3.0
-
-    def __post_init__(self):
-        PowerLawGaussian(self.M, self.a, self.b, self.noise)
-        check_scalar("ridge", self.ridge, lo=0.0)
-        for lo, hi in (("N_min", "N_max"), ("P_min", "P_max")):
-            check_scalar(lo, getattr(self, lo), lo=1, integer=True)
-            check_scalar(hi, getattr(self, hi), lo=getattr(self, lo), integer=True)
-        check_scalar("n_grid", self.n_grid, lo=2, integer=True)
-        check_scalar("P_slice", self.P_slice, lo=1, integer=True)
-        check_scalar("n_slice", self.n_slice, lo=3, integer=True)
-        check_scalar("seeds", self.seeds, lo=2, integer=True)
-        check_scalar("z_max", self.z_max, lo=0.0, lo_open=True)
-
-    @property
-    def task(self) -> PowerLawGaussian:
-        return PowerLawGaussian(self.M, self.a, self.b, self.noise)
-
-    def grid(self, lo: int, hi: int) -> list[int]:
-        return sorted({int(round(x)) for x in np.geomspace(lo, hi, self.n_grid)})
+    noise: float = param(0.05, "label-noise standard deviation", lo=0.0)
+    ridge: float = param(1e-4, "per-sample ridge on the readout v", lo=0.0)
+    N_min: int = param(16, "fewest random features of the grid", lo=1)
+    N_max: int = param(256, "most random features of the grid", lo="N_min", hi=2**16)
+    P_min: int = param(16, "smallest training set of the grid", lo=1)
+    P_max: int = param(256, "largest training set of the grid", lo="P_min", hi=2**16)
+    n_grid: int = param(5, "log-spaced values per axis of the grid", lo=2)
+    P_slice: int = param(64, "P of the double-descent slice (N from P/8 to 8P)", lo=1,
+                         hi=2**13)
+    n_slice: int = param(7, "N values across the slice", lo=3)
+    seeds: int = param(32, "draws of (A, data) per point", lo=2)
+    z_max: float = param(3.0, "criterion: every point within z_max standard errors", lo=0.0,
+                         lo_open=True)
 
     @property
     def slice_N(self) -> list[int]:
-        lo, hi = self.P_slice / 8, self.P_slice * 8
-        return sorted({int(round(x)) for x in np.geomspace(lo, hi, self.n_slice)}
+        return sorted(set(log_grid(self.P_slice / 8, self.P_slice * 8, self.n_slice))
                       | {self.P_slice})
 
 
-def _sim(cfg: RFGridConfig, key_ints: tuple[int, ...], P: int, N: int) -> np.ndarray:
-    eigvals, target_power = cfg.task.spectrum()
-    key = jax.random.key(cfg.seed)
-    for i in key_ints:
-        key = jax.random.fold_in(key, i)
-    err = random_feature_ridge_error(key, eigvals, target_power, P, N, cfg.ridge,
-                                     noise=cfg.noise, n_seeds=cfg.seeds)
-    return np.asarray(err, dtype=np.float64)
-
-
 @register
-class RandomFeatureGrid(Experiment):
+class RandomFeatureGrid(Sweep):
     name = "random-feature-grid"
     summary = "random-feature ridge regression over an N x P grid, double descent at N = P"
     config_type = RFGridConfig
     presets = {"quick": {}, "full": {"M": 2000, "N_max": 1024, "P_max": 1024, "n_grid": 9,
                                      "P_slice": 128, "n_slice": 15, "seeds": 64}}
+    dims = ("N", "P")
+    line = "N"
+    line_points = 300
+    labels = {"N": "features $N$", "P": "samples $P$", "error": "$E_g$"}
+
+    def grid(self, cfg):
+        return {"N": sorted(set(log_grid(cfg.N_min, cfg.N_max, cfg.n_grid)) | set(cfg.slice_N)),
+                "P": sorted(set(log_grid(cfg.P_min, cfg.P_max, cfg.n_grid)) | {cfg.P_slice})}
 
     def points(self, cfg):
-        grid = [{"N": n, "P": p} for n in cfg.grid(cfg.N_min, cfg.N_max)
-                for p in cfg.grid(cfg.P_min, cfg.P_max)]
-        return grid + [{"N_slice": n} for n in cfg.slice_N]
+        grid = [{"N": n, "P": p} for n in log_grid(cfg.N_min, cfg.N_max, cfg.n_grid)
+                for p in log_grid(cfg.P_min, cfg.P_max, cfg.n_grid)]
+        return grid + [{"N": n, "P": cfg.P_slice} for n in cfg.slice_N
+                       if {"N": n, "P": cfg.P_slice} not in grid]
 
-    def simulate(self, cfg, point):
-        seeds = np.arange(cfg.seeds)
-        if "N_slice" in point:
-            n = point["N_slice"]
-            err = _sim(cfg, (1, n), cfg.P_slice, n)
-            return xr.Dataset({"sim_slice": (("N_slice", "seed"), err[None])},
-                              coords={"N_slice": [n], "seed": seeds})
-        n, p = point["N"], point["P"]
-        err = _sim(cfg, (0, n, p), p, n)
-        return xr.Dataset({"sim_grid": (("N", "P", "seed"), err[None, None])},
-                          coords={"N": [n], "P": [p], "seed": seeds})
+    def sample(self, cfg, point, key):
+        return {"error": random_feature_ridge_error(key, *cfg.spectrum(), point["P"],
+                                                    point["N"], cfg.ridge, noise=cfg.noise,
+                                                    n_seeds=cfg.seeds)}
 
-    def theory(self, cfg):
-        eigvals, target_power = cfg.task.spectrum()
-        N = np.asarray(cfg.grid(cfg.N_min, cfg.N_max), float)[:, None]
-        P = np.asarray(cfg.grid(cfg.P_min, cfg.P_max), float)[None, :]
-        grid = random_feature_risk(eigvals, target_power, P, N, cfg.ridge, cfg.noise)
-        n_line = np.unique(np.concatenate([
-            np.geomspace(cfg.P_slice / 8, cfg.P_slice * 8, 300).round(), [cfg.P_slice]]))
-        line = random_feature_risk(eigvals, target_power, cfg.P_slice, n_line, cfg.ridge,
-                                   cfg.noise)
-        inf = random_feature_risk(eigvals, target_power, cfg.P_slice, n_line, cfg.ridge,
-                                  cfg.noise, ensemble=math.inf)
-        pts = random_feature_risk(eigvals, target_power, cfg.P_slice,
-                                  np.asarray(cfg.slice_N, float), cfg.ridge, cfg.noise)
-        return xr.Dataset(
-            {
-                "theory_grid": (("N", "P"), grid.error),
-                "theory_slice": ("N_line", line.error),
-                "theory_slice_ensemble_inf": ("N_line", inf.error),
-                "theory_slice_at_N": ("N_slice", pts.error),
-            },
-            coords={"N": N[:, 0].astype(int), "P": P[0].astype(int),
-                    "N_line": n_line, "N_slice": cfg.slice_N},
-        )
+    def predict(self, cfg, N, P):
+        N, P = np.asarray(N, float)[:, None], np.asarray(P, float)[None, :]
+        r = solve(random_feature_risk, *cfg.spectrum(), P, N, cfg.ridge, cfg.noise)
+        inf = solve(random_feature_risk, *cfg.spectrum(), P, N, cfg.ridge, cfg.noise,
+                    ensemble=math.inf)
+        return Prediction({"error": r.error, "error_ensemble_inf": inf.error},
+                          {"random_feature_risk": r, "random_feature_risk (ensemble inf)": inf})
 
-    def _z(self, ds):
-        g = seed_stats(ds["sim_grid"])
-        s = seed_stats(ds["sim_slice"])
-        zg = z_scores(ds["theory_grid"].values, g.mean.values, g.sem.values)
-        zs = z_scores(ds["theory_slice_at_N"].values, s.mean.values, s.sem.values)
-        return g, s, zg, zs
+    def title(self, cfg):
+        return f"random-feature ridge regression grid (ridge={cfg.ridge}, noise={cfg.noise})"
 
-    def report(self, cfg, ds):
-        g, s, zg, zs = self._z(ds)
-        rows = []
-        for i, n in enumerate(ds["N"].values):
-            for j, p in enumerate(ds["P"].values):
-                rows.append({"N": int(n), "P": int(p), "theory": float(ds["theory_grid"][i, j]),
-                             "sim": float(g.mean[i, j]), "sem": float(g.sem[i, j]),
-                             "z": float(zg[i, j])})
-        for i, n in enumerate(ds["N_slice"].values):
-            rows.append({"N": int(n), "P": cfg.P_slice,
-                         "theory": float(ds["theory_slice_at_N"][i]), "sim": float(s.mean[i]),
-                         "sem": float(s.sem[i]), "z": float(zs[i])})
-        z = np.concatenate([zg.ravel(), zs])
-        within = float(np.mean(np.abs(z) <= cfg.z_max))
-        at = int(np.flatnonzero(ds["N_slice"].values == cfg.P_slice)[0])
-        below = ds["N_slice"].values < cfg.P_slice
-        dip = float(np.min(s.mean.values[below])) if below.any() else math.nan
-        return Report(
-            title=f"random-feature ridge regression grid (ridge={cfg.ridge}, noise={cfg.noise})",
-            table=tuple(rows),
-            metrics={"max |z|": float(np.max(np.abs(z))),
-                     f"points within {cfg.z_max} SE": within,
-                     "slice: P": cfg.P_slice,
-                     "slice: theory E_g at N = P": float(ds["theory_slice_at_N"][at]),
-                     "slice: sim E_g at N = P": float(s.mean[at]),
-                     "slice: sim E_g(N = P) / min over N < P (peak height)":
-                         float(s.mean[at]) / dip},
-            notes=(f"{z.size} points; with calibrated errors about {z.size * 0.0027:.2f} are "
-                   f"expected beyond 3 SE by chance",),
-            passed=bool(np.all(np.abs(z) <= cfg.z_max)),
-        )
+    def summarize(self, cfg, ds):
+        s = compare(ds, "error").stats.mean.sel(P=cfg.P_slice)
+        N = ds["N"].values
+        below = np.isfinite(s.values) & (N < cfg.P_slice)
+        dip = float(np.min(s.values[below])) if below.any() else math.nan
+        n = int(np.isfinite(compare(ds, "error").z.values).sum())
+        return ({"slice: P": cfg.P_slice,
+                 "slice: theory E_g at N = P": float(ds["theory_error"].sel(N=cfg.P_slice,
+                                                                            P=cfg.P_slice)),
+                 "slice: sim E_g at N = P": float(s.sel(N=cfg.P_slice)),
+                 "slice: sim E_g(N = P) / min over N < P (peak height)":
+                     float(s.sel(N=cfg.P_slice)) / dip},
+                (f"{n} points; with calibrated errors about {n * 0.0027:.2f} are expected "
+                 "beyond 3 SE by chance",), True)
 
     def plot(self, cfg, ds):
-        g, s, _, _ = self._z(ds)
         fig, axes = figure(3, 1, width=3.3)
-        th = np.log10(ds["theory_grid"].values)
-        sim = np.log10(g.mean.values)
-        vmin, vmax = np.nanmin([th.min(), sim.min()]), np.nanmax([th.max(), sim.max()])
+        gN, gP = (log_grid(lo, hi, cfg.n_grid) for lo, hi in
+                  ((cfg.N_min, cfg.N_max), (cfg.P_min, cfg.P_max)))
+        th = np.log10(ds["theory_error"].sel(N=gN, P=gP).values)
+        sim = np.log10(compare(ds, "error").stats.mean.sel(N=gN, P=gP).values)
+        vmin, vmax = np.nanmin([th, sim]), np.nanmax([th, sim])
         for ax, data, title in ((axes[0, 0], th, "theory"), (axes[0, 1], sim, "simulation")):
-            im = ax.pcolormesh(ds["P"].values, ds["N"].values, data, shading="nearest",
-                               vmin=vmin, vmax=vmax, cmap="viridis")
+            im = ax.pcolormesh(gP, gN, data, shading="nearest", vmin=vmin, vmax=vmax,
+                               cmap="viridis")
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.set_xlabel("samples $P$")
-            ax.set_ylabel("features $N$")
-            ax.set_title(rf"$\log_{{10}} E_g$, {title}")
-        fig.colorbar(im, ax=axes[0, :2], shrink=0.8)
+            ax.set_xlabel(self.labels["P"])
+            ax.set_ylabel(self.labels["N"])
+            ax.set_title(title)
+        fig.colorbar(im, ax=axes[0, :2], shrink=0.8, label=r"$\log_{10} E_g$")
         ax = axes[0, 2]
-        theory_vs_sim(ax, ds["N_line"], ds["theory_slice"], ds["N_slice"], s, color="C3",
-                      label="single model")
-        ax.plot(ds["N_line"], ds["theory_slice_ensemble_inf"], "--", color="0.4", lw=1,
-                label="ensemble $K=\\infty$")
+        self.draw(ax, cfg, ds, where={"P": cfg.P_slice}, colors=("C3",))
+        ax.plot(ds["N_line"], ds["theory_error_ensemble_inf_line"].sel(P=cfg.P_slice), "--",
+                color="0.4", lw=1, label="ensemble $K=\\infty$ theory")
         ax.axvline(cfg.P_slice, color="0.7", lw=0.8, ls=":")
-        ax.set_xlabel("features $N$")
+        ax.set_xlabel(self.labels["N"])
         ax.set_ylabel("$E_g$")
         ax.set_title(f"double descent at $N=P={cfg.P_slice}$")
-        ax.legend(loc="lower left")
+        legend(ax, loc="upper center", bbox_to_anchor=(0.5, -0.22))
         return fig

@@ -12,114 +12,70 @@ the theory frontier and its fitted vs predicted exponents; L vs N at the largest
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
-import jax
 import numpy as np
-import xarray as xr
 
-from theorysim.checks import check_scalar
 from theorysim.sims import random_feature_dynamics
-from theorysim.theory import (
-    compute_optimal,
-    fit_power_law,
-    scaling_law_dynamics,
-    scaling_law_dynamics_gd,
-)
-from theorysim.theory._scaling_dynamics_gd import MAX_STEPS as _MAX_GD_STEPS
+from theorysim.theory import compute_optimal, scaling_law_dynamics, scaling_law_dynamics_gd
 
-from .._experiment import Experiment, ExperimentConfig, Report, register
-from .._plots import figure, theory_vs_sim
-from .._stats import seed_stats, z_scores
-from .._tasks import PowerLawGaussian
+from .._compare import Prediction, Sweep, compare, power_fit, solve
+from .._configio import param
+from .._experiment import register
+from .._plots import legend, reference_power_law, theory_vs_sim
+from .._tasks import PowerLawConfig
+
+GD_MAX_STEPS = 4096  # the step cap of scaling_law_dynamics_gd (its n_steps range)
 
 
 @dataclasses.dataclass(frozen=True)
-class ScalingDynamicsConfig(ExperimentConfig):
-    """Config of ``scaling-law-dynamics``.
+class ScalingDynamicsConfig(PowerLawConfig):
+    """Config of ``scaling-law-dynamics`` (``theorysim show scaling-law-dynamics``)."""
 
-    Attributes:
-        M, a, b, noise: the :class:`PowerLawGaussian` task (noise: label-noise std).
-        widths: simulated widths N.
-        P: training-set sizes (``inf``: population / online gradient flow).
-        t_min, t_max, n_t: log-spaced times at which the simulations are recorded.
-        seeds: draws of A and data per (N, P) (>= 2).
-        C_min, C_max: compute range of the frontier (theory, ``P = inf``).
-        z_max: agreement criterion: at least 95% of points within ``z_max`` SE, none beyond
-            ``z_max + 0.5`` (max over many correlated points).
-        tol_exponent: allowed |fitted - predicted| for the frontier exponents.
-        lr: 0 for gradient flow; > 0 for discrete GD with this step (recorded times rounded to
-            whole steps, at most 4096 steps up to ``t_max``; the compute frontier and the
-            ``t = inf`` line stay gradient flow, which GD from ``w = 0`` shares at ``t = inf``).
-    """
+    widths: tuple[int, ...] = param((64, 256, 1024), "simulated widths N", lo=1, hi=2**16)
+    P: tuple[float, ...] = param((math.inf,), "training-set sizes (inf: population / online)",
+                                 lo=1, hi=2**20, inf_ok=True)
+    t_min: float = param(1.0, "first recorded time", lo=0.0, lo_open=True)
+    t_max: float = param(1e4, "last recorded time", lo="t_min", lo_open=True, hi=1e9)
+    n_t: int = param(9, "log-spaced recorded times", lo=2, hi=1000)
+    seeds: int = param(32, "draws of A and data per (N, P)", lo=2)
+    C_min: float = param(1e2, "compute range of the frontier (theory, P = inf): from",
+                         lo=0.0, lo_open=True)
+    C_max: float = param(1e5, "compute range of the frontier: to (>= 10 C_min for a fit)",
+                         lo="C_min", lo_open=True)
+    z_max: float = param(3.0, "criterion: >= 95% of points within z_max SE, none beyond "
+                         "z_max + 0.5", lo=0.0, lo_open=True)
+    tol_exponent: float = param(0.1, "allowed |fitted - predicted| frontier exponent", lo=0.0,
+                                lo_open=True)
+    lr: float = param(0.0, "0: gradient flow; > 0: discrete GD with this step (times rounded "
+                      "to whole steps)", lo=0.0)
 
-    M: int = 1000
-    a: float = 2.0
-    b: float = 1.5
-    noise: float = 0.0
-    widths: tuple[int, ...] = (64, 256, 1024)
-    P: tuple[float, ...] = (math.inf,)
-    t_min: float = 1.0
-    t_max: float = 1e4
-    n_t: int = 9
-    seeds: int = 32
-    C_min: float = 1e2
-    C_max: float = 1e5
-    z_max: float = 3.0
-    tol_exponent: float = 0.1
-    lr: float = 0.0
-
-    def __post_init__(self):
-        PowerLawGaussian(self.M, self.a, self.b, self.noise)
-        if not self.widths or not self.P:
-            raise ValueError("widths and P must be non-empty")
-        for n in self.widths:
-            check_scalar("widths", n, lo=1, integer=True)
-        for p in self.P:
-            if not (isinstance(p, float) and math.isinf(p) and p > 0):
-                check_scalar("P", p, lo=1, integer=True)
-        check_scalar("t_min", self.t_min, lo=0.0, lo_open=True)
-        check_scalar("t_max", self.t_max, lo=self.t_min, lo_open=True)
-        check_scalar("n_t", self.n_t, lo=2, integer=True)
-        check_scalar("seeds", self.seeds, lo=2, integer=True)
-        check_scalar("C_min", self.C_min, lo=0.0, lo_open=True)
-        check_scalar("C_max", self.C_max, lo=self.C_min, lo_open=True)
-        check_scalar("z_max", self.z_max, lo=0.0, lo_open=True)
-        check_scalar("tol_exponent", self.tol_exponent, lo=0.0, lo_open=True)
-        check_scalar("lr", self.lr, lo=0.0, hi=math.inf, hi_open=True)
-        if self.lr > 0 and round(self.t_max / self.lr) > _MAX_GD_STEPS:
-            raise ValueError(f"t_max / lr must be at most {_MAX_GD_STEPS} GD steps, got "
+    def check(self):
+        if self.C_max < 10 * self.C_min:
+            raise ValueError(f"C_max must be at least 10 C_min for the frontier fit, got "
+                             f"{self.C_max:g} < 10 * {self.C_min:g}")
+        if self.lr > 0 and round(self.t_max / self.lr) > GD_MAX_STEPS:
+            raise ValueError(f"t_max / lr must be at most {GD_MAX_STEPS} GD steps, got "
                              f"{self.t_max / self.lr:g} (raise lr or lower t_max)")
         if self.lr > 0 and self.t_min < self.lr:
             raise ValueError(f"t_min must be at least one step lr = {self.lr:g}, got "
                              f"{self.t_min:g}")
 
-    @property
-    def task(self) -> PowerLawGaussian:
-        return PowerLawGaussian(self.M, self.a, self.b, self.noise)
-
-    @property
-    def times(self) -> np.ndarray:
-        return _grid(self, self.n_t)
+    def times(self, n: int) -> np.ndarray:
+        """``n`` log-spaced times in [t_min, t_max], whole GD steps when lr > 0."""
+        t = np.geomspace(self.t_min, self.t_max, n)
+        return self.lr * np.unique(np.round(t / self.lr)) if self.lr > 0 else t
 
 
-def _steps(cfg, n) -> np.ndarray:
-    """GD step numbers of ``n`` log-spaced times in [t_min, t_max] (duplicates merged)."""
-    return np.unique(np.round(np.geomspace(cfg.t_min, cfg.t_max, n) / cfg.lr).astype(int))
-
-
-def _grid(cfg, n) -> np.ndarray:
-    if cfg.lr > 0:
-        return cfg.lr * _steps(cfg, n)
-    return np.geomspace(cfg.t_min, cfg.t_max, n)
-
-
-def _p_value(p):
-    return math.inf if math.isinf(p) else int(p)
+@functools.cache
+def _gd(cfg, N: tuple, P: tuple):
+    return solve(scaling_law_dynamics_gd, *cfg.spectrum(), np.asarray(P, float),
+                 np.asarray(N, float), cfg.lr, int(round(cfg.t_max / cfg.lr)), cfg.noise)
 
 
 @register
-class ScalingLawDynamics(Experiment):
+class ScalingLawDynamics(Sweep):
     name = "scaling-law-dynamics"
     summary = "random features trained by gradient flow or GD: L(t), compute frontier, L(N)"
     config_type = ScalingDynamicsConfig
@@ -128,168 +84,110 @@ class ScalingLawDynamics(Experiment):
         "full": {"M": 2000, "widths": (64, 256, 1024), "P": (512.0, math.inf), "n_t": 13,
                  "seeds": 32},
     }
+    dims, trailing, compared, line = ("N", "P"), ("t",), ("loss",), "t"
+    min_within, z_slack = 0.95, 0.5
+    labels = {"t": "time $t$", "loss": "test loss $L(t)$"}
 
-    def points(self, cfg):
-        return [{"N": int(n), "P": float(p)} for n in cfg.widths for p in cfg.P]
+    def grid(self, cfg):
+        return {"N": list(cfg.widths), "P": list(cfg.P), "t": cfg.times(cfg.n_t)}
 
-    def simulate(self, cfg, point):
-        eigvals, target_power = cfg.task.spectrum()
-        key = jax.random.fold_in(jax.random.key(cfg.seed), point["N"])
-        key = jax.random.fold_in(key, 0 if math.isinf(point["P"]) else int(point["P"]))
-        loss = random_feature_dynamics(key, eigvals, target_power, cfg.times, point["N"],
-                                       _p_value(point["P"]), n_seeds=cfg.seeds,
-                                       noise=cfg.noise, lr=cfg.lr or None)
-        return xr.Dataset(
-            {"sim_loss": (("N", "P", "seed", "t"),
-                          np.asarray(loss, dtype=np.float64)[None, None])},
-            coords={"N": [point["N"]], "P": [point["P"]], "seed": np.arange(cfg.seeds),
-                    "t": cfg.times},
-        )
+    def line_grid(self, cfg, values):
+        return cfg.times(64)
 
-    def theory(self, cfg):
-        eigvals, target_power = cfg.task.spectrum()
-        P = np.asarray(cfg.P, dtype=np.float64)
-        N = np.asarray(cfg.widths, dtype=np.float64)
-        t_line = _grid(cfg, 64)
+    def sample(self, cfg, point, key):
+        P = point["P"] if math.isinf(point["P"]) else int(point["P"])
+        return {"loss": random_feature_dynamics(key, *cfg.spectrum(), cfg.times(cfg.n_t),
+                                                point["N"], P, n_seeds=cfg.seeds,
+                                                noise=cfg.noise, lr=cfg.lr or None)}
+
+    def predict(self, cfg, N, P, t):
         if cfg.lr > 0:
-            n_max = int(round(cfg.t_max / cfg.lr))
-            gd = scaling_law_dynamics_gd(eigvals, target_power, cfg.lr, n_max, N, P, cfg.noise)
-            lines_loss = gd.loss[..., _steps(cfg, 64)]
-            at_loss = gd.loss[..., _steps(cfg, cfg.n_t)]
-            N_line = np.geomspace(min(cfg.widths) / 4, max(cfg.widths) * 4, 12)
-            vs_n = np.array(scaling_law_dynamics(eigvals, target_power, [cfg.t_max, 1e12],
-                                                 N_line, P, cfg.noise).loss)
-            for i, n in enumerate(N_line):  # narrow widths can put lr past the stability edge
-                try:
-                    vs_n[i, :, 0] = scaling_law_dynamics_gd(
-                        eigvals, target_power, cfg.lr, n_max, n, P, cfg.noise).loss[0, :, -1]
-                except FloatingPointError:
-                    vs_n[i, :, 0] = np.nan
-        else:
-            lines_loss = scaling_law_dynamics(eigvals, target_power, t_line, N, P,
-                                              cfg.noise).loss
-            at_loss = scaling_law_dynamics(eigvals, target_power, cfg.times, N, P,
-                                           cfg.noise).loss
-            N_line = np.geomspace(min(cfg.widths) / 4, max(cfg.widths) * 4, 48)
-            vs_n = scaling_law_dynamics(eigvals, target_power, [cfg.t_max, 1e12], N_line, P,
-                                        cfg.noise).loss
-        front = compute_optimal(eigvals, target_power, cfg.C_min, cfg.C_max, N_min=1.0,
-                                N_max=float(cfg.M), per_decade=4, a=cfg.a, b=cfg.b,
-                                noise=cfg.noise)
-        pred = front.predicted
-        return xr.Dataset(
-            {
-                "theory_loss": (("N", "P", "t_theory"), lines_loss),
-                "theory_at": (("N", "P", "t"), at_loss),
-                "theory_vs_N": (("N_theory", "P", "t_end"), vs_n),
-                "frontier_loss": ("C", front.loss_opt),
-                "frontier_N": ("C", front.N_opt),
-                "frontier_t": ("C", front.t_opt),
-            },
-            coords={"N": list(cfg.widths), "P": list(cfg.P), "t_theory": t_line, "t": cfg.times,
-                    "N_theory": N_line, "t_end": [cfg.t_max, 1e12], "C": front.C},
-            attrs={
-                "fitted_compute_N": front.fitted.get("N", np.nan),
-                "fitted_compute_t": front.fitted.get("t", np.nan),
-                "fitted_compute_loss": front.fitted.get("loss", np.nan),
-                "predicted_compute_N": pred.compute_N,
-                "predicted_compute_t": pred.compute_t,
-                "predicted_compute_loss": pred.compute_loss,
-                "predicted_width": pred.width,
-                "predicted_time": pred.time,
-            },
-        )
+            r = _gd(cfg, tuple(N), tuple(P))
+            return Prediction({"loss": r.loss[..., np.round(t / cfg.lr).astype(int)]},
+                              {"scaling_law_dynamics_gd": r})
+        r = solve(scaling_law_dynamics, *cfg.spectrum(), P, N, t, cfg.noise)
+        return Prediction({"loss": r.loss}, {"scaling_law_dynamics": r})
 
-    def report(self, cfg, ds):
-        stats = seed_stats(ds["sim_loss"])
-        z = z_scores(ds["theory_at"].values, stats.mean.values, stats.sem.values)
-        rows = []
-        for i, n in enumerate(ds["N"].values):
-            for j, p in enumerate(ds["P"].values):
-                for k, t in enumerate(ds["t"].values):
-                    rows.append({"N": int(n), "P": float(p), "t": float(t),
-                                 "theory": float(ds["theory_at"].values[i, j, k]),
-                                 "sim": float(stats.mean.values[i, j, k]),
-                                 "sem": float(stats.sem.values[i, j, k]),
-                                 "z": float(z[i, j, k])})
-        a = ds.attrs
-        within = float(np.mean(np.abs(z) <= cfg.z_max))
-        exp_ok = all(abs(a[f"fitted_compute_{k}"] - a[f"predicted_compute_{k}"])
-                     <= cfg.tol_exponent for k in ("N", "t", "loss"))
-        passed = bool(within >= 0.95 and np.all(np.abs(z) < cfg.z_max + 0.5) and exp_ok)
-        metrics = {
-            "max |z|": float(np.max(np.abs(z))),
-            f"points within {cfg.z_max} SE": within,
-        }
+    def extras(self, cfg, coords):
+        """L vs N at t_max and t -> inf, and the compute-optimal frontier."""
+        lam, tp = cfg.spectrum()
+        P = np.asarray(cfg.P, float)
+        N_line = np.geomspace(min(cfg.widths) / 4, max(cfg.widths) * 4, 48)
+        r = solve(scaling_law_dynamics, lam, tp, P, N_line, [cfg.t_max, 1e12], cfg.noise)
+        vs_n, solvers = np.array(r.loss), {"scaling_law_dynamics (L vs N)": r}
+        if cfg.lr > 0:
+            # one vmapped call over all widths; narrow widths can put lr past the stability
+            # edge, where the flagged (throw=False) loss is not finite: NaN there
+            end = _gd(cfg, tuple(N_line), tuple(cfg.P)).loss[:, :, -1]
+            vs_n[:, :, 0] = np.where(np.isfinite(end), end, np.nan)
+        front = solve(compute_optimal, lam, tp, cfg.C_min, cfg.C_max, N_min=1.0,
+                      N_max=float(cfg.M), per_decade=4, a=cfg.a, b=cfg.b, noise=cfg.noise)
+        coords.update(N_line=N_line, t_end=[cfg.t_max, 1e12], C=front.C)
+        attrs = {f"fitted_compute_{k}": front.fitted.get(k, np.nan) for k in ("N", "t", "loss")}
+        pred = front.predicted
+        attrs.update(predicted_compute_N=pred.compute_N, predicted_compute_t=pred.compute_t,
+                     predicted_compute_loss=pred.compute_loss, predicted_width=pred.width)
+        return Prediction({"theory_vs_N": (("N_line", "P", "t_end"), vs_n),
+                           "frontier_loss": ("C", front.loss_opt)},
+                          {**solvers, "compute_optimal": front}, attrs)
+
+    def title(self, cfg):
+        how = f"GD, lr={cfg.lr:g}" if cfg.lr > 0 else "flow"
+        return f"scaling-law dynamics ({how}), M={cfg.M}, a={cfg.a}, b={cfg.b}"
+
+    def criterion(self, cfg):
+        return f"{super().criterion(cfg)}; frontier exponents within {cfg.tol_exponent:g}"
+
+    def summarize(self, cfg, ds):
+        a, metrics = ds.attrs, {}
         for k in ("N", "t", "loss"):
             metrics[f"frontier {k} exponent fitted"] = float(a[f"fitted_compute_{k}"])
             metrics[f"frontier {k} exponent predicted"] = float(a[f"predicted_compute_{k}"])
-        return Report(
-            title=(f"scaling-law dynamics ({f'GD, lr={cfg.lr:g}' if cfg.lr > 0 else 'flow'}), "
-                   f"M={cfg.M}, a={cfg.a}, b={cfg.b}"),
-            table=tuple(rows),
-            metrics=metrics,
-            notes=(
-                "frontier: theory at P = inf over C in "
-                f"[{cfg.C_min:g}, {cfg.C_max:g}], widths 1..M; predicted exponents use the "
-                "single-model width exponent min(a-1, b) (THEORY.md 3 writes min(a-1, 2b), "
-                "equal when a-1 <= b)",
-                f"criterion: >= 95% of points within {cfg.z_max} SE, none beyond "
-                f"{cfg.z_max + 0.5}, frontier exponents within {cfg.tol_exponent}",
-            ),
-            passed=passed,
-        )
+        ok = all(abs(a[f"fitted_compute_{k}"] - a[f"predicted_compute_{k}"])
+                 <= cfg.tol_exponent for k in ("N", "t", "loss"))
+        return metrics, (
+            f"frontier: theory at P = inf over C in [{cfg.C_min:g}, {cfg.C_max:g}], widths "
+            "1..M; predicted exponents use the single-model width exponent min(a-1, b) "
+            "(THEORY.md 3 writes min(a-1, 2b), equal when a-1 <= b)",), ok
 
     def plot(self, cfg, ds):
-        stats = seed_stats(ds["sim_loss"])
+        from .._plots import figure
+
         fig, axes = figure(3, 1, width=3.6)
         ax_t, ax_c, ax_n = axes[0]
-        P_vals = ds["P"].values
-        j = int(np.argmax(P_vals))                        # panels 2-3: the largest P
+        self.draw(ax_t, cfg, ds)
+        ax_t.set(xlabel=self.labels["t"], ylabel=self.labels["loss"],
+                 title=f"{self.title(cfg).split(',')[0]}")
+        legend(ax_t, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2)
+        st = compare(ds, "loss").stats
+        j = int(np.argmax(ds["P"].values))  # panels 2-3: the largest P
         for i, n in enumerate(ds["N"].values):
-            for jj, p in enumerate(P_vals):
-                st = type(stats)(stats.mean[i, jj], stats.sem[i, jj], stats.lo[i, jj],
-                                 stats.hi[i, jj], stats.n)
-                label = f"N={n}" + ("" if len(P_vals) == 1 else f", P={p:g}")
-                theory_vs_sim(ax_t, ds["t_theory"], ds["theory_loss"].values[i, jj],
-                              ds["t"], st, color=f"C{i + len(ds['N']) * jj}", label=label)
-                if jj == j:
-                    theory_vs_sim(ax_c, n * ds["t_theory"].values,
-                                  ds["theory_loss"].values[i, jj], n * ds["t"].values, st,
-                                  color=f"C{i}", label=f"N={n}")
-        ax_t.set_xlabel("time $t$")
-        ax_t.set_ylabel("test loss $L(t)$")
-        how = f"GD, lr={cfg.lr:g}" if cfg.lr > 0 else "gradient flow"
-        ax_t.set_title(f"{how}, $M={cfg.M}$, $a={cfg.a}$, $b={cfg.b}$")
-        ax_t.legend(fontsize=6)
+            sti = type(st)(*(getattr(st, f)[i, j] for f in ("mean", "sem", "lo", "hi")), st.n)
+            theory_vs_sim(ax_c, n * ds["t_line"].values, ds["theory_loss_line"][i, j],
+                          n * ds["t"].values, sti, color=f"C{i}", label=f"N={n}")
         a = ds.attrs
         ax_c.plot(ds["C"], ds["frontier_loss"], "k--", lw=1.2,
-                  label=(f"frontier (P=inf): fit $C^{{-{a['fitted_compute_loss']:.3f}}}$, "
+                  label=(f"frontier (P=∞): fit $C^{{-{a['fitted_compute_loss']:.3f}}}$, "
                          f"pred. $C^{{-{a['predicted_compute_loss']:.3f}}}$"))
-        ax_c.set_xlabel("compute $C = N t$")
-        ax_c.set_ylabel("test loss")
-        ax_c.set_title("compute-optimal frontier")
-        ax_c.legend(fontsize=6)
-        # L vs N at the largest time (and t -> inf), theory lines, sims at t_max
-        N_line = ds["N_theory"].values
-        ax_n.plot(N_line, ds["theory_vs_N"].values[:, j, 0], "-", color="C0",
+        ax_c.set(xlabel="compute $C = N t$", ylabel="test loss", title="compute-optimal frontier")
+        legend(ax_c, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+        N_line = ds["N_line"].values
+        ax_n.plot(N_line, ds["theory_vs_N"].values[:, j, 0], "-", color=(0.5, 0.7, 0.9), lw=2,
                   label=f"theory, t={cfg.t_max:g}")
-        # t = inf: the loss vanishes for N >= M at P = inf; draw it where it is resolved
+        keep = N_line <= cfg.M / 2  # t = inf: the loss vanishes for N >= M at P = inf
         l_inf = ds["theory_vs_N"].values[:, j, 1]
-        keep = N_line <= cfg.M / 2
-        ax_n.plot(N_line[keep], l_inf[keep], ":", color="k", lw=1, label="theory, t=inf")
+        ax_n.plot(N_line[keep], l_inf[keep], ":", color="k", lw=1, label="theory, t=∞")
         small = N_line <= cfg.M / 4
         if small.sum() >= 2:
-            fit = fit_power_law(N_line[small], l_inf[small])
-            ax_n.plot([], [], " ", label=f"t=inf fit $N^{{-{fit.exponent:.2f}}}$, pred. "
-                                         f"$N^{{-{a['predicted_width']:.2f}}}$")
-        ax_n.errorbar(ds["N"].values, stats.mean.values[:, j, -1],
-                      yerr=stats.sem.values[:, j, -1], fmt="o", ms=3.5, color="C0", mfc="white",
-                      label=f"sim, t={cfg.t_max:g}")
-        ax_n.set_xscale("log")
-        ax_n.set_yscale("log")
-        ax_n.set_xlabel("width $N$")
-        ax_n.set_ylabel("test loss")
-        ax_n.set_title(f"L vs N, P={P_vals[j]:g}")
-        ax_n.legend(fontsize=6)
+            fit = power_fit(N_line, l_inf, where=small)
+            reference_power_law(ax_n, N_line[small], -a["predicted_width"],
+                                (N_line[0], l_inf[0]),
+                                label=f"$N^{{-{a['predicted_width']:.2f}}}$ predicted (t=∞ "
+                                      f"fit {fit.exponent:.2f})")
+        ax_n.errorbar(ds["N"].values, st.mean.values[:, j, -1], yerr=st.sem.values[:, j, -1],
+                      fmt="o", ms=4, color="C0", mec="k", mew=0.5, ecolor="k", capsize=2,
+                      label=f"sim, t={cfg.t_max:g} (±SE)")
+        ax_n.set(xscale="log", yscale="log", xlabel="width $N$", ylabel="test loss",
+                 title=f"L vs N, P={ds['P'].values[j]:g}")
+        legend(ax_n, loc="upper center", bbox_to_anchor=(0.5, -0.2))
         return fig

@@ -72,7 +72,7 @@ def test_scaling_law_dynamics_flow_and_gd(tmp_path):
     ds = res_gd.dataset
     steps = np.round(ds["t"].values).astype(int)
     lam, tp = cfg_gd.task.spectrum()
-    want = scaling_law_dynamics_gd(lam, tp, 1.0, 100, [32.0, 128.0], [np.inf]).loss
+    want = scaling_law_dynamics_gd(lam, tp, [np.inf], [32.0, 128.0], 1.0, 100).loss
     np.testing.assert_allclose(ds["theory_at"].values, want[..., steps], rtol=1e-10)
     # GD with lr = 1 is visibly not gradient flow at early times
     flow = res.dataset["theory_at"].values

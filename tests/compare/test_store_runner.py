@@ -9,61 +9,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from theorysim.compare._experiment import (
-    Experiment,
-    ExperimentConfig,
-    Report,
-    config_hash,
-    parse_field,
-)
+from theorysim.compare._experiment import ExperimentConfig, config_hash, parse_field
 from theorysim.compare._runner import run, run_dir_for
 from theorysim.compare._store import RunDirectoryError, point_key
 
-
-@dataclasses.dataclass(frozen=True)
-class ToyConfig(ExperimentConfig):
-    n_points: int = 5
-    scale: float = 2.0
-    widths: tuple[int, ...] = (1, 2)
-    flag: bool = False
-
-
-class Toy(Experiment):
-    """y = scale * x plus seeded noise; counts its simulate calls; can be told to crash."""
-
-    name = "toy"
-    summary = "toy"
-    config_type = ToyConfig
-
-    def __init__(self, crash_at: int | None = None):
-        self.calls: list[int] = []
-        self.crash_at = crash_at
-
-    def points(self, cfg):
-        return [{"x": i} for i in range(cfg.n_points)]
-
-    def simulate(self, cfg, point):
-        if point["x"] == self.crash_at:
-            raise KeyboardInterrupt
-        self.calls.append(point["x"])
-        rng = np.random.default_rng([cfg.seed, point["x"]])
-        y = cfg.scale * point["x"] + rng.standard_normal(4)
-        return xr.Dataset({"sim": (("x", "seed"), y[None])},
-                          coords={"x": [point["x"]], "seed": np.arange(4)})
-
-    def theory(self, cfg):
-        x = np.arange(cfg.n_points)
-        return xr.Dataset({"theory": ("x", cfg.scale * x.astype(float))}, coords={"x": x})
-
-    def report(self, cfg, ds):
-        return Report(title="toy", metrics={"n": float(ds.sizes["x"])})
-
-    def plot(self, cfg, ds):
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots()
-        ax.plot(ds["x"], ds["theory"])
-        return fig
+from ._toy import Toy, ToyConfig
 
 
 def test_config_hash_is_stable_and_distinguishes_configs():
@@ -161,16 +111,6 @@ def test_foreign_directory_is_reported_not_overwritten(tmp_path):
     with pytest.raises(RunDirectoryError, match="another config"):
         run(exp, cfg, tmp_path)
     assert exp.calls == []
-
-
-def test_corrupt_point_is_reported(tmp_path):
-    exp, cfg = Toy(), ToyConfig(n_points=2)
-    run(exp, cfg, tmp_path)
-    point = run_dir_for(exp, cfg, tmp_path) / "points" / "x=1.zarr"
-    for f in point.rglob("zarr.json"):
-        f.write_text("garbage")
-    with pytest.raises(RunDirectoryError, match="corrupt results store"):
-        run(Toy(), cfg, tmp_path)
 
 
 def test_run_rejects_a_config_of_the_wrong_type(tmp_path):

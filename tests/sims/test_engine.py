@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -93,18 +95,28 @@ def test_diverging_member_is_masked(data, strategy):
     assert np.isnan(bad.records["loss"][~keep, -1]).all()
 
 
-def test_online_sampler_fresh_each_step():
-    seen = []
+_SEEN: list = []
 
-    def sampler(key, batch):
-        xb = jax.random.normal(key, (batch, D))
-        jax.debug.callback(lambda v: seen.append(np.asarray(v).ravel().tolist()), xb[0, 0])
+
+@dataclasses.dataclass(frozen=True)
+class _LoggingSampler:
+    """A sampler (frozen dataclass) that logs its first draw of every call into _SEEN."""
+
+    dim: int
+
+    def __call__(self, key, batch):
+        xb = jax.random.normal(key, (batch, self.dim))
+        jax.debug.callback(lambda v: _SEEN.append(np.asarray(v).ravel().tolist()), xb[0, 0])
         return xb, jnp.sin(xb[:, 0])
 
+
+def test_online_sampler_fresh_each_step():
+    seen = _SEEN
+    seen.clear()
     T = 15
     res = train(CFG, TrainConfig(steps=T, lr=0.5, batch_size=16, observables=("loss",),
                                  record_steps=(0, T)),
-                sampler=sampler, ensemble=EnsembleSpec(seeds=(0,), shard=False))
+                sampler=_LoggingSampler(D), ensemble=EnsembleSpec(seeds=(0,), shard=False))
     vals = [v for call in seen for v in call]
     # T training batches + 2 loss batches + the probe batch, all distinct
     assert len(vals) >= T + 2
@@ -196,8 +208,13 @@ def test_checkpoint_resume(data, tmp_path):
         np.testing.assert_array_equal(b.records[k], ref.records[k])
 
 
-def _sampler_wrong(key, batch):
-    return jnp.zeros((batch + 1, D)), jnp.zeros((batch + 1,))
+@dataclasses.dataclass(frozen=True)
+class _WrongSampler:
+    def __call__(self, key, batch):
+        return jnp.zeros((batch + 1, D)), jnp.zeros((batch + 1,))
+
+
+_sampler_wrong = _WrongSampler()
 
 
 @pytest.mark.parametrize("make, match", [

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+import time
+
+import scipy.integrate
+
 from tests._tolerances import assert_allclose
+from theorysim import ConvergenceError
 from theorysim.kernels import mlp_kernel
-from theorysim.theory import (
-    DMFTConvergenceError,
-    dmft,
-    dmft_deep_linear,
-    dmft_two_layer,
-)
+from theorysim.theory import dmft, dmft_deep_linear, dmft_two_layer
 
 
 def _data(P=4, D=6, seed=0):
@@ -55,18 +55,64 @@ def test_two_layer_linear_p1_kernel_limit(gamma0, kinf):
     np.testing.assert_allclose(dfdt, rhs, rtol=1e-4, atol=1e-8)
 
 
-def test_deep_linear_p1_first_order_in_time_step():
-    """The deep linear solver (depth 1) reaches the exact K(inf) with an O(dt) error."""
+def _p1_flow(t, gamma0, y=1.0):
+    """Exact linear two-layer P = 1, |x|^2 = D dynamics: a = <h^2 + z^2> = K, b = <h z>,
+    a' = 4 gamma0 Delta b, b' = gamma0 Delta a, Delta = y - b / gamma0 (a0 = 2, b0 = 0)."""
+    def rhs(_, s):
+        d = y - s[1] / gamma0
+        return [4 * gamma0 * d * s[1], gamma0 * d * s[0]]
+    sol = scipy.integrate.solve_ivp(rhs, (0, t[-1]), [2.0, 0.0], t_eval=t, rtol=1e-12,
+                                    atol=1e-14, method="DOP853")
+    return sol.y[0], y - sol.y[1] / gamma0
+
+
+def _p1_gd(n_steps, lr, gamma0, y=1.0):
+    """The same network under GD with step lr (infinite width): per neuron h' = h + lr g D z,
+    z' = z + lr g D h, so a' = a + 4 lr g D b + (lr g D)^2 a, b' = b + lr g D a + (lr g D)^2 b."""
+    a, b, out = 2.0, 0.0, [(2.0, y)]
+    for _ in range(n_steps):
+        e = lr * gamma0 * (y - b / gamma0)
+        a, b = a + 4 * e * b + e * e * a, b + e * a + e * e * b
+        out.append((a, y - b / gamma0))
+    return np.array(out).T
+
+
+def test_gradient_flow_matches_exact_p1_limit():
+    """dynamics="flow" in every DMFT solver: K(t) and Delta(t) of the exact P = 1 ODE to 1e-4
+    relative (the issue's criterion); the reported flow_error bounds the actual error."""
     X, y = np.ones((1, 4)), np.ones(1)
-    errs = []
-    for T in (50, 100, 200):
-        r = dmft_deep_linear(X, y, np.linspace(15 / T, 15, T), 0.5)
-        errs.append(abs(r.ntk[-1, 0, 0] - 2 * np.sqrt(1.25)))
-        assert r.converged and r.residuals[-1] <= 1e-10
-    order = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
-    # first order, approached from above (pre-asymptotic at T = 50)
-    assert np.all((order > 0.9) & (order < 1.4)), order
-    assert errs[-1] < 0.02
+    t = np.linspace(0.25, 5, 20)
+    for r in (dmft_two_layer(X, y, t, 0.5, key=jax.random.key(0), activation="linear",
+                             n_samples=256),
+              dmft_deep_linear(X, y, t, 0.5),
+              dmft(X, y, t, 0.5, key=jax.random.key(0), depth=1, activation="linear",
+                   n_samples=64, n_groups=2)):
+        K, d = _p1_flow(r.t, 0.5)
+        assert r.dynamics == "flow" and r.lr is None and r.converged, r.method
+        err = max(np.max(np.abs(r.ntk[:, 0, 0] / K - 1)), np.max(np.abs(r.delta[:, 0] - d)))
+        assert err < 1e-4, (r.method, err)
+        assert err <= max(r.flow_error, 1e-9), (r.method, err, r.flow_error)
+
+
+def test_gd_dynamics_matches_exact_p1_recursion():
+    """dynamics="gd", lr=0.25 in every DMFT solver: the exact infinite-width GD recursion."""
+    X, y = np.ones((1, 4)), np.ones(1)
+    lr = 0.25
+    t = lr * np.arange(1, 21)
+    K, d = _p1_gd(20, lr, 0.5)
+    for r in (dmft_two_layer(X, y, t, 0.5, key=jax.random.key(0), activation="linear",
+                             n_samples=256, dynamics="gd", lr=lr),
+              dmft_deep_linear(X, y, t, 0.5, dynamics="gd", lr=lr),
+              dmft(X, y, t, 0.5, key=jax.random.key(0), depth=1, activation="linear",
+                   n_samples=64, n_groups=2, dynamics="gd", lr=lr)):
+        assert r.dynamics == "gd" and r.lr == lr and r.flow_error == 0.0
+        # fixed points iterate to tol 1e-10 (deep linear) / 1e-6 (Monte Carlo): 1e-6 covers both
+        assert_allclose(r.ntk[:, 0, 0], K, rtol=1e-6, err_msg=r.method)
+        assert_allclose(r.delta[:, 0], d, rtol=1e-6, atol=1e-8, err_msg=r.method)
+    # GD approaches gradient flow at first order in the step
+    Kf = _p1_flow(np.array([5.0]), 0.5)[0][0]
+    errs = [abs(_p1_gd(int(5 / h), h, 0.5)[0][-1] - Kf) for h in (0.1, 0.05, 0.025)]
+    assert 1.8 < errs[0] / errs[1] < 2.2 and 1.8 < errs[1] / errs[2] < 2.2, errs
 
 
 # ------------------------------------------------------------ lazy limit gamma0 -> 0
@@ -80,10 +126,12 @@ def test_deep_linear_lazy_limit_is_static_ntk():
         r = dmft_deep_linear(X, y, t, 0.0, depth=depth, X_test=Xt)
         K = _ntk(depth, "linear", np.concatenate([X, Xt]))
         assert_allclose(r.ntk[-1], K, rtol=1e-9, atol=1e-12)
-        assert_allclose(r.delta, _lazy_delta(K[:4, :4], y, r.t), rtol=1e-8, atol=1e-10)
+        # gradient flow by Richardson-extrapolated GD: the flow_tol (1e-4) integration error
+        assert_allclose(r.delta, _lazy_delta(K[:4, :4], y, r.t), rtol=1e-4, atol=1e-4)
+        assert r.flow_error < 1e-4
         # test predictions of kernel gradient flow: K_te,tr K^-1 (y - Delta)
         pred = K[4:, :4] @ np.linalg.solve(K[:4, :4], (y[None] - r.delta).T)
-        assert_allclose(r.test_predictions, pred.T, rtol=1e-7, atol=1e-9)
+        assert_allclose(r.test_predictions, pred.T, rtol=1e-4, atol=1e-4)
 
 
 def test_two_layer_relu_lazy_limit_matches_mlp_kernel():
@@ -101,7 +149,8 @@ def test_two_layer_relu_lazy_limit_matches_mlp_kernel():
 def test_deep_relu_lazy_limit_matches_mlp_kernel():
     X, y = _data(P=3)
     t = np.linspace(0.5, 4, 8)
-    r = dmft(X, y, t, 1e-6, key=jax.random.key(2), depth=2, activation="relu", n_samples=2048)
+    r = dmft(X, y, t, 1e-6, key=jax.random.key(2), depth=2, activation="relu", n_samples=2048,
+             dynamics="gd", lr=0.5)
     K = _ntk(2, "relu", X)
     z = np.abs(r.ntk[0] - K) / r.ntk_se[0]
     assert np.max(z) < 4.5, np.max(z)
@@ -112,50 +161,57 @@ def test_deep_relu_lazy_limit_matches_mlp_kernel():
 
 
 def test_two_layer_particles_match_deep_linear_solver():
-    """Linear activation, depth 1: particle method (RK4) vs matrix algebra (left rectangle)."""
+    """Linear activation, depth 1, GD with lr = 0.1: particle method (Euler steps = GD, moment
+    matched, so exact) vs matrix algebra (left rectangle = GD): equal to the fixed-point tol."""
     X, y = _data(P=3)
     Xt = _data(P=1, seed=3)[0]
-    t = np.linspace(0.025, 4, 160)
-    a = dmft_deep_linear(X, y, t, 1.0, X_test=Xt)
-    b = dmft_two_layer(X, y, t, 1.0, X_test=Xt, key=jax.random.key(0), activation="linear",
-                       n_samples=512)
-    # b is exact up to RK4; a has an O(dt) = O(0.025) left-rectangle error
-    np.testing.assert_allclose(a.train_loss, b.train_loss, atol=2e-3)
-    np.testing.assert_allclose(a.phi, b.phi, atol=2e-2)
-    np.testing.assert_allclose(a.test_predictions, b.test_predictions, atol=2e-2)
+    t = 0.1 * np.arange(1, 41)
+    kw = dict(X_test=Xt, dynamics="gd", lr=0.1)
+    a = dmft_deep_linear(X, y, t, 1.0, **kw)
+    b = dmft_two_layer(X, y, t, 1.0, key=jax.random.key(0), activation="linear",
+                       n_samples=512, **kw)
+    assert_allclose(a.train_loss, b.train_loss, rtol=1e-7, atol=1e-9)
+    assert_allclose(a.phi, b.phi, rtol=1e-7, atol=1e-8)
+    assert_allclose(a.test_predictions, b.test_predictions, rtol=1e-7, atol=1e-8)
 
 
-def test_monte_carlo_solver_matches_deep_linear_on_linear_activation():
-    """Depth 2 (responses A, B non-zero), same grid: sampling solver vs matrix algebra."""
+@pytest.mark.parametrize("depth", [2, 3])
+def test_monte_carlo_solver_equals_deep_linear_on_linear_activation(depth):
+    """Depth 2 and 3 (responses A, B non-zero), the same GD grid: the sampling solver equals
+    the matrix algebra to its fixed-point tolerance (moment-matched noise makes every statistic
+    exact; the causal Stein responses remove the +2.5% bias of the symmetric-root estimate),
+    and depth 3 converges with the defaults."""
     X, y = _data(P=3)
-    t = np.linspace(0.2, 3, 15)
-    a = dmft_deep_linear(X, y, t, 1.0, depth=2)
-    b = dmft(X, y, t, 1.0, key=jax.random.key(0), depth=2, activation="linear",
-             n_samples=1024)
-    assert b.converged and b.n_iter < 200
-    z = np.abs(a.train_loss - b.train_loss)[1:] / b.train_loss_se[1:]
-    assert np.max(z) < 4.0, z
-    z = np.abs(a.ntk - b.ntk) / np.maximum(b.ntk_se, 1e-12)
-    assert np.max(z) < 5.0, np.max(z)  # max over 16 x 9 correlated entries
-    # feature learning happened: the kernel moved by many standard errors
-    assert np.max(np.abs(a.ntk[-1] - a.ntk[0]) / b.ntk_se[-1]) > 10
+    t = 0.2 * np.arange(1, 16)
+    a = dmft_deep_linear(X, y, t, 0.75, depth=depth, dynamics="gd", lr=0.2)
+    b = dmft(X, y, t, 0.75, key=jax.random.key(0), depth=depth, activation="linear",
+             n_samples=1024, n_groups=2, dynamics="gd", lr=0.2)
+    assert b.converged and b.iterations < 200
+    # tol = 1e-6 on the kernels' relative change: a few 1e-6 in the loss
+    assert_allclose(b.train_loss, a.train_loss, rtol=2e-5)
+    assert np.max(b.train_loss_se / b.train_loss) < 1e-6  # exact: no sampling error left
+    # feature learning happened: the kernel moved
+    assert np.max(np.abs(a.ntk[-1] - a.ntk[0])) > 0.05 * np.max(np.abs(a.ntk[0]))
 
 
 def test_monte_carlo_depth1_relu_close_to_particles():
     X, y = _data(P=3)
     t = np.linspace(0.05, 2, 40)
-    a = dmft(X, y, t, 1.0, key=jax.random.key(0), depth=1, n_samples=2048)
-    b = dmft_two_layer(X, y, t, 1.0, key=jax.random.key(0), n_samples=2048)
-    # different samples and a first-order (dt = 0.05) vs RK4 scheme: loose absolute tolerance
-    np.testing.assert_allclose(a.train_loss, b.train_loss, atol=0.02 * b.train_loss[0])
+    kw = dict(dynamics="gd", lr=0.05)
+    a = dmft(X, y, t, 1.0, key=jax.random.key(0), depth=1, n_samples=2048, **kw)
+    b = dmft_two_layer(X, y, t, 1.0, key=jax.random.key(0), n_samples=2048, **kw)
+    # the same GD dynamics, independent samples: within 4 combined standard errors
+    se = np.sqrt(a.train_loss_se**2 + b.train_loss_se**2)
+    assert np.max(np.abs(a.train_loss - b.train_loss)[1:] / se[1:]) < 4.0
 
 
 def test_monte_carlo_depth2_tanh_converges_with_responses():
     """Nonlinear depth 2 (Stein responses): the damped iteration reaches tol and learns."""
     X, y = _data(P=3, D=10)
     r = dmft(X, y, 0.05 * np.arange(1, 16), 1.0, key=jax.random.key(0), depth=2,
-             activation="tanh", n_samples=512, max_iter=80)
-    assert r.converged and r.residuals[-1] <= 1e-6 and r.n_iter < 80
+             activation="tanh", n_samples=512, max_iter=80, dynamics="gd", lr=0.05,
+             n_groups=2)
+    assert r.converged and r.residual <= 1e-6 and r.iterations < 80
     assert r.train_loss[-1] < 0.9 * r.train_loss[0]
     assert np.all(np.isfinite(r.train_loss_se)) and np.all(r.ntk_se[1:] > 0)
 
@@ -163,25 +219,36 @@ def test_monte_carlo_depth2_tanh_converges_with_responses():
 # ------------------------------------------------------------ diagnostics and bad input
 
 
-def test_non_convergence_raises_or_flags():
+SOLVERS = {
+    "two_layer": lambda **a: dmft_two_layer(**a, key=jax.random.key(0), n_samples=64),
+    "deep_linear": lambda **a: dmft_deep_linear(**a, depth=2),
+    "dmft": lambda **a: dmft(**a, key=jax.random.key(0), n_samples=256, n_groups=2),
+}
+
+
+@pytest.mark.parametrize("solver", list(SOLVERS))
+def test_contract_iteration_cap_flags_or_raises(solver):
+    """The solver contract: an iteration cap of 1 gives converged=False with a finite
+    residual under throw=False, and ConvergenceError (carrying the result) under throw=True."""
     X, y = _data(P=3)
-    t = np.linspace(0.2, 3, 10)
-    with pytest.raises(DMFTConvergenceError, match="residual"):
-        dmft_deep_linear(X, y, t, 1.0, depth=2, max_iter=2)
-    r = dmft_deep_linear(X, y, t, 1.0, depth=2, max_iter=2, raise_on_failure=False)
-    assert not r.converged and r.n_iter == 2 and r.residuals.shape == (2,)
-    assert np.all(np.isfinite(r.residuals)) and r.residuals[-1] > 1e-10
-    with pytest.raises(DMFTConvergenceError, match="residual"):
-        dmft(X, y, t, 1.0, key=jax.random.key(0), max_iter=2, n_samples=64)
+    kw = dict(X=X, y=y, t=np.linspace(0.2, 3, 10), gamma0=1.0, max_iter=1)
+    if solver == "two_layer":  # one step halving cannot reach 1e-12
+        kw["flow_tol"] = 1e-12
+    r = SOLVERS[solver](**kw, throw=False)
+    assert not r.converged and np.isfinite(r.residual) and r.residual > 0
+    assert r.iterations == 1 and isinstance(r.iterations, int)
+    with pytest.raises(ConvergenceError, match="residual") as err:
+        SOLVERS[solver](**kw, throw=True)
+    assert err.value.result.converged is False
 
 
 def test_residuals_decrease_and_results_are_float64():
     X, y = _data(P=3)
     r = dmft_deep_linear(X, y, np.linspace(0.2, 3, 10), 1.0, depth=2)
-    assert r.residuals[-1] < 1e-3 * r.residuals[0]
+    assert r.residuals[-1] < 1e-3 * r.residuals[0] and r.residual == r.residuals[-1]
     for arr in (r.delta, r.ntk, r.phi, r.g, r.train_loss):
         assert arr.dtype == np.float64 and np.all(np.isfinite(arr))
-    assert r.phi.shape == (2, 11, 3, 11, 3) and r.t[0] == 0.0
+    assert r.phi.shape == (2, 11, 3, 11, 3) and r.t[0] == 0.0 and r.flow_error < 1e-4
 
 
 X0, Y0, T0 = np.ones((2, 3)), np.ones(2), np.linspace(0.1, 1, 5)
@@ -195,6 +262,16 @@ BAD = [
     (dict(X=np.array([[np.nan, 1, 1], [1, 1, 1]])), "X"),
     (dict(y=np.array([1.0, np.inf])), "y"),
     (dict(y=np.ones(3)), "y"),
+    (dict(gamma0=np.inf), "gamma0"),
+    (dict(X=np.full((2, 3), 1e200)), "X"),
+    (dict(y=np.array([1e200, 1.0])), "y"),
+    (dict(lr=0.1), "lr must be None with dynamics='flow'"),
+    (dict(dynamics="gd"), "lr is required"),
+    (dict(dynamics="gd", lr=0.3), "t must be integer multiples of lr"),
+    (dict(dynamics="gd", lr=1e-9), "lr"),
+    (dict(dynamics="sgd"), "dynamics"),
+    (dict(flow_tol=0.0), "flow_tol"),
+    (dict(throw="yes"), "throw"),
 ]
 
 
@@ -206,18 +283,22 @@ def test_bad_input_raises_value_error(kw, msg, solver):
     fn = {"two_layer": lambda **a: dmft_two_layer(**a, key=jax.random.key(0)),
           "deep_linear": dmft_deep_linear,
           "dmft": lambda **a: dmft(**a, key=jax.random.key(0))}[solver]
+    start = time.perf_counter()
     with pytest.raises(ValueError, match=msg):
         fn(**args)
+    assert time.perf_counter() - start < 1.0  # refused before any compute
 
 
 @pytest.mark.parametrize(("kw", "msg"), [(dict(n_samples=1), "n_samples"),
                                          (dict(depth=0), "depth"),
                                          (dict(activation="softsign"), "activation"),
-                                         (dict(damping=0.0), "damping")])
+                                         (dict(damping=0.0), "damping"),
+                                         (dict(n_samples=64, depth=2), "n_samples"),
+                                         (dict(n_groups=1), "n_groups")])
 def test_bad_solver_controls(kw, msg):
     with pytest.raises(ValueError, match=msg):
         dmft(X0, Y0, T0, 0.5, key=jax.random.key(0), **kw)
-    if "n_samples" in kw:
+    if "n_samples" in kw and "depth" not in kw:
         with pytest.raises(ValueError, match=msg):
             dmft_two_layer(X0, Y0, T0, 0.5, key=jax.random.key(0), **kw)
 
@@ -237,7 +318,7 @@ def test_two_layer_matches_width_4096_mean_field_networks(gamma0):
     eta, steps = 0.02, 250
     rec = tuple(range(0, steps + 1, 25))
     th = dmft_two_layer(X, y, eta * np.array(rec[1:], float), gamma0, key=jax.random.key(0),
-                        n_samples=40000)
+                        n_samples=40000, dynamics="gd", lr=eta)
     res = train(ModelConfig(width=4096, depth=1, parameterization="mean_field",
                             activation="relu", gamma0=gamma0, centre=True),
                 TrainConfig(steps=steps, lr=eta, record_steps=rec, observables=("loss",)),
@@ -273,10 +354,10 @@ def test_deep_network_matches_width_4096_networks_on_the_gd_grid(gamma0, activat
     y = np.sign(y)
     eta, steps = 0.05, 40
     rec = tuple(range(0, steps + 1, 8))
-    kw = dict(response_cut=1e-2, max_iter=120, raise_on_failure=False) if activation == "relu" \
-        else {}
+    kw = dict(response_cut=1e-2, max_iter=120, throw=False) if activation == "relu" else {}
     th = dmft(X, y, eta * np.arange(1, steps + 1), gamma0, key=jax.random.key(0), depth=2,
-              activation=activation, n_samples=2048, chunk_size=256, tol=1e-5, **kw)
+              activation=activation, n_samples=2048, chunk_size=256, tol=1e-5, dynamics="gd",
+              lr=eta, **kw)
     if activation == "relu":
         assert np.median(th.residuals[-20:]) < 1e-2
     res = train(ModelConfig(width=4096, depth=2, parameterization="mean_field",

@@ -10,18 +10,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests._tolerances import assert_allclose
-from tests.theory.test_ridge import assert_stated_digits, exact_kappa_residual
+from tests.theory.test_ridge import (
+    assert_stated_digits,
+    exact_kappa_residual,
+    md_spectrum,
+    theory_md,
+)
 from theorysim.theory import power_law_spectrum, random_feature_risk, ridge_risk
 
 LAM, TP = power_law_spectrum(400, 1.5, 2.0)
 
 
 def test_theory_md_values():
-    r = random_feature_risk(LAM, TP, [100, 100, 300], [50, 200, 50], 1e-3)
-    assert_stated_digits(r.error, ["0.1235", "0.0439", "0.0909"])
-    inf = random_feature_risk(LAM, TP, 100, 200, 1e-3, ensemble=math.inf)
-    assert_stated_digits([inf.error], ["0.02738"])
-    assert np.all(r.converged)
+    md = theory_md()["random_features"]
+    lam, tp = md_spectrum(md)
+    for p in md["points"]:
+        K = math.inf if p["ensemble"] == "inf" else p["ensemble"]
+        r = random_feature_risk(lam, tp, p["P"], p["N"], md["ridge"], ensemble=K)
+        assert_stated_digits([r.error], [p["error"]])
+        assert r.converged and r.residual <= 1e-12
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -31,7 +38,7 @@ def test_kappa_residual_grid(compress):
     ridge = np.array([0.0, 1e-10, 1e-4, 1.0])
     r = random_feature_risk(LAM, TP, P, N, ridge, 0.1, compress=compress)
     assert r.kappa.shape == (25, 23, 4)
-    assert np.all(r.residual <= 1e-10)
+    assert np.all(r.point_residual <= 1e-10)
     assert np.all(exact_kappa_residual(LAM, r.kappa, P, ridge, N) <= 1e-10)
     assert not np.any(np.isnan(r.error))
     # the equation is symmetric in N and P
@@ -94,7 +101,7 @@ def test_properties_random_spectra(M, seed, noise):
     assert np.all(r.error >= 0) and np.all(np.isfinite(r.error[..., 1:]))
     fin = np.isfinite(r.error)
     assert_allclose(r.bias[fin] + r.variance[fin], r.error[fin], rtol=1e-12)
-    assert np.all(r.residual <= 1e-10)
+    assert np.all(r.point_residual <= 1e-10)
     assert np.all(exact_kappa_residual(lam, r.kappa, P, ridge, N) <= 1e-10)
     assert np.all(np.diff(r.kappa[..., 1:], axis=-1) >= 0)
     einf = random_feature_risk(lam, tp, P, N, ridge, noise, ensemble=math.inf)

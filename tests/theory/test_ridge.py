@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from functools import cache
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,6 +28,19 @@ def exact_kappa_residual(lam, kappa, P, ridge, N=np.inf):
     b = 1 - df1 / N
     scale = kappa + ridge
     return np.where(scale > 0, np.abs(kappa * a * b - ridge) / np.where(scale > 0, scale, 1), 0)
+
+
+@cache
+def theory_md() -> dict:
+    """THEORY.md's stated numbers, frozen with their sources in ``tests/data``."""
+    path = Path(__file__).resolve().parents[1] / "data" / "theory_md_numbers.json"
+    return json.loads(path.read_text())
+
+
+def md_spectrum(section: dict):
+    """The power-law spectrum a THEORY.md section states its numbers for."""
+    s = section["spectrum"]
+    return power_law_spectrum(s["M"], s["b"], s["a"])
 
 
 def assert_stated_digits(actual, stated: list[str]):
@@ -54,10 +71,11 @@ def test_isotropic_exact(alpha, noise):
 
 @pytest.mark.parametrize("compress", [False, True])
 def test_theory_md_values(compress):
-    lam, tp = power_law_spectrum(400, 1.5, 2.0)
-    r = ridge_risk(lam, tp, [20, 100, 800], 1e-3, compress=compress)
-    assert_stated_digits(r.error, ["0.1285", "0.02528", "0.00743"])
-    assert np.all(r.converged)
+    md = theory_md()["ridge"]
+    lam, tp = md_spectrum(md)
+    r = ridge_risk(lam, tp, [p["P"] for p in md["points"]], md["ridge"], compress=compress)
+    assert_stated_digits(r.error, [p["error"] for p in md["points"]])
+    assert r.converged and r.residual <= 1e-12 and r.iterations >= 1
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -67,7 +85,7 @@ def test_kappa_residual_on_grid(compress):
     ridge = np.r_[0.0, np.geomspace(1e-12, 1e3, 16)][None, :]
     r = ridge_risk(lam, tp, P, ridge, 0.1, compress=compress)
     assert r.kappa.shape == (41, 17)
-    assert np.all(r.residual <= 1e-10)
+    assert np.all(r.point_residual <= 1e-10)
     assert np.all(exact_kappa_residual(lam, r.kappa, P, ridge) <= 1e-10)
     assert np.all(np.isfinite(r.error) | ((ridge == 0) & (P == 1500)))
     assert not np.any(np.isnan(r.error))
@@ -164,7 +182,7 @@ def test_properties_random_spectra(M, seed, log_span, noise):
     fin = np.isfinite(r.error)
     assert np.all(fin[:, 1:])  # any ridge > 0 keeps the error finite
     assert_allclose(r.bias[fin] + r.variance[fin], r.error[fin], rtol=1e-12)
-    assert np.all(r.residual <= 1e-10)
+    assert np.all(r.point_residual <= 1e-10)
     assert np.all(exact_kappa_residual(lam, r.kappa, P, ridge) <= 1e-10)
     # kappa increases with ridge and decreases with P; the noise part decreases with ridge
     assert np.all(np.diff(r.kappa, axis=1) >= -1e-12 * r.kappa[:, 1:])
@@ -181,10 +199,10 @@ def test_newton_kappa_complex_matches_real():
         lam_j = jnp.asarray(lam)
         mult = jnp.ones_like(lam_j)
         real = solve_kappa(lam_j, mult, 60.0, 120.0, 0.01)
-        k, res = newton_kappa(lam_j, mult, 60.0, 120.0, 0.01 + 0j, real.kappa * 1.1 + 0j)
+        k, res, _, _ = newton_kappa(lam_j, mult, 60.0, 120.0, 0.01 + 0j, real.kappa * 1.1 + 0j)
         assert abs(complex(k) - float(real.kappa)) <= 1e-12 * float(real.kappa)
         s = 0.01 + 0.005j
-        k2, res2 = newton_kappa(lam_j, mult, 60.0, 120.0, s, k)
+        k2, res2, _, _ = newton_kappa(lam_j, mult, 60.0, 120.0, s, k)
         assert float(res2) <= 1e-12 and float(real.residual) <= 1e-12
         df1 = np.sum(lam / (lam + complex(k2)))
         assert abs(complex(k2) * (1 - df1 / 60) * (1 - df1 / 120) - s) <= 1e-12 * abs(s)
@@ -195,8 +213,8 @@ def test_power_law_spectrum():
     lam, tp = spec
     assert_allclose(lam, np.arange(1, 6) ** -1.5)
     assert_allclose(tp, np.arange(1, 6) ** -2.0)
-    assert spec.exponents["learning_curve"] == 1.0
-    assert power_law_spectrum(10, 0.3, 3.0).exponents["learning_curve"] == pytest.approx(0.6)
+    assert spec.exponents.samples == 1.0
+    assert power_law_spectrum(10, 0.3, 3.0).exponents.samples == pytest.approx(0.6)
     for kwargs, name in [({"M": 0}, "M"), ({"M": 2.5}, "M"), ({"b": 0.0}, "b"),
                          ({"a": 1.0}, "a"), ({"a": float("nan")}, "a")]:
         args = {"M": 10, "b": 1.0, "a": 2.0} | kwargs

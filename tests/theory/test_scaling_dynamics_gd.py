@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from tests._tolerances import assert_allclose
+from tests.theory.test_ridge import theory_md
+from theorysim import ConvergenceError
 from theorysim.sims import random_feature_dynamics
 from theorysim.theory import power_law_spectrum, scaling_law_dynamics, scaling_law_dynamics_gd
 
@@ -31,7 +33,7 @@ def _first_step(lam, lw2, lr, N, P, noise=0.0, finite=False):
 
 def test_infinite_width_and_data_is_plain_gd():
     lr, n = 0.3, 40
-    r = scaling_law_dynamics_gd(LAM300, TP300, lr, n, math.inf, math.inf, modes=True)
+    r = scaling_law_dynamics_gd(LAM300, TP300, math.inf, math.inf, lr, n, modes=True)
     decay = (1 - lr * LAM300[None, :]) ** np.arange(n + 1)[:, None]
     assert_allclose(r.modes[0, 0], decay, rtol=1e-12, atol=1e-15)
     assert_allclose(r.loss[0, 0], (TP300 * decay**2).sum(1), rtol=1e-12)
@@ -42,7 +44,7 @@ def test_infinite_width_and_data_is_plain_gd():
                                        (math.inf, 80.0, 0.3), (70.0, math.inf, 0.0)])
 def test_first_step_is_the_proportional_second_moment(N, P, noise):
     lr = 0.9
-    r = scaling_law_dynamics_gd(LAM300, TP300, lr, 3, N, P, noise=noise)
+    r = scaling_law_dynamics_gd(LAM300, TP300, P, N, lr, 3, noise=noise)
     assert_allclose(r.loss[0, 0, 1], _first_step(LAM300, TP300, lr, N, P, noise), rtol=1e-12)
 
 
@@ -51,11 +53,11 @@ def test_small_steps_converge_to_the_laplace_solver():
     Richardson levels over lr = 0.1, 0.05, 0.025 reproduce the Laplace-domain loss and mean
     residual (the remainder is O(lr^3), largest for the top mode, lr * lam_1 = 0.1)."""
     times = np.array([1.0, 10.0])
-    lap = scaling_law_dynamics(LAM300, TP300, times, 120, 60, modes=True)
+    lap = scaling_law_dynamics(LAM300, TP300, 60, 120, times, modes=True)
     levels = []
     for lr in (0.1, 0.05, 0.025):
         idx = np.round(times / lr).astype(int)
-        r = scaling_law_dynamics_gd(LAM300, TP300, lr, int(idx[-1]), 120, 60, modes=True)
+        r = scaling_law_dynamics_gd(LAM300, TP300, 60, 120, lr, int(idx[-1]), modes=True)
         assert r.converged
         levels.append((r.loss[0, 0, idx], r.modes[0, 0, idx]))
     for j in range(2):
@@ -70,11 +72,11 @@ def test_small_steps_converge_to_the_laplace_solver():
 
 def test_noise_enters_like_the_laplace_solver():
     times = np.array([2.0])
-    lap = scaling_law_dynamics(LAM300, TP300, times, 100, 200, noise=0.5).loss[0, 0, 0]
+    lap = scaling_law_dynamics(LAM300, TP300, 200, 100, times, noise=0.5).loss[0, 0, 0]
     vals = []
     for lr in (0.1, 0.05, 0.025):
         n = int(round(times[0] / lr))
-        vals.append(scaling_law_dynamics_gd(LAM300, TP300, lr, n, 100, 200, noise=0.5)
+        vals.append(scaling_law_dynamics_gd(LAM300, TP300, 200, 100, lr, n, noise=0.5)
                     .loss[0, 0, n])
     r1 = [2 * vals[1] - vals[0], 2 * vals[2] - vals[1]]
     assert abs((4 * r1[1] - r1[0]) / 3 - lap) < 2e-5
@@ -82,7 +84,7 @@ def test_noise_enters_like_the_laplace_solver():
 
 def _gd_vs_sim(Ns, P, lr, steps, n_seeds, key):
     lam, tp = power_law_spectrum(1000, 1.5, 2.0)
-    th = scaling_law_dynamics_gd(lam, tp, lr, int(steps[-1]), np.asarray(Ns, float), P)
+    th = scaling_law_dynamics_gd(lam, tp, P, np.asarray(Ns, float), lr, int(steps[-1]))
     out = []
     for i, n_ in enumerate(Ns):
         sim = np.asarray(random_feature_dynamics(jax.random.fold_in(key, i), lam, tp,
@@ -115,20 +117,22 @@ def test_discrete_gd_theory_vs_simulation():
 
 @pytest.mark.slow
 def test_theory_md_late_times_by_the_time_domain_route():
-    """THEORY.md 3 lists L(100) = 0.0814 and L(1000) = 0.0813; the Laplace solver gives
-    0.08126 and 0.08137. The time-domain route (independent: no kappa root, no inversion)
-    agrees with the Laplace solver, not with the listed values: one Richardson level over
-    lr = 1, 0.5 is within 1.7e-7 at t = 100 and 4.5e-10 at t = 1000 (two levels over
-    lr = 0.5, 0.25, 0.125 reach 2e-11 at t = 100)."""
-    lap = scaling_law_dynamics(LAM300, TP300, [100.0, 1000.0], 120, 60).loss[0, 0]
+    """THEORY.md 3 first listed L(100) = 0.0814 and L(1000) = 0.0813; the Laplace solver gives
+    0.08126 and 0.08137 (THEORY.md's current listing). The time-domain route (independent: no
+    kappa root, no inversion) agrees with the Laplace solver, not with the earlier listing: one
+    Richardson level over lr = 1, 0.5 is within 1.7e-7 at t = 100 and 4.5e-10 at t = 1000
+    (two levels over lr = 0.5, 0.25, 0.125 reach 2e-11 at t = 100)."""
+    md = [p for p in theory_md()["scaling_law_dynamics"]["loss"] if p["t"] in (100.0, 1000.0)]
+    lap = scaling_law_dynamics(LAM300, TP300, 60, 120, [100.0, 1000.0]).loss[0, 0]
     vals = {}
     for lr in (1.0, 0.5):
         n = int(round(1000 / lr))
-        r = scaling_law_dynamics_gd(LAM300, TP300, lr, n, 120, 60)
+        r = scaling_law_dynamics_gd(LAM300, TP300, 60, 120, lr, n)
         vals[lr] = r.loss[0, 0, [int(round(100 / lr)), n]]
     extrap = 2 * vals[0.5] - vals[1.0]
     assert np.max(np.abs(extrap - lap)) < 1e-6
-    assert abs(extrap[0] - 0.0814) > 1e-4
+    assert np.max(np.abs(extrap - [float(p["two_routes"]) for p in md])) < 1e-6
+    assert abs(extrap[0] - float(md[0]["listed_earlier"])) > 1e-4
 
 
 @pytest.mark.parametrize(
@@ -157,5 +161,7 @@ def test_bad_input(kwargs, name):
 
 
 def test_unstable_learning_rate_raises():
-    with pytest.raises(FloatingPointError, match="stability"):
-        scaling_law_dynamics_gd(LAM300, TP300, 50.0, 400, math.inf, math.inf)
+    with pytest.raises(ConvergenceError, match="stability"):
+        scaling_law_dynamics_gd(LAM300, TP300, math.inf, math.inf, 50.0, 400)
+    flagged = scaling_law_dynamics_gd(LAM300, TP300, math.inf, math.inf, 50.0, 400, throw=False)
+    assert not flagged.converged and not np.all(np.isfinite(flagged.loss))

@@ -1,0 +1,330 @@
+r"""The machinery under :mod:`theorysim.kernels.stax`: the kernel state, layers, ``kernel_fn``.
+
+A layer is an object with ``init(key, shape)``, ``apply(params, x, **kw)``, ``kernel(state)``
+and ``needs_full(out_full)``; the public ``(init_fn, apply_fn, kernel_fn)`` triple wraps it.
+
+Kernel state for inputs of shape ``(N, *S, C)`` (channel last):
+
+- ``nngp``, ``ntk``: ``(N1, N2, *sp)``; ``ntk is None`` means zero (the inputs carry no
+  parameters) or not requested;
+- ``cov1``, ``cov2``: the same-example covariances ``(N, *sp)``; ``cov1 is None`` when
+  ``x2`` is ``x1`` (they are then the batch diagonal of ``nngp``, exactly);
+- ``full``: ``sp`` is ``(H, H, W, W, ...)`` (every pair of positions, neural-tangents'
+  layout) or ``(H, W, ...)`` (same position only: ``diagonal_spatial``). The layout is chosen
+  before any compute by asking the network, from the readout back, whether off-diagonal spatial
+  covariances are ever needed (pooling, attention: yes; ``Flatten``, convolutions feeding it,
+  elementwise layers: no).
+
+Every map follows Novak et al. 2019 (arXiv 1810.05148) and neural-tangents 0.6.5
+(Novak et al. 2020, arXiv 1912.02803); the Dense/activation steps are the ones of
+:func:`theorysim.kernels.mlp_kernel` (``_recursion.dense_nngp``/``dense_ntk`` and
+``Activation.dual``), so both agree by construction.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from theorysim.checks import as_finite_array
+
+from .._analytic import Kernel
+
+
+@dataclasses.dataclass(frozen=True)
+class KState:
+    """Kernel state passed between layers (see module docstring)."""
+
+    nngp: jax.Array
+    ntk: jax.Array | None
+    cov1: jax.Array | None
+    cov2: jax.Array | None
+    full: bool
+    spatial: tuple[int, ...]
+    channels: int
+    want_ntk: bool
+    is_input: bool = False
+    gaussian: bool = False          # pre-activations jointly Gaussian (after an affine layer)
+
+    def replace(self, **kw) -> KState:
+        return dataclasses.replace(self, **kw)
+
+    @property
+    def symmetric(self) -> bool:
+        return self.cov1 is None
+
+    def map(self, fn, *, ntk: bool = True) -> KState:
+        """Apply the same linear map to nngp, ntk (when present), cov1, cov2."""
+        def g(x, batch_ndim):
+            return None if x is None else fn(x, batch_ndim)
+        return self.replace(nngp=fn(self.nngp, 2), ntk=g(self.ntk, 2) if ntk else self.ntk,
+                            cov1=g(self.cov1, 1), cov2=g(self.cov2, 1), is_input=False)
+
+
+# ----------------------------------------------------------------------------- diagonals
+
+def spatial_diagonal(cov, full: bool, nsp: int):
+    """``(N, *sp)`` same-example covariance -> per-position variance ``(N, *S)``."""
+    if not full:
+        return cov
+    for _ in range(nsp):
+        cov = jnp.diagonal(cov, axis1=1, axis2=2)
+    return cov
+
+
+def variances(st: KState):
+    """Per-position variances ``(v1, v2)`` each ``(N, *S)``; ``v2 is v1`` when symmetric."""
+    nsp = len(st.spatial)
+    if st.symmetric:
+        c = jnp.moveaxis(jnp.diagonal(st.nngp, axis1=0, axis2=1), -1, 0)
+        v = spatial_diagonal(c, st.full, nsp)
+        return v, v
+    return (spatial_diagonal(st.cov1, st.full, nsp), spatial_diagonal(st.cov2, st.full, nsp))
+
+
+def batch_cov(st: KState, which: int):
+    """Same-example covariance ``(N, *sp)`` of ``x1`` (1) or ``x2`` (2)."""
+    if st.symmetric:
+        return jnp.moveaxis(jnp.diagonal(st.nngp, axis1=0, axis2=1), -1, 0)
+    return st.cov1 if which == 1 else st.cov2
+
+
+def expand(v, full: bool, *, pair: bool, first: bool):
+    """Broadcast per-position values ``v (N, *S)`` against a kernel.
+
+    ``pair=True``: against ``nngp (N1, N2, *sp)``, ``first`` picks the ``x1`` side;
+    ``pair=False``: against ``cov (N, *sp)``, ``first`` picks the first position of each pair.
+    """
+    nsp = v.ndim - 1
+    if pair:
+        v = v[:, None] if first else v[None]
+    lead = 2 if pair else 1
+    if not full:
+        return v
+    shape = list(v.shape[:lead])
+    for i in range(nsp):
+        n = v.shape[lead + i]
+        shape += [n, 1] if first else [1, n]
+    return v.reshape(shape)
+
+
+def outer(st: KState, f):
+    """``(k11, k22)`` for nngp and ``[(a, b)]`` for cov1/cov2 from ``f(v)`` of the variances."""
+    v1, v2 = variances(st)
+    f1 = f(v1)
+    f2 = f1 if v2 is v1 else f(v2)
+    nn = (expand(f1, st.full, pair=True, first=True), expand(f2, st.full, pair=True, first=False))
+    c1 = (expand(f1, st.full, pair=False, first=True), expand(f1, st.full, pair=False, first=False))
+    c2 = (expand(f2, st.full, pair=False, first=True), expand(f2, st.full, pair=False, first=False))
+    return nn, c1, c2
+
+
+# ----------------------------------------------------------------------------- layer objects
+
+class Layer:
+    """Base layer: subclasses set ``name`` and override what they need."""
+
+    name = "layer"
+
+    def require_gaussian(self, st):
+        """Raise unless the layer's input is Gaussian (it follows Dense/Conv/attention)."""
+        if not st.gaussian:
+            raise ValueError(f"{self.name} needs Gaussian inputs: put a Dense, Conv or "
+                             "GlobalSelfAttention layer before it (its kernel map assumes "
+                             "zero-mean Gaussian pre-activations; raw inputs, outputs of "
+                             "nonlinearities, Flatten or Dropout are not)")
+
+    def init(self, key, shape):
+        return tuple(shape), ()
+
+    def apply(self, params, x, **kwargs):
+        return x
+
+    def kernel(self, st):
+        raise NotImplementedError
+
+    def needs_full(self, out_full):
+        return out_full
+
+    def triple(self):
+        return _InitFn(self), _ApplyFn(self), KernelFn(self)
+
+
+class _InitFn:
+    def __init__(self, layer):
+        self.layer = layer
+
+    def __call__(self, rng, input_shape):
+        """``init_fn(rng, input_shape) -> (output_shape, params)`` as in neural-tangents."""
+        shape = _check_shape(input_shape)
+        return self.layer.init(rng, shape)
+
+
+class _ApplyFn:
+    def __init__(self, layer):
+        self.layer = layer
+
+    def __call__(self, params, inputs, **kwargs):
+        """``apply_fn(params, inputs, rng=None)``: the finite network."""
+        return self.layer.apply(params, inputs, **kwargs)
+
+
+def _check_shape(shape):
+    try:
+        shape = tuple(int(s) if s is not None and s >= 0 else s for s in shape)
+    except TypeError as err:
+        raise ValueError(f"input_shape must be a tuple of sizes, got {shape!r}") from err
+    if any(s is not None and s < 0 for s in shape):
+        raise ValueError(f"input_shape must hold non-negative sizes, got {shape}")
+    return shape
+
+
+def layer_of(obj, where: str = "layer") -> Layer:
+    """The :class:`Layer` behind a stax triple (or a bare kernel_fn)."""
+    if isinstance(obj, Layer):
+        return obj
+    if isinstance(obj, tuple | list) and len(obj) == 3 and isinstance(obj[2], KernelFn):
+        return obj[2].layer
+    if isinstance(obj, KernelFn):
+        return obj.layer
+    raise ValueError(f"{where} must be a theorysim.kernels.stax layer (an (init_fn, apply_fn, "
+                     f"kernel_fn) triple from this module), got {type(obj).__name__}")
+
+
+# ----------------------------------------------------------------------------- kernel_fn
+
+_GETS = ("nngp", "ntk", "cov1", "cov2")
+
+
+def _parse_get(get):
+    if get is None:
+        return None, ("nngp", "ntk")
+    names = (get,) if isinstance(get, str) else tuple(get) if isinstance(get, tuple | list) \
+        else None
+    if not names or any(not isinstance(g, str) or g not in _GETS for g in names):
+        raise ValueError(f"get must be None, one of {_GETS} or a tuple of them, got {get!r}")
+    return get, names
+
+
+def input_state(x1, x2, full: bool, want_ntk: bool) -> KState:
+    """Input-layer covariances ``x1 x2^T / C`` (channels last)."""
+    c = x1.shape[-1]
+    spatial = tuple(x1.shape[1:-1])
+    nsp = len(spatial)
+    p = int(np.prod(spatial)) if nsp else 1
+
+    def pairs(a, b, same_batch):
+        a = a.reshape(a.shape[0], p, c)
+        b = b.reshape(b.shape[0], p, c)
+        if not full or nsp == 0:
+            out = (jnp.einsum("npc,npc->np", a, b) if same_batch
+                   else jnp.einsum("npc,mpc->nmp", a, b)) / c
+            return out.reshape(out.shape[:-1] + spatial)
+        out = (jnp.einsum("npc,nqc->npq", a, b) if same_batch
+               else jnp.einsum("npc,mqc->nmpq", a, b)) / c
+        lead = out.ndim - 2
+        out = out.reshape(out.shape[:lead] + spatial + spatial)
+        perm = list(range(lead))
+        for i in range(nsp):
+            perm += [lead + i, lead + nsp + i]
+        return jnp.transpose(out, perm)
+
+    if x2 is None:
+        nngp = pairs(x1, x1, False)
+        cov1 = cov2 = None
+    else:
+        nngp = pairs(x1, x2, False)
+        cov1, cov2 = pairs(x1, x1, True), pairs(x2, x2, True)
+    return KState(nngp, None, cov1, cov2, full, spatial, c, want_ntk, True)
+
+
+class KernelFn:
+    """``kernel_fn(x1, x2=None, get=None)``: the analytic infinite-width kernel of a layer.
+
+    ``get=None`` returns a :class:`~theorysim.kernels.Kernel` (``nngp`` and ``ntk``); a name
+    (``"nngp"``, ``"ntk"``, ``"cov1"``, ``"cov2"``) returns that array; a tuple returns a
+    namedtuple in that order (neural-tangents' convention). Arrays are in JAX's default float
+    dtype (float64 under ``jax.enable_x64(True)``). Shapes: ``(N1, N2)`` for vector outputs,
+    ``(N1, N2, H, H, W, W, ...)`` when spatial axes remain (``(N1, N2, H, W, ...)`` with
+    ``diagonal_spatial=True``).
+    """
+
+    def __init__(self, layer: Layer):
+        self.layer = layer
+        self._cache = {}
+
+    def __call__(self, x1, x2=None, get=None, *, diagonal_spatial: bool = False,
+                 diagonal_batch=None, **kwargs):
+        get, names = _parse_get(get)
+        if not isinstance(diagonal_spatial, bool):
+            raise ValueError(f"diagonal_spatial must be a bool, got {diagonal_spatial!r}")
+        if kwargs:
+            raise ValueError(f"unknown keyword arguments {sorted(kwargs)}")
+        a1 = _check_input("x1", x1)
+        if x2 is not None:
+            a2 = _check_input("x2", x2)
+            if a2.shape[1:] != a1.shape[1:]:
+                raise ValueError(f"x2 must have the same spatial and channel shape as x1 "
+                                 f"{a1.shape[1:]}, got {a2.shape[1:]}")
+        dtype = jnp.result_type(float)
+        full = bool(self.layer.needs_full(not diagonal_spatial)) and a1.ndim > 2
+        want_ntk = "ntk" in names
+        fn = self._compiled(full, want_ntk, x2 is None)
+        j1 = jnp.asarray(a1, dtype)
+        j2 = None if x2 is None else jnp.asarray(a2, dtype)
+        out = fn(j1, j2)
+        return _format(out, get, names)
+
+    def _compiled(self, full, want_ntk, symmetric):
+        key = (full, want_ntk, symmetric)
+        if key not in self._cache:
+            layer = self.layer
+
+            def run(x1, x2):
+                st = layer.kernel(input_state(x1, x2, full, want_ntk))
+                return _collect(st)
+
+            self._cache[key] = jax.jit(run)
+        return self._cache[key]
+
+
+def _collect(st):
+    if isinstance(st, list):
+        return [_collect(s) for s in st]
+    ntk = st.ntk
+    if st.want_ntk and ntk is None:
+        ntk = jnp.zeros_like(st.nngp)
+    cov1 = batch_cov(st, 1)
+    cov2 = cov1 if st.symmetric else st.cov2
+    return {"nngp": st.nngp, "ntk": ntk if st.want_ntk else None, "cov1": cov1, "cov2": cov2}
+
+
+def _format(out, get, names):
+    if isinstance(out, list):
+        return [_format(o, get, names) for o in out]
+    if get is None:
+        return Kernel(out["nngp"], out["ntk"])
+    if isinstance(get, str):
+        return out[get]
+    return collections.namedtuple("Kernel", names)(*(out[n] for n in names))
+
+
+def _check_input(name, x):
+    arr = as_finite_array(name, x, min_size=1)
+    if arr.ndim < 2:
+        raise ValueError(f"{name} must have a batch axis and a channel axis (N, ..., C), got "
+                         f"shape {arr.shape}")
+    if arr.shape[-1] < 1:
+        raise ValueError(f"{name} must have at least one channel, got shape {arr.shape}")
+    return arr
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def prod(xs) -> int:
+    return int(math.prod(xs))

@@ -1,0 +1,121 @@
+"""Store faults (issue 14): damaged points are detected on load and recomputed, not reused."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from theorysim.compare import run
+from theorysim.compare._runner import run_dir_for
+from theorysim.compare._store import DamagedEntryError, RunDirectoryError, read_zarr
+
+from ._toy import Toy, ToyConfig
+
+
+@pytest.fixture
+def stored(tmp_path):
+    """A finished toy run: (cfg, run directory, the reference dataset)."""
+    cfg = ToyConfig(n_points=3)
+    first = run(Toy(), cfg, tmp_path, figures=False)
+    return cfg, run_dir_for(Toy(), cfg, tmp_path), first.dataset
+
+
+def _chunks(store):
+    return sorted(p for p in (store / "sim" / "c").rglob("*") if p.is_file())
+
+
+def _rerun_and_check(tmp_path, cfg, reference, messages):
+    exp = Toy()
+    res = run(exp, cfg, tmp_path, figures=False, log=messages.append)
+    assert exp.calls == [1], "only the damaged point is recomputed"
+    assert res.repaired == ("x=1",) and res.computed == ("x=1",)
+    assert sorted(res.reused) == ["x=0", "x=2"]
+    xr.testing.assert_identical(res.dataset, reference)
+    assert np.isfinite(res.dataset["sim"].values).all()
+    assert len(messages) == 1 and "\n" not in messages[0]
+    assert "x=1" in messages[0] and "recomputing" in messages[0]
+    return messages[0]
+
+
+def test_deleted_chunk_is_detected_and_recomputed(tmp_path, stored):
+    cfg, root, reference = stored
+    chunk = _chunks(root / "points" / "x=1.zarr")[0]
+    chunk.unlink()  # zarr would read the missing chunk back as fill values (NaN)
+    with pytest.raises(DamagedEntryError, match="differ from what was written"):
+        read_zarr(root / "points" / "x=1.zarr")
+    msg = _rerun_and_check(tmp_path, cfg, reference, [])
+    assert "differ from what was written" in msg
+
+
+def test_truncated_chunk_is_detected_and_recomputed(tmp_path, stored):
+    cfg, root, reference = stored
+    chunk = _chunks(root / "points" / "x=1.zarr")[0]
+    chunk.write_bytes(chunk.read_bytes()[: max(1, chunk.stat().st_size // 2)])
+    with pytest.raises(DamagedEntryError, match="corrupt results store"):
+        read_zarr(root / "points" / "x=1.zarr")
+    _rerun_and_check(tmp_path, cfg, reference, [])
+
+
+@pytest.mark.parametrize("edit", ["garbage", "fill_value", "shape"])
+def test_edited_point_metadata_is_detected_and_recomputed(tmp_path, stored, edit):
+    cfg, root, reference = stored
+    meta = root / "points" / "x=1.zarr" / "sim" / "zarr.json"
+    if edit == "garbage":
+        meta.write_text("garbage")
+    else:
+        body = json.loads(meta.read_text())
+        if edit == "fill_value":
+            body["fill_value"] = 1.0
+            for p in _chunks(meta.parent.parent):
+                p.unlink()
+        else:
+            body["shape"] = [1, 3]
+        meta.write_text(json.dumps(body))
+    _rerun_and_check(tmp_path, cfg, reference, [])
+
+
+def test_a_point_without_digest_is_not_trusted(tmp_path, stored):
+    import zarr
+
+    cfg, root, reference = stored
+    group = zarr.open_group(root / "points" / "x=1.zarr", mode="r+")
+    del group.attrs["theorysim_digest"]
+    _rerun_and_check(tmp_path, cfg, reference, [])
+
+
+def test_damaged_theory_is_recomputed(tmp_path, stored):
+    cfg, root, reference = stored
+    chunks = [p for p in (root / "theory.zarr" / "theory" / "c").rglob("*") if p.is_file()]
+    chunks[0].unlink()
+    messages = []
+    res = run(Toy(), cfg, tmp_path, figures=False, log=messages.append)
+    assert len(res.reused) == 3 and res.computed == ()
+    assert len(messages) == 1 and "theory" in messages[0] and "recomputing" in messages[0]
+    xr.testing.assert_identical(res.dataset, reference)
+
+
+@pytest.mark.parametrize("field", ["config_hash", "theorysim_version", "format_version"])
+def test_edited_manifest_is_refused(tmp_path, stored, field):
+    cfg, root, _ = stored
+    manifest = root / "manifest.json"
+    body = json.loads(manifest.read_text())
+    body[field] = "edited" if field != "format_version" else 3
+    manifest.write_text(json.dumps(body))
+    exp = Toy()
+    with pytest.raises(RunDirectoryError, match="edited after it was written"):
+        run(exp, cfg, tmp_path, figures=False)
+    assert exp.calls == []
+    assert json.loads(manifest.read_text())[field] == body[field]  # not overwritten
+
+
+def test_manifest_with_another_config_is_refused(tmp_path, stored):
+    cfg, root, _ = stored
+    manifest = root / "manifest.json"
+    body = json.loads(manifest.read_text())
+    body["config"]["scale"] = 3.0
+    manifest.write_text(json.dumps(body))
+    with pytest.raises(RunDirectoryError, match="another config"):
+        run(Toy(), cfg, tmp_path, figures=False)

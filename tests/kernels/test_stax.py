@@ -1,0 +1,221 @@
+"""theorysim.kernels.stax against neural-tangents 0.6.5's frozen values (tests/data/
+stax_reference.md), mlp_kernel equality, NT defects not copied, dtype rule, bad input."""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests._tolerances import assert_allclose
+from tests.kernels._stax_cases import cases, inputs
+from theorysim import kernels as K
+from theorysim.kernels import stax
+
+REF = pathlib.Path(__file__).resolve().parents[1] / "data" / "stax_reference.npz"
+
+
+@functools.cache
+def reference():
+    with np.load(REF) as f:
+        return {k: f[k] for k in f.files}
+
+
+@functools.cache
+def built():
+    return cases(stax)
+
+
+def _names():
+    ref = reference()
+    return sorted(k.split("/")[0] for k in ref if k.endswith("/nngp"))
+
+
+def _compare(name):
+    ref = reference()
+    (_, _, kernel_fn), a, a2 = built()[name]
+    x = ref[f"input/{a}"]
+    x2 = ref[f"input/{a2}"]
+    worst = 0.0
+    with jax.enable_x64(True):
+        for suffix, args in (("", (x,)), ("_x12", (x, x2))):
+            k = kernel_fn(*args, get=("nngp", "ntk"))
+            for part in ("nngp", "ntk"):
+                ours = np.asarray(getattr(k, part))
+                theirs = ref[f"{name}/{part}{suffix}"]
+                assert ours.dtype == np.float64
+                assert ours.shape == theirs.shape, (name, part, ours.shape, theirs.shape)
+                assert np.all(np.isfinite(ours)), f"{name} {part}{suffix} not finite"
+                ok = np.isfinite(theirs)       # NT's NaN (RectifiedMonomial diagonal) skipped
+                scale = np.max(np.abs(theirs[ok]))
+                assert_allclose(ours[ok], theirs[ok], rtol=1e-10, atol=1e-12 * scale,
+                                err_msg=f"{name} {part}{suffix}")
+                worst = max(worst, float(np.max(np.abs(ours[ok] - theirs[ok])) / scale))
+    return worst
+
+
+def test_reference_file_covers_every_case():
+    failed = json.loads(str(reference()["failed"]))
+    assert not failed, failed
+    assert set(_names()) == set(built()), set(built()) ^ set(_names())
+    assert len(_names()) >= 90
+
+
+@pytest.mark.parametrize("name", sorted(cases(stax)))
+def test_matches_neural_tangents(name):
+    """Every layer x activations x both parameterisations: 1e-10 relative, float64."""
+    assert _compare(name) < 1e-10
+
+
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+@pytest.mark.parametrize("activation,name", [("relu", "Relu"), ("erf", "Erf"),
+                                             ("gelu", "Gelu"), ("abs", "Abs")])
+def test_mlp_kernel_and_stax_share_one_implementation(activation, name, parameterization):
+    x = inputs()["vec"]
+    x2 = inputs()["vec2"]
+    p = parameterization
+    layers = []
+    for _ in range(3):
+        layers += [stax.Dense(64, 1.3, 0.2, parameterization=p), getattr(stax, name)()]
+    _, _, kernel_fn = stax.serial(*layers, stax.Dense(1, 1.3, 0.2, parameterization=p))
+    mlp = K.mlp_kernel(3, activation, 1.3, 0.2, p, width=64)
+    with jax.enable_x64(True):
+        for args in ((x,), (x, x2)):
+            a, b = kernel_fn(*args), mlp(*args)
+            np.testing.assert_allclose(a.nngp, b.nngp, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(a.ntk, b.ntk, rtol=1e-12, atol=1e-14)
+
+
+def test_dtype_rule():
+    x = inputs()["img"]
+    _, _, kernel_fn = stax.serial(stax.Conv(4, (2, 2)), stax.Relu(), stax.Flatten(),
+                                  stax.Dense(1))
+    k32 = kernel_fn(x)
+    assert k32.ntk.dtype == jnp.float32 and isinstance(k32.ntk, jax.Array)
+    with jax.enable_x64(True):
+        k64 = kernel_fn(x)
+    assert k64.ntk.dtype == jnp.float64
+    assert_allclose(k32.ntk, k64.ntk)
+
+
+def test_rectified_monomial_diagonal_is_finite():
+    """NT returns NaN on the diagonal of K(X, X) (0/0 at angle zero); we return the exact
+    value (2n-1)!! k^n / 2 there."""
+    x = inputs()["vec"]
+    for n in (1, 2, 3):
+        _, _, kernel_fn = stax.serial(stax.Dense(8), stax.RectifiedMonomial(n))
+        with jax.enable_x64(True):
+            k = np.asarray(kernel_fn(x, get="nngp"))
+        q = np.sum(x * x, 1) / x.shape[1]
+        dfact = np.prod(np.arange(2 * n - 1, 0, -2))
+        np.testing.assert_allclose(np.diag(k), dfact * q**n / 2, rtol=1e-13)
+    ref = reference()
+    assert np.isnan(np.diag(ref["mlp_RectifiedMonomial2_ntk/nngp"])).all()  # NT's defect
+
+
+def test_relu_diagonal_exact_in_float32():
+    """NT's float32 ReLU kernels carry ~1e-4 noise on the diagonal (arccos of 1 - eps); the
+    angle is exactly zero here, so the diagonal equals the closed form k/2 to float32 eps."""
+    x = np.random.default_rng(0).standard_normal((50, 30)) * 10
+    _, _, kernel_fn = stax.serial(stax.Dense(8, W_std=2.0), stax.Relu())
+    k = np.asarray(kernel_fn(x, get="nngp"))
+    assert k.dtype == np.float32
+    q = 4.0 * np.sum(x * x, 1) / x.shape[1]
+    np.testing.assert_allclose(np.diag(k), q / 2, rtol=3e-7)
+
+
+def test_large_W_std_stays_finite():
+    """NT issue #36: deep ReLU networks with large W_std overflow to NaN/inf in float32; the
+    kernel here grows as (W_std^2/2)^depth and stays finite while it is representable."""
+    x = inputs()["vec"]
+    layers = []
+    for _ in range(20):
+        layers += [stax.Dense(8, W_std=8.0), stax.Relu()]
+    _, _, kernel_fn = stax.serial(*layers, stax.Dense(1, W_std=8.0))
+    k = kernel_fn(x)
+    assert np.all(np.isfinite(np.asarray(k.nngp))) and np.all(np.isfinite(np.asarray(k.ntk)))
+    with jax.enable_x64(True):
+        k64 = kernel_fn(x)
+    assert_allclose(k.nngp, k64.nngp, rtol=1e-4)  # 20 layers of float32 rounding
+
+
+def test_diagonal_spatial_chosen_automatically():
+    x = inputs()["img"]
+    _, _, flat = stax.serial(stax.Conv(4, (3, 3), padding="SAME"), stax.Relu(),
+                             stax.Flatten(), stax.Dense(1))
+    _, _, pool = stax.serial(stax.Conv(4, (3, 3), padding="SAME"), stax.Relu(),
+                             stax.GlobalAvgPool(), stax.Dense(1))
+    assert flat[2].layer.needs_full(True) is False
+    assert pool[2].layer.needs_full(True) is True
+    _, _, spatial = stax.serial(stax.Conv(4, (3, 3), padding="SAME"), stax.Relu())
+    with jax.enable_x64(True):
+        full = np.asarray(spatial(x, get="nngp"))
+        diag = np.asarray(spatial(x, get="nngp", diagonal_spatial=True))
+    assert full.shape == (3, 3, 6, 6, 5, 5) and diag.shape == (3, 3, 6, 5)
+    np.testing.assert_allclose(np.einsum("abiijj->abij", full), diag, rtol=1e-13)
+
+
+def test_nonlinearity_on_raw_inputs_is_refused():
+    with pytest.raises(ValueError, match="Relu needs Gaussian inputs"):
+        stax.serial(stax.Relu(), stax.Dense(1))[2](inputs()["vec"])
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: stax.Dense(0), "out_dim"),
+    (lambda: stax.Dense(4, W_std=0.0), "W_std"),
+    (lambda: stax.Dense(4, W_std=float("nan")), "W_std"),
+    (lambda: stax.Dense(4, b_std=float("inf")), "b_std"),
+    (lambda: stax.Dense(4, parameterization="mup"), "parameterization"),
+    (lambda: stax.Conv(4, (3, 3), padding="FULL"), "padding"),
+    (lambda: stax.Conv(4, (3, 3), strides=(0, 1)), "strides"),
+    (lambda: stax.Conv(4, (3, 3), W_std=-1.0), "W_std"),
+    (lambda: stax.AvgPool((2, 2), padding="same_ish"), "padding"),
+    (lambda: stax.MaxPool((2, 2)), "monte_carlo_kernel"),
+    (lambda: stax.Dropout(0.0), "rate"),
+    (lambda: stax.FanOut(0), "num"),
+    (lambda: stax.repeat(stax.Dense(4), -1), "n"),
+    (lambda: stax.GlobalSelfAttention(4, 4, 4, 0), "n_heads"),
+    (lambda: stax.GlobalSelfAttention(4, 4, 4, 1, attention_mechanism="TANH"),
+     "attention_mechanism"),
+    (lambda: stax.serial(stax.Dense(4), object()), "serial argument 1"),
+])
+def test_bad_layer_arguments(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+@pytest.mark.parametrize("net,x,match", [
+    (lambda: stax.serial(stax.Conv(4, (7, 3)), stax.Flatten()), "img", "filter_shape"),
+    (lambda: stax.serial(stax.Conv(4, (3, 3)), stax.Flatten()), "seq", "spatial axes"),
+    (lambda: stax.serial(stax.Dense(4), stax.AvgPool((9, 2))), "img", "window_shape"),
+    (lambda: stax.serial(stax.Dense(4), stax.GlobalSelfAttention(4, 4, 4, 1, False)), "seq",
+     "no closed-form"),
+    (lambda: stax.serial(stax.Dense(4), stax.FanOut(2),
+                         stax.parallel(stax.Dense(3), stax.Dense(5)), stax.FanInSum()),
+     "vec", "channel counts differ"),
+    (lambda: stax.serial(stax.Dropout(0.5), stax.Dense(1)), "vec", "input layer"),
+])
+def test_bad_networks_fail_before_compute(net, x, match):
+    _, _, kernel_fn = net()
+    with pytest.raises(ValueError, match=match):
+        kernel_fn(inputs()[x])
+
+
+def test_bad_inputs():
+    _, _, kernel_fn = stax.serial(stax.Dense(4), stax.Relu(), stax.Dense(1))
+    x = inputs()["vec"]
+    with pytest.raises(ValueError, match="x1"):
+        kernel_fn(np.where(np.eye(6, 5) > 0, np.nan, x))
+    with pytest.raises(ValueError, match="x2"):
+        kernel_fn(x, x[:, :3])
+    with pytest.raises(ValueError, match="x1"):
+        kernel_fn(None)
+    with pytest.raises(ValueError, match="get"):
+        kernel_fn(x, get="cntk")
+    with pytest.raises(ValueError, match="x1"):
+        kernel_fn(np.ones(5))

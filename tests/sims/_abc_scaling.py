@@ -1,0 +1,99 @@
+"""Shared measurements for the abc-table tests of the CNN and the transformer.
+
+Both measure what the tables in sims/_cnn.py and sims/_transformer.py predict: the initial
+output variance, and the change of every recorded hidden representation and of the output after
+one full-batch SGD step at a tiny fixed rate (linear response), as functions of the width.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from theorysim.sims import EnsembleSpec, TrainConfig, make_model, train
+
+
+def slope(xs, values):
+    """Least-squares slope of log(values) against log(xs)."""
+    return float(np.polyfit(np.log(xs), np.log(values), 1)[0])
+
+
+def init_output_variance(cfg, x, seeds):
+    """Mean of f^2 over seeds and inputs at initialisation (x flattened, (P, D))."""
+    @jax.jit
+    def out(key):
+        return make_model(cfg, x.shape[1], key=key)(jnp.asarray(x, jnp.float32))
+
+    f = np.asarray(jax.vmap(out)(jax.random.split(jax.random.key(0), seeds)))
+    return float(np.mean(f**2))
+
+
+def one_step(cfg, x, y, eta=1e-5, seed=0):
+    """Models before and after one full-batch SGD step, and the step's output change.
+
+    The step is the engine's rule written out, :math:`\\theta \\to \\theta - \\eta\\gamma_0^2
+    c_\\theta \\nabla_\\theta \\mathcal L` with the model's ``lr_scales("sgd")`` and the MSE loss of
+    the centred output f - f_0 (the first residual is -y at every width), in float64;
+    ``test_train_step_is_the_abc_step`` checks that ``sims.train`` takes the same step.
+    """
+    with jax.enable_x64(True):
+        m0 = make_model(cfg, x.shape[1], key=jax.random.fold_in(jax.random.key(seed), 0),
+                        dtype=jnp.float64)
+        graph, params, rest = nnx.split(m0, nnx.Param, ...)
+        scales = m0.lr_scales("sgd")
+        xj = jnp.asarray(x) if np.issubdtype(x.dtype, np.integer) else jnp.asarray(x, jnp.float64)
+        yj = jnp.asarray(y, jnp.float64).reshape(len(y), -1)
+        f0 = m0(xj)
+
+        @jax.jit
+        def step(params):
+            def loss(p):
+                f = nnx.merge(graph, p, rest)(xj) - f0
+                return 0.5 * jnp.mean(jnp.sum((f - yj) ** 2, axis=-1))
+
+            grads = jax.grad(loss)(params)
+            return jax.tree_util.tree_map_with_path(
+                lambda path, a, g: a - eta * cfg.gamma0**2 * scales[_name(path)] * g,
+                params, grads)
+
+        m1 = nnx.merge(graph, step(params), rest)
+        return m0, m1, xj
+
+
+def _name(path):
+    parts = []
+    for k in path:
+        name = getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))
+        if name != "value":
+            parts.append(str(name))
+    return "/".join(parts)
+
+
+def one_step_sizes(cfg, x, y, eta=1e-5, seeds=(0,)):
+    """RMS change of each of ``model.features``' representations and of f after one SGD step
+    (:func:`one_step`), averaged over ``seeds``: an array (representations + 1,)."""
+    out = []
+    with jax.enable_x64(True):
+        for s in seeds:
+            m0, m1, xj = one_step(cfg, x, y, eta, s)
+            (f0, h0), (f1, h1) = m0.features(xj), m1.features(xj)
+            out.append([float(jnp.sqrt(jnp.mean((b - a) ** 2)))
+                        for a, b in zip(h0 + [f0], h1 + [f1], strict=True)])
+    return np.mean(np.array(out), axis=0)
+
+
+def update_exponents(make_cfg, widths, x, y, seeds=(0,)):
+    """Fitted width exponents of :func:`one_step_sizes` for configs ``make_cfg(width)``."""
+    sizes = np.array([one_step_sizes(make_cfg(n), x, y, seeds=seeds) for n in widths])
+    return [slope(widths, sizes[:, j]) for j in range(sizes.shape[1])]
+
+
+def train_one_step(cfg, x, y, eta=1e-5, seed=0):
+    """The parameters after one step of ``sims.train`` (float64, full batch)."""
+    with jax.enable_x64(True):
+        res = train(cfg, TrainConfig(steps=1, lr=eta, dtype="float64", record_steps=(0, 1),
+                                     observables=("outputs",), return_params=True),
+                    x=x, y=y, ensemble=EnsembleSpec(seeds=(seed,), shard=False))
+    return {k: v[0] for k, v in res.params.items()}
