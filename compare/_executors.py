@@ -88,8 +88,12 @@ def compute_point(task: PointTask) -> str:
         if store.has_failed(point):  # failed in this sweep already (the runner clears
             return "failed"          # the records of earlier sweeps before dispatching)
         store.clean_debris(key)
+        beat = Heartbeat(store.heartbeat_path(point))
+        exp = task.experiment
+        old = exp.__dict__.get("progress", _UNSET)
         try:
-            ds = task.experiment.simulate(task.cfg, point)
+            exp.progress = beat
+            ds = exp.simulate(task.cfg, point)
             store.save_point(point, ds)
         except Exception:
             header = (f"point {key} of {store.experiment} ({store.root}) failed on "
@@ -97,7 +101,48 @@ def compute_point(task: PointTask) -> str:
                       f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
             store.record_failure(point, header + traceback.format_exc())
             return "failed"
+        finally:
+            beat.clear()
+            if old is _UNSET:
+                exp.__dict__.pop("progress", None)
+            else:
+                exp.progress = old
         return "computed"
+
+
+_UNSET = object()
+
+
+class Heartbeat:
+    """``experiment.progress`` while a worker computes a point: writes ``done total what`` to
+    the point's heartbeat file (atomically, at most once a second), which the runner reads to
+    show progress within long points, whichever process computes them."""
+
+    def __init__(self, path: Path, every: float = 1.0):
+        self.path, self.every, self.last = Path(path), every, 0.0
+
+    def __call__(self, done: int, total: int, what: str = "") -> None:
+        now = time.monotonic()
+        if now - self.last < self.every and done != total:
+            return
+        self.last = now
+        tmp = self.path.with_name(f".tmp-{self.path.name}-{os.getpid()}")
+        with contextlib.suppress(OSError):
+            tmp.write_text(f"{int(done)} {int(total)} {what}".strip())
+            os.replace(tmp, self.path)
+
+    def clear(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def read_heartbeat(path: Path) -> tuple[int, int, str] | None:
+    """``(done, total, what)`` from a heartbeat file, or None."""
+    try:
+        done, total, *what = Path(path).read_text().split(" ", 2)
+        return int(done), int(total), " ".join(what)
+    except (OSError, ValueError):
+        return None
 
 
 def run_tasks(tasks: Sequence[PointTask], start: int = 0,
@@ -159,7 +204,21 @@ class SequentialExecutor(Executor):
     name = "sequential"
 
     def execute(self, tasks, *, poll, log_dir):
-        run_tasks(tasks, after_each=lambda task, outcome: poll())
+        import threading
+
+        stop = threading.Event()
+
+        def ticker():  # progress within long points (heartbeats) while this thread computes
+            while not stop.wait(0.5):
+                poll()
+
+        thread = threading.Thread(target=ticker, daemon=True)
+        thread.start()
+        try:
+            run_tasks(tasks)
+        finally:
+            stop.set()
+            thread.join()
         return []
 
 
@@ -385,6 +444,7 @@ def make_executor(executor: str | Executor | None = None, *, jobs: int | None = 
     if executor == "local":
         return LocalExecutor(jobs if jobs is not None else max(1, len(_cpus())))
     _require_submitit(executor)
+    slurm_options = check_slurm_options(slurm_options or {})
     if executor == "slurm":
         if shutil.which("sbatch") is None:
             raise ValueError("executor 'slurm' needs sbatch on PATH (run on a Slurm login "

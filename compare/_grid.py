@@ -178,6 +178,9 @@ def _read_index(sweep_dir: Path) -> dict[str, Any]:
 def open_sweep(sweep_dir: Path | str, *, missing: str = "raise") -> xr.Dataset:
     """All runs of a sweep in one dataset, stacked along the grid dims (outer join).
 
+    A grid dim is named after its config field, or ``grid_<field>`` where the results already
+    have a dim of that name (a grid over ``seed`` stacks along ``grid_seed``).
+
     Args:
         sweep_dir: the ``sweep-<hash>`` directory that ``sweep``/``theorysim sweep`` printed.
         missing: ``"raise"`` if a run has no ``results.zarr`` yet, or ``"skip"`` (its cells
@@ -197,7 +200,7 @@ def open_sweep(sweep_dir: Path | str, *, missing: str = "raise") -> xr.Dataset:
             skipped.append(str(run_dir))
             continue
         ds = read_zarr(run_dir / "results.zarr")
-        ds = ds.expand_dims({k: [tuple(v) if isinstance(v, list) else v]
+        ds = ds.expand_dims({_grid_dim(k, ds): [tuple(v) if isinstance(v, list) else v]
                              for k, v in entry["grid"].items()})
         parts.append(ds.drop_attrs(deep=False))
     if not parts:
@@ -207,6 +210,12 @@ def open_sweep(sweep_dir: Path | str, *, missing: str = "raise") -> xr.Dataset:
     out.attrs.update(experiment=index["experiment"], base=json.dumps(index["base"]),
                      grid=json.dumps(index["grid"]), missing_runs=json.dumps(skipped))
     return out
+
+
+def _grid_dim(key: str, ds: xr.Dataset) -> str:
+    """The grid dim of config field ``key``: ``key``, or ``grid_<key>`` where the results
+    already have a dim or variable of that name (e.g. ``seed``)."""
+    return f"grid_{key}" if key in ds.dims or key in ds.variables else key
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,9 +44,9 @@ def tint(color, amount: float = 0.55):
 
 
 def legend(ax, **kwargs):
-    """A legend beside ``ax`` (right of the axes), so that it covers no data."""
-    kwargs = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0,
-              "fontsize": 7} | kwargs
+    """A legend below ``ax`` (under its x label), so that it covers no data."""
+    kwargs = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.24), "borderaxespad": 0.0,
+              "fontsize": 7, "ncols": 2} | kwargs
     return ax.legend(**kwargs)
 
 

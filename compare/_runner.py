@@ -27,7 +27,7 @@ from typing import Any
 
 import xarray as xr
 
-from ._executors import Executor, PointTask, make_executor
+from ._executors import Executor, PointTask, make_executor, read_heartbeat
 from ._experiment import Experiment, ExperimentConfig, Report, config_hash, config_to_dict
 from ._report import render_markdown
 from ._store import DamagedEntryError, RunStore, point_key, write_bytes_atomic
@@ -300,19 +300,22 @@ def _finish(exp: Experiment, cfg: ExperimentConfig, store: RunStore, sims: list[
 
 
 class _Progress:
-    """Feeds ``progress(done, total, label)`` from the store (every worker's points count)."""
+    """Feeds ``progress(done, total, label)`` from the store: every worker's finished points
+    count, and the label shows the heartbeats of points in progress (``P=300: seeds 5/32``)."""
 
     def __init__(self, fn: ProgressFn | None, tasks: list[PointTask], reused: int, total: int):
         self.fn, self.tasks, self.reused, self.total = fn, tasks, reused, total
         self.done_keys: set[int] = set()
         self.failed = 0
         self.last = -1
+        self.text = ""
 
     def __call__(self, final: bool = False) -> None:
         if self.fn is None:
             return
         failed = 0
         label = ""
+        beats = []
         for i, t in enumerate(self.tasks):
             if i in self.done_keys:
                 continue
@@ -321,13 +324,17 @@ class _Progress:
                 label = t.key
             elif t.store.has_failed(t.point):
                 failed += 1
+            elif not final:
+                beat = read_heartbeat(t.store.heartbeat_path(t.point))
+                if beat is not None:
+                    beats.append(f"{t.key}: {beat[2]} {beat[0]}/{beat[1]}".replace(" :", ":"))
         done = self.reused + len(self.done_keys)
-        text = label or (self.tasks[0].key if self.tasks and not final else "")
+        text = ", ".join(beats[:2]) or label
         if failed:
             text = f"{text} ({failed} failed)".strip()
-        if done != self.last or final or failed != self.failed:
+        if done != self.last or final or failed != self.failed or text != self.text:
             self.fn(done, self.total, text)
-            self.last, self.failed = done, failed
+            self.last, self.failed, self.text = done, failed, text
 
 
 def render(experiment: Experiment, cfg: ExperimentConfig, ds: xr.Dataset, run_dir: Path, *,

@@ -9,7 +9,8 @@ Layout of ``<out>/<experiment>/<config-hash>/``::
     theory.zarr           the theory predictions
     results.zarr          theory + all points, merged
     report.md, figure.png, figure.pdf
-    locks/                lock files of the concurrent writers (see below)
+    locks/                lock files of the concurrent writers (see below), and the
+                          heartbeats (``<key>.progress``) of points being computed
     logs/                 stdout/stderr of worker processes and Slurm jobs
 
 **Atomic.** Every file and zarr store is first written under a temporary name (``.tmp-*``) in
@@ -348,6 +349,10 @@ class RunStore:
 
     def failure_path(self, point: Mapping[str, Any]) -> Path:
         return self.points_dir / f"{point_key(point)}.failed"
+
+    def heartbeat_path(self, point: Mapping[str, Any]) -> Path:
+        """Where the process computing ``point`` reports progress within it."""
+        return self.locks_dir / f"{point_key(point)}.progress"
 
     def has_point(self, point: Mapping[str, Any]) -> bool:
         """Whether a finished point is stored (not verified: see :meth:`load_point`)."""

@@ -1,7 +1,17 @@
 """Infinite-width NNGP/NTK kernels, empirical kernels, kernel spectra and kernel predictions.
 
 Every function here takes arrays and frozen configs and returns arrays or small result
-dataclasses; nothing here knows about files, plots or the CLI.
+dataclasses; nothing here knows about files, plots or the CLI. ``theorysim.kernels.stax`` is
+neural-tangents' layer API (``serial``, ``Dense``, ``Conv``, pooling, attention, ...) on the
+same kernel code as :func:`mlp_kernel`.
+
+Dtype rule (neural-tangents' rule): kernel matrices, predictions and Monte-Carlo estimates are
+``jax.Array`` computed in JAX's default float dtype: float32, or float64 inside
+``jax.enable_x64(True)``. Inputs are converted to that dtype; a float64 request made
+explicitly (``dtype=np.float64``) without x64 raises ``ValueError`` instead of silently
+returning float32. Empirical kernels are in the dtype of the network's outputs. The spectra
+(:func:`sphere_spectrum`, :func:`gaussian_rbf_spectrum`, :func:`gram_spectrum`) and
+:func:`max_learning_rate` are host-side NumPy float64 (they feed the float64 theory solvers).
 """
 
 from ._activations import Abs as Abs
@@ -20,6 +30,7 @@ from ._activations import Step as Step
 from ._analytic import Kernel as Kernel
 from ._analytic import MLPKernel as MLPKernel
 from ._analytic import mlp_kernel as mlp_kernel
+from ._batch import batch as batch
 from ._empirical import MonteCarloKernel as MonteCarloKernel
 from ._empirical import empirical_nngp as empirical_nngp
 from ._empirical import empirical_ntk as empirical_ntk
@@ -37,3 +48,4 @@ from ._spectra import GramSpectrum as GramSpectrum
 from ._spectra import gaussian_rbf_spectrum as gaussian_rbf_spectrum
 from ._spectra import gram_spectrum as gram_spectrum
 from ._spectra import sphere_spectrum as sphere_spectrum
+from . import stax as stax  # noqa: E402  (after Kernel: stax builds on it)

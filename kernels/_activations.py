@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
@@ -70,19 +71,91 @@ def atan2_upper(y, x):
     return jnp.where(x < 0, math.pi - a, a)
 
 
+def _asin_coefficients(degree: int) -> tuple[float, ...]:
+    """Polynomial ``g`` with ``asin(w) = w + w z g(z)``, ``z = w^2``, on ``z <= 1/4``.
+
+    The Taylor series of ``(asin(sqrt(z))/sqrt(z) - 1)/z`` (60 exact rational terms, converged
+    to rounding on ``z <= 1/4``) economised by Chebyshev truncation to ``degree``: the dropped
+    tail is 1.3e-17 at degree 12 (float64) and 3.7e-9 at degree 5 (float32); it enters
+    ``asin`` multiplied by ``z <= 1/4``.
+    """
+    taylor = np.polynomial.Polynomial(
+        [float(Fraction(math.comb(2 * k, k), 4**k * (2 * k + 1))) for k in range(1, 61)])
+    cheb = taylor.convert(kind=np.polynomial.Chebyshev, domain=[0.0, 0.25])
+    short = np.polynomial.Chebyshev(cheb.coef[:degree + 1], domain=[0.0, 0.25])
+    return tuple(float(c) for c in short.convert(kind=np.polynomial.Polynomial).coef)
+
+
+_ASIN_COEF = {8: _asin_coefficients(12), 4: _asin_coefficients(5), 2: _asin_coefficients(5)}
+
+
+def _asin_parts(x):
+    """Return ``(a, big)``: ``asin(|x|) = a`` where ``|x| <= 1/2``, else ``pi/2 - 2a``.
+
+    Cephes' reduction: ``|x| > 1/2`` uses ``asin(|x|) = pi/2 - 2 asin(sqrt((1-|x|)/2))``
+    (``1 - |x|`` is exact there). One square root, no division, a degree-12 (float64) / 5
+    (float32) polynomial: vectorises on CPU, where XLA calls scalar libm for ``asin``/``atan2``.
+    """
+    coef = _ASIN_COEF[jnp.dtype(jnp.result_type(x)).itemsize]
+    ax = jnp.abs(x)
+    big = ax > 0.5
+    z = jnp.where(big, 0.5 - 0.5 * ax, ax * ax)
+    w = jnp.where(big, jnp.sqrt(z), ax)
+    p = jnp.full_like(z, coef[-1])
+    for c in coef[-2::-1]:
+        p = p * z + c
+    return w + (w * z) * p, big
+
+
+def arcsin_poly(x):
+    """``arcsin(x)`` for ``|x| <= 1`` from mul/add/select and one sqrt (a few ulps)."""
+    a, big = _asin_parts(x)
+    pos = jnp.where(big, 0.5 * math.pi - 2.0 * a, a)
+    return jnp.where(x < 0, -pos, pos)
+
+
+def arccos_poly(x):
+    """``arccos(x)`` for ``|x| <= 1``; exact ``0`` at ``x = 1`` and accurate near it."""
+    a, big = _asin_parts(x)
+    pos = jnp.where(big, 2.0 * a, 0.5 * math.pi - a)
+    return jnp.where(x < 0, math.pi - pos, pos)
+
+
+def _cosine(k12, inv1, inv2):
+    """``cos(theta) = k12 inv1 inv2`` (``inv = 1/sqrt(k)``), snapped to ``+-1`` within 4 eps.
+
+    A ``cos`` within a few ulps of ``+-1`` is rounding noise (on the diagonal of K(X, X)
+    ``k12 == k11 == k22`` up to ulps): it is set to ``+-1`` so that the angle there is exactly
+    zero. Zero variance (``inv = 0``) gives ``cos = 1`` (angle zero), as ``atan2(0, 0) = 0``.
+    """
+    inv = inv1 * inv2
+    c = jnp.where(inv > 0, k12 * inv, 1.0)
+    tiny = 4.0 * jnp.finfo(jnp.result_type(c)).eps
+    return jnp.where(1.0 - jnp.abs(c) <= tiny, jnp.sign(c), c)
+
+
+def _inv_sqrt(k):
+    """``1/sqrt(k)`` for ``k > 0``, else ``0`` (applied to the (b, 1)/(1, n) variances)."""
+    return jnp.where(k > 0, 1.0 / jnp.sqrt(jnp.where(k > 0, k, 1.0)), 0.0)
+
+
 def _angle(k11, k22, k12):
     """Return ``(s sin(theta), theta)`` with ``s = sqrt(k11 k22)``, ``cos(theta) = k12 / s``.
 
-    ``s sin(theta) = sqrt(k11 k22 - k12^2)`` is computed without a division. A gap
-    ``k11 k22 - k12^2`` below a few ulps of ``k11 k22`` is rounding noise (XLA contracts
-    ``a*b - c*c`` into an FMA, so even ``k12 == k11 == k22`` leaves ~1e-16 k^2, which the square
-    root would amplify to angles ~1e-8) and is set to zero: exact on the diagonal of K(X, X).
+    The reciprocal square roots are taken of ``k11`` and ``k22`` themselves (shapes ``(b, 1)``,
+    ``(1, n)`` for a block: one per row/column), so the ``(b, n)`` part has no division and
+    every square root there has a single use. That matters on XLA:CPU: an expensive op whose
+    result is used twice is materialised, and all the cheap arithmetic feeding it is then
+    recomputed in each consumer (it made the depth-3 float64 kernel recompute each layer's
+    polynomial several times). ``sin(theta) = sqrt((1-|c|)(1+|c|))`` (``1 - |c|`` exact near
+    ``|c| = 1``); the angle is exactly zero where :func:`_cosine` snaps ``c`` to 1.
     """
-    prod = k11 * k22
-    gap = prod - k12 * k12
-    tiny = 8.0 * jnp.finfo(jnp.result_type(gap)).eps
-    sin_s = jnp.sqrt(jnp.where(gap > tiny * prod, gap, 0.0))
-    return sin_s, atan2_upper(sin_s, k12)
+    i1, i2 = _inv_sqrt(k11), _inv_sqrt(k22)
+    c = _cosine(k12, i1, i2)
+    ac = jnp.abs(c)
+    s = jnp.sqrt(jnp.maximum(k11, 0.0)) * jnp.sqrt(jnp.maximum(k22, 0.0))
+    sin_s = s * jnp.sqrt(jnp.maximum((1.0 - ac) * (1.0 + ac), 0.0))
+    return sin_s, arccos_poly(c)
 
 
 class Activation:
@@ -209,16 +282,20 @@ class Erf(Activation):
 
     def dual(self, k11, k22, k12, *, derivative=True):
         a, b2, c = self.amplitude, self.scale**2, self.shift
-        p = (1.0 + 2.0 * b2 * k11) * (1.0 + 2.0 * b2 * k22)
-        q = 2.0 * b2 * k12
-        r = jnp.sqrt(jnp.maximum(p - q * q, 0.0))   # p - q^2 >= 1 + 2b^2(k11 + k22) > 0
-        # arcsin(q / sqrt(p)) = atan2(q, sqrt(p - q^2)): no division, vectorised atan2
-        nngp = (2.0 * a * a / math.pi) * jnp.sign(q) * atan2_upper(jnp.abs(q), r)
+        # arcsin(q / sqrt(p)) with p = (1 + 2b^2 k11)(1 + 2b^2 k22), q = 2b^2 k12: the inverse
+        # square roots are per row/column, the (b, n) part is a polynomial arcsin (_angle).
+        i1, i2 = _inv_sqrt(1.0 + 2.0 * b2 * k11), _inv_sqrt(1.0 + 2.0 * b2 * k22)
+        inv = i1 * i2
+        cos = jnp.clip((2.0 * b2 * k12) * inv, -1.0, 1.0)   # |cos| < 1: p - q^2 > 0
+        nngp = (2.0 * a * a / math.pi) * arcsin_poly(cos)
         if c != 0.0:
             nngp = nngp + c * c
         if not derivative:
             return nngp, None
-        return nngp, (4.0 * a * a * b2 / math.pi) / r
+        ac = jnp.abs(cos)
+        # (p - q^2)^(-1/2) = inv / sqrt(1 - cos^2)
+        gap = jnp.maximum((1.0 - ac) * (1.0 + ac), jnp.finfo(jnp.result_type(ac)).tiny)
+        return nngp, (4.0 * a * a * b2 / math.pi) * inv * jax.lax.rsqrt(gap)
 
     def __call__(self, x):
         return self.amplitude * jax.scipy.special.erf(self.scale * x) + self.shift

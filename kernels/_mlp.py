@@ -46,7 +46,14 @@ class DenseMLP:
     parameterization: str = "ntk"
 
     def init(self, key: jax.Array, d_in: int, dtype=jnp.float32) -> list[dict]:
-        """Gaussian initial parameters (keyword ``dtype``: float32 unless asked)."""
+        """Gaussian initial parameters (keyword ``dtype``: float32 unless asked).
+
+        ``dtype=float64`` needs x64 (``jax.enable_x64(True)``): it is refused otherwise rather
+        than silently returning float32.
+        """
+        if jnp.dtype(dtype).itemsize > jnp.dtype(jnp.result_type(float)).itemsize:
+            raise ValueError(f"dtype={jnp.dtype(dtype)} needs jax.enable_x64(True); without x64 "
+                             "JAX would silently return float32")
         sizes = (d_in, *self.widths, self.out_dim)
         keys = jax.random.split(key, len(sizes) - 1)
         params = []

@@ -5,6 +5,8 @@ widths N (theory lines over simulation bands), the compute-optimal frontier C = 
 vs predicted exponents, and the loss vs N at late time (the paper's Figs. 1-3 in one panel row).
 
     python paper_figures/bap2024_scaling_law_dynamics.py [--preset quick|full] [--out runs]
+
+quick (default): a few minutes; full: the paper's sizes, longer (not timed here).
 """
 
 from _export import export

@@ -2,57 +2,48 @@
 
 Ridge(less) regression on a power-law task, lam_k = k^-b and lam_k w_k^2 = k^-a, decays as
 E_g ~ P^-min(a-1, 2b). Three (a, b) pairs, one per exponent regime, theory lines against
-simulation markers (mean and band over seeds), each with its fitted exponent.
+simulation markers (mean and standard error over seeds), each with its fitted exponent.
 
-Run (generate once, render from the stored results; re-running reuses finished points):
+Run (re-running reuses finished points; quick: a few minutes; full: longer, not timed here):
 
-    python paper_figures/bcp2020_power_law_learning_curves.py [--preset full] [--out runs]
+    python paper_figures/bcp2020_power_law_learning_curves.py [--preset quick|full] [--out runs]
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
+from _export import parse, run_logged, save
 
-from theorysim.compare import get_experiment, run
-from theorysim.compare._plots import figure, theory_vs_sim
-from theorysim.compare._stats import seed_stats
-from theorysim.theory import fit_power_law
+from theorysim.compare import figure, legend, seed_stats, theory_vs_sim
 
 PAIRS = ((2.0, 1.5), (1.5, 1.5), (3.0, 0.75))  # exponents 1, 0.5, 1.5
 
 
 def main(argv=None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="full", choices=("quick", "full"))
-    parser.add_argument("--out", type=Path, default=Path("runs"))
-    args = parser.parse_args(argv)
-
-    exp = get_experiment("ridge-learning-curve")
+    args = parse(__doc__.splitlines()[0], argv)
     fig, axes = figure(1, 1, width=4.4)
     ax = axes[0, 0]
+    failed = []
     for color, (a, b) in zip(("C0", "C1", "C2"), PAIRS, strict=True):
-        cfg = exp.make_config(args.preset, {"a": str(a), "b": str(b)})
-        ds = run(exp, cfg, args.out, figures=False).dataset
-        stats = seed_stats(ds["sim_error"])
-        P = ds["P"].values.astype(float)
-        sel = P <= cfg.fit_max * cfg.M
-        fit = fit_power_law(P[sel], stats.mean.values[sel], stats.sem.values[sel])
-        predicted = min(a - 1, 2 * b)
-        theory_vs_sim(ax, ds["P_theory"], ds["theory_error"], P, stats, color=color,
-                      label=f"a={a:g}, b={b:g}: fit {fit.exponent:.2f} (pred. {predicted:g})")
+        exp, cfg, res = run_logged("ridge-learning-curve", args.preset, args.out,
+                                   {"a": str(a), "b": str(b)}, figures=False)
+        if res.report.passed is False:
+            failed.append((a, b))
+        ds = res.dataset
+        _, fitted, _ = exp.fits(cfg, ds)  # on P <= fit_max M, as the experiment's report
+        theory_vs_sim(ax, ds["P_line"], ds["theory_error_line"], ds["P"],
+                      seed_stats(ds["sim_error"]), color=color,
+                      label=f"a={a:g}, b={b:g}: fit {fitted:.2f} "
+                            f"(pred. {cfg.learning_curve_exponent:g})")
     ax.set_xlabel("training samples $P$")
     ax.set_ylabel("generalisation error $E_g$")
     ax.set_title(r"$E_g \sim P^{-\min(a-1,\,2b)}$ (Bordelon et al. 2020)")
-    ax.legend(fontsize=6.5)
-    out = args.out / "paper_figures"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "bcp2020_power_law_learning_curves.png"
-    fig.savefig(path, dpi=200, bbox_inches="tight")
-    fig.savefig(path.with_suffix(".pdf"), bbox_inches="tight")
-    print(f"figure: {path}")
+    legend(ax, ncols=1)
+    path = save(fig, args.out, "bcp2020_power_law_learning_curves")
+    if failed:
+        print(f"WARNING: the runs at (a, b) = {failed} FAILED their criterion (see above)")
     return path
 
 

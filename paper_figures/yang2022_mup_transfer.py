@@ -4,6 +4,8 @@ Final training loss vs learning rate for MLPs of increasing width under the stan
 parameterisation (the optimum drifts with width) and under muP (it stays put).
 
     python paper_figures/yang2022_mup_transfer.py [--preset quick|full] [--out runs]
+
+quick (default): a few minutes; full: the paper's sizes, longer (not timed here).
 """
 
 from _export import export

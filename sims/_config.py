@@ -111,7 +111,11 @@ class TrainConfig:
         _int_at_least("checkpoint_every", self.checkpoint_every, 1)
 
     def schedule(self) -> np.ndarray:
-        """The record steps: ``record_steps`` or 0 plus ``num_records - 1`` log-spaced steps."""
+        """The record steps: ``record_steps`` or 0 plus ``num_records - 1`` log-spaced steps.
+
+        >>> TrainConfig(steps=100, num_records=4).schedule().tolist()
+        [0, 1, 10, 100]
+        """
         if self.record_steps is not None:
             return np.asarray(self.record_steps, dtype=np.int64)
         if self.steps == 0 or self.num_records == 1:

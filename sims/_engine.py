@@ -57,6 +57,7 @@ from theorysim.contract import check_throw
 from ._collect import check_divergence, collect
 from ._config import EnsembleSpec, TrainConfig
 from ._execute import execute
+from ._param import ModelConfig  # noqa: F401 - the example's model (same class under any import)
 from ._program import program
 from ._result import TrainResult
 from ._validate import MAX_STEPS, validate
@@ -102,7 +103,6 @@ def train(model, config: TrainConfig, *, x=None, y=None, sampler=None, x_test=No
 
     Example:
         >>> import numpy as np
-        >>> from theorysim.sims import ModelConfig
         >>> x = np.random.default_rng(0).standard_normal((16, 3)); y = np.tanh(x[:, 0])
         >>> cfg = ModelConfig(width=16, depth=2, parameterization="mean_field")
         >>> res = train(cfg, TrainConfig(steps=20, lr=0.5, num_records=3), x=x, y=y,

@@ -94,7 +94,7 @@ def kernel_regression_split_errors(
     check_key("key", key)
     dt = check_dtype(dtype)
     K, y = check_gram_and_targets("K", K, "y", y)
-    _check_symmetric(K)
+    _check_gram(K)
     y = y[:, None] if y.ndim == 1 else y
     P = check_scalar("P", P, lo=1, integer=True)
     ridge = check_scalar("ridge", ridge, lo=0.0, lo_open=True, hi=np.inf, hi_open=True)
@@ -117,8 +117,12 @@ def kernel_regression_split_errors(
     return out
 
 
-def _check_symmetric(K: np.ndarray) -> None:
-    """``ValueError`` unless the Gram matrix is symmetric (to float32 round-off)."""
+def _check_gram(K: np.ndarray) -> None:
+    """``ValueError`` unless the Gram matrix is symmetric (to float32 round-off) with a
+    nonnegative diagonal (the cheap necessary conditions of positive semi-definiteness)."""
+    if np.any(np.diag(K) < 0):
+        raise ValueError("K must be positive semi-definite; its diagonal has negative entries "
+                         f"(min {np.diag(K).min():.3g})")
     scale = float(np.max(np.abs(K))) if K.size else 0.0
     gap = float(np.max(np.abs(K - K.T))) if K.size else 0.0
     if gap > 1e-5 * max(scale, np.finfo(np.float64).tiny):

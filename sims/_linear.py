@@ -109,12 +109,6 @@ _SINGULAR = ("the ridge system is singular or too ill-conditioned for the dtype;
              "or use float64")
 
 
-def _check_size(per_seed: int, dt, max_memory_gb, blame: str, caller: str) -> None:
-    """Refuse a draw whose arrays (3 copies of ``per_seed`` numbers) exceed the memory."""
-    check_fits({"one draw's matrices": 3 * per_seed * dt.itemsize}, limit_gb=max_memory_gb,
-               blame=blame, caller=caller)
-
-
 def _batch_size(n_seeds: int, per_seed_elems: int, itemsize: int) -> int:
     return int(max(1, min(n_seeds, _BATCH_BYTES // max(1, 3 * per_seed_elems * itemsize))))
 
@@ -169,7 +163,9 @@ def _rf_errors(keys, sqrt_lam, v_star, ridge, noise, *, P, N):
     return jax.vmap(one)(keys)
 
 
-def _common(key, eigvals, target_power, P, ridge, noise, n_seeds, dtype, throw, max_memory_gb):
+def _common(key, eigvals, target_power, P, ridge, noise, n_seeds, dtype, throw, max_memory_gb,
+            *, N=None, caller: str):
+    """Check the arguments (and that one draw fits in memory), then split the keys."""
     key = _check_key(key)
     check_throw(throw)
     check_limit(max_memory_gb)
@@ -181,10 +177,19 @@ def _common(key, eigvals, target_power, P, ridge, noise, n_seeds, dtype, throw, 
     dt = check_dtype(dtype)
     if dt == np.dtype(jnp.bfloat16):
         raise ValueError("dtype must be float32 or float64 for the linear solvers, got bfloat16")
+    M = lam.size
+    if N is None:
+        per_seed, blame = P * M + min(P, M) ** 2, f"P ({P}) or the number of modes M ({M})"
+    else:
+        N = _check_count("N", N)
+        per_seed = P * M + N * M + P * N + min(P, N) ** 2
+        blame = f"P ({P}), N ({N}) or the number of modes M ({M})"
+    check_fits({"one draw's matrices": 3 * per_seed * dt.itemsize}, limit_gb=max_memory_gb,
+               blame=blame, caller=caller)
     keys = jax.random.split(key, n_seeds)
     args = (jnp.asarray(np.sqrt(lam), dt), jnp.asarray(np.sqrt(tp), dt),
             jnp.asarray(ridge, dt), jnp.asarray(noise, dt))
-    return keys, args, P, n_seeds, dt, lam.size
+    return keys, args, P, N, n_seeds, dt, _batch_size(n_seeds, per_seed, dt.itemsize)
 
 
 def linear_ridge_error(key: jax.Array, eigvals: ArrayLike, target_power: ArrayLike, P: int,
@@ -225,12 +230,9 @@ def linear_ridge_error(key: jax.Array, eigvals: ArrayLike, target_power: ArrayLi
         >>> err.shape, bool(np.all(err < lam.sum()))
         ((4,), True)
     """
-    keys, args, P, n_seeds, dt, M = _common(key, eigvals, target_power, P, ridge, noise,
-                                            n_seeds, dtype, throw, max_memory_gb)
-    per_seed = P * M + min(P, M) ** 2
-    _check_size(per_seed, dt, max_memory_gb, f"P ({P}) or the number of modes M ({M})",
-                "linear_ridge_error")
-    batch = _batch_size(n_seeds, per_seed, dt.itemsize)
+    keys, args, P, _, n_seeds, dt, batch = _common(key, eigvals, target_power, P, ridge, noise,
+                                                   n_seeds, dtype, throw, max_memory_gb,
+                                                   caller="linear_ridge_error")
     out = _in_batches(partial(_ridge_errors, sqrt_lam=args[0], v_star=args[1],
                               ridge=args[2], noise=args[3], P=P), keys, batch)
     return finite_or_raise(out, throw=throw, caller="linear_ridge_error", hint=_SINGULAR)
@@ -261,13 +263,9 @@ def random_feature_ridge_error(key: jax.Array, eigvals: ArrayLike, target_power:
     Returns:
         ``(n_seeds,)`` errors of ``dtype``.
     """
-    keys, args, P, n_seeds, dt, M = _common(key, eigvals, target_power, P, ridge, noise,
-                                            n_seeds, dtype, throw, max_memory_gb)
-    N = _check_count("N", N)
-    per_seed = P * M + N * M + P * N + min(P, N) ** 2
-    _check_size(per_seed, dt, max_memory_gb, f"P ({P}), N ({N}) or the number of modes M ({M})",
-                "random_feature_ridge_error")
-    batch = _batch_size(n_seeds, per_seed, dt.itemsize)
+    keys, args, P, N, n_seeds, dt, batch = _common(key, eigvals, target_power, P, ridge, noise,
+                                                   n_seeds, dtype, throw, max_memory_gb, N=N,
+                                                   caller="random_feature_ridge_error")
     out = _in_batches(partial(_rf_errors, sqrt_lam=args[0], v_star=args[1], ridge=args[2],
                               noise=args[3], P=P, N=N), keys, batch)
     return finite_or_raise(out, throw=throw, caller="random_feature_ridge_error",

@@ -19,16 +19,16 @@ with :math:`q^\eta = a_Q (W^Q \bar h^l)^\eta` (likewise :math:`k, v`), a causal 
 mean over positions. The abc numbers of every weight are the rows of the :mod:`._param` table
 with the fan-in :math:`d` below (:math:`m` = ``mlp_ratio``):
 
-==================  =============  ====================  ====================================
-weight              row            fan-in :math:`d`       notes
-==================  =============  ====================  ====================================
-:math:`W^E`         input          1 (ids), D (vectors)  a one-hot id has norm 1: fan-in 1
-:math:`W^P`         input          1                     learned positions (``pos_embedding``)
-:math:`W^{Q,K,V,O}` hidden         :math:`N`             in every block
-:math:`W^1`         hidden         :math:`N`             output width :math:`mN`
-:math:`W^2`         hidden         :math:`mN`
-:math:`W^R`         output         :math:`N`
-==================  =============  ====================  ====================================
+==================  ==================  ======  ====================  ============================
+weight              parameter path      row     fan-in :math:`d`       notes
+==================  ==================  ======  ====================  ============================
+:math:`W^E`         ``embed``           input   1 (ids), D (vectors)  a one-hot id has norm 1
+:math:`W^P`         ``pos``             input   1                     learned positions
+:math:`W^{Q,K,V,O}` ``blocks/l/wq`` ..  hidden  :math:`N`             in every block
+:math:`W^1`         ``blocks/l/w1``     hidden  :math:`N`             output width :math:`mN`
+:math:`W^2`         ``blocks/l/w2``     hidden  :math:`mN`
+:math:`W^R`         ``readout``         output  :math:`N`
+==================  ==================  ======  ====================  ============================
 
 so under ``mup`` (Yang et al. arXiv 2203.03466, Table 3, "unit multiplier" form) embeddings
 have :math:`\sigma^2 = 1` and SGD rate :math:`N` (Adam 1), hidden weights
@@ -268,10 +268,10 @@ class Block(nnx.Module):
 
     def __init__(self, cfg: TransformerConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
         n, m, p = cfg.width, cfg.mlp_ratio * cfg.width, cfg.parameterization
-        fan_in = {"query": n, "key": n, "value": n, "out": n, "mlp_in": n, "mlp_out": m}
+        fan_in = {"wq": n, "wk": n, "wv": n, "wo": n, "w1": n, "w2": m}
         self.scales = {k: layer_scale(p, "hidden", d, n) for k, d in fan_in.items()}
-        shapes = {"query": (n, n), "key": (n, n), "value": (n, n), "out": (n, n),
-                  "mlp_in": (n, m), "mlp_out": (m, n)}
+        shapes = {"wq": (n, n), "wk": (n, n), "wv": (n, n), "wo": (n, n), "w1": (n, m),
+                  "w2": (m, n)}
         for name, shp in shapes.items():
             setattr(self, name, _param(rngs, self.scales[name].init_std, shp, dtype))
 
@@ -349,14 +349,14 @@ class Transformer(nnx.Module):
         streams = [h]
         for l, blk in enumerate(self.blocks):
             u = ln(h)
-            q, k, v = (blk._dense(nm, u).reshape(P, T, H, dh) for nm in ("query", "key", "value"))
+            q, k, v = (blk._dense(nm, u).reshape(P, T, H, dh) for nm in ("wq", "wk", "wv"))
             logits = self.alpha * jnp.einsum("pthd,pshd->phts", q, k)
             att = jax.nn.softmax(jnp.where(mask, logits, -jnp.inf), axis=-1)
             o = jnp.einsum("phts,pshd->pthd", att, v).reshape(P, T, N)
-            a_out = blk._dense("out", o)
+            a_out = blk._dense("wo", o)
             h = h + self.beta * a_out
-            pre = blk._dense("mlp_in", ln(h))
-            h = h + self.beta * blk._dense("mlp_out", phi(pre))
+            pre = blk._dense("w1", ln(h))
+            h = h + self.beta * blk._dense("w2", phi(pre))
             # masked entries excluded from the logits' RMS (zeroed, then renormalised)
             acts[f"block{l}/attn_logits"] = jnp.where(mask, logits, 0.0) * jnp.sqrt(
                 T * T / jnp.sum(mask))

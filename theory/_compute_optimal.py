@@ -27,7 +27,7 @@ from theorysim.contract import check_throw, finish
 
 from ._fits import fit_power_law
 from ._kappa import KAPPA_TOL
-from ._scaling_dynamics import scaling_law_dynamics
+from ._scaling_dynamics import T_RANGE, scaling_law_dynamics
 from ._spectra import ScalingExponents, scaling_exponents
 
 __all__ = ["ComputeOptimalResult", "compute_optimal"]
@@ -125,7 +125,11 @@ def compute_optimal(
     C_min = check_scalar("C_min", C_min, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
     C_max = check_scalar("C_max", C_max, lo=C_min, lo_open=True, hi=math.inf, hi_open=True)
     N_min = check_scalar("N_min", N_min, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
-    N_max = C_max if N_max is None else N_max
+    if N_max is None:  # the default: name the argument the user passed
+        if not C_max > N_min:
+            raise ValueError(f"C_max must be > N_min = {N_min:g} when N_max is not given "
+                             f"(N_max defaults to C_max), got C_max = {C_max:g}")
+        N_max = C_max
     N_max = check_scalar("N_max", N_max, lo=N_min, lo_open=True, hi=math.inf, hi_open=True)
     if not (isinstance(P, float | int | np.floating | np.integer) and not isinstance(P, bool)):
         raise ValueError(f"P must be one sample count (a number > 0, inf allowed), got {P!r}")
@@ -157,11 +161,11 @@ def compute_optimal(
     N_grid = 10.0 ** (n_idx * step)
     with np.errstate(over="ignore", under="ignore"):
         times = 10.0 ** (t_idx * step)
-    if not (times[0] > 0 and np.isfinite(times[-1])):
+    if not (times[0] >= T_RANGE[0] and times[-1] <= T_RANGE[1]):
         raise ValueError(
-            f"the training times C/N span {C[0] / N_grid[-1]:.3g} (C_min / N_max) to "
-            f"{C[-1] / N_grid[0]:.3g} (C_max / N_min), outside the float64 range: narrow "
-            "C_min..C_max or N_min..N_max")
+            f"the training times C/N span {times[0]:.3g} (C_min / N_max) to {times[-1]:.3g} "
+            f"(C_max / N_min), outside the solver's range [{T_RANGE[0]:g}, {T_RANGE[1]:g}]: "
+            "narrow C_min..C_max or N_min..N_max")
     res = scaling_law_dynamics(eigvals, target_power, P, N_grid, times, noise, nodes=nodes,
                                tol=tol, max_iter=max_iter, throw=False)
     loss_nt = res.loss[:, 0, :]                                  # (nN, nT)
@@ -184,7 +188,7 @@ def compute_optimal(
     t_opt = C / N_opt
     loss_opt = np.exp(log_l)
     fitted = {}
-    ok = ~at_boundary
+    ok = ~at_boundary & np.isfinite(loss_opt) & (loss_opt > 0)  # a failed solve is not fitted
     if ok.sum() >= 2:
         fitted = {
             "N": -fit_power_law(C[ok], N_opt[ok]).exponent,

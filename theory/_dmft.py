@@ -352,10 +352,11 @@ def dmft(
     Dynamics (the same arguments for every DMFT solver): ``dynamics="gd", lr=eta`` solves GD
     with step ``eta * gamma0**2 * N``: the memory integrals use the left-rectangle rule on the
     step grid ``eta * k``, which is the discrete-time DMFT of GD (``t`` must be multiples of
-    ``eta``). ``dynamics="flow"``: GD solves on ``[0, *t]`` and on that grid refined twice,
-    Richardson-extrapolated to step 0 (second order); ``flow_error`` is the change between the
-    two, and the grid is refined until it is below ``flow_tol`` or below three times its
-    Monte-Carlo standard error (the two levels use independent samples), or until ``max_grid``.
+    ``eta``). ``dynamics="flow"``: GD solves on ``[0, *t]`` refined 1, 2 and 4 times,
+    Richardson-extrapolated to step 0 (third order, as in :func:`dmft_deep_linear`);
+    ``flow_error`` is the change against the second-order extrapolation, and the grid is
+    refined until it is below ``flow_tol`` or within 4 Monte-Carlo standard errors entrywise
+    (the levels use independent samples), or until ``max_grid``.
 
     Monte-Carlo error (Bordelon & Pehlevan 2022, arXiv 2205.09653, regime: infinite width,
     muP / mean-field). The white noise of each layer's sources is moment-matched (sample mean 0,
@@ -438,7 +439,7 @@ def dmft(
     check_scalar("response_cut", response_cut, lo=0.0, hi=1.0, lo_open=True)
     n_all = problem.n_all
     T1 = problem.t.shape[0] if dyn.kind == "flow" else int(dyn.steps[-1]) + 1
-    finest = (2 * T1 - 1 if dyn.kind == "flow" else T1) * n_all
+    finest = (4 * T1 - 3 if dyn.kind == "flow" else T1) * n_all
     if finest > max_grid:
         raise ValueError(f"the time grid has {finest // n_all} times x {n_all} points, more "
                          f"than max_grid={max_grid}: use fewer output times t (or a larger lr), "
@@ -482,7 +483,7 @@ def dmft(
                     ntk_se=Kg.std(0, ddof=1) * scale,
                     loss_se=(0.5 * np.mean(dg * dg, axis=2)).std(0, ddof=1) * scale)
 
-    sol, ferr = solve_dynamics(solve, problem.t, dyn, n_all=n_all, levels=2,
+    sol, ferr = solve_dynamics(solve, problem.t, dyn, n_all=n_all, levels=3,
                                max_grid=max_grid, noisy=True)
     flow_ok = ferr <= max(dyn.flow_tol, sol.get("flow_noise", 0.0))
     return finish(problem, delta=sol["delta"], ntk=sol["ntk"], phi=sol["phi"], g=sol["g"],

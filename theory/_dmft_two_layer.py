@@ -13,10 +13,12 @@ with :math:`h(0)\sim\mathcal N(0,\Phi^0)`, :math:`\Phi^0 = XX^\top/D`,
 :math:`z(0)\sim\mathcal N(0,1)` and
 :math:`K = \langle\phi(h)\phi(h)^\top\rangle + \langle g g^\top\rangle\odot\Phi^0`,
 :math:`g = \phi'(h)z`. The self-consistency is solved exactly by integrating the particles
-(classical RK4) with the error read off them,
+(RK4 for gradient flow, Euler steps for GD) with the error read off them,
 :math:`\Delta = y - \langle z\phi(h) - z(0)\phi(h(0))\rangle/\gamma_0`; no outer iteration
-is needed. (For ReLU this matters: neurons pinned at the kink make the integrated
-:math:`K\Delta` drift from the network's own output by a step-size independent amount.)
+is needed. For ReLU, neurons slide on the kink of a training point (Filippov sliding mode);
+the returned NTK gives them their Filippov slope, so that it is the kernel that drives
+:math:`\dot\Delta = -K\Delta/P` (see :mod:`theorysim.theory._dmft_kink` for what was found
+and :func:`~theorysim.theory.sliding_ntk` for the same observable on networks).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from ._dmft_common import (
     finish,
     psd_sqrt,
 )
+from ._dmft_kink import filippov_slopes
 
 
 @partial(jax.jit, static_argnames=("activation", "n_train", "kernels", "lazy", "scheme"))
@@ -51,9 +54,8 @@ def particle_solve(h0, z0, phi0, y, t, gamma0, n_sub, *, activation: str, n_trai
 
     Unless ``lazy`` (``gamma0 = 0``), the error is read off the particles,
     :math:`\Delta = y - (f - f_0)` with :math:`f = \langle z\phi(h)\rangle/\gamma_0`, rather than
-    integrated from :math:`K\Delta`: the two agree for smooth activations, but for ReLU neurons
-    pinned at the kink (Filippov sliding) make :math:`\phi'(h)` in :math:`K` ambiguous, and the
-    integrated error then drifts from the network's by a step-size independent amount.
+    integrated from :math:`K\Delta`: exact for every activation. The recorded ReLU NTK uses
+    Filippov slopes for neurons sliding on a kink (``band`` = the step; ``_dmft_kink``).
 
     Returns ``delta (T1, P)``, ``f_test (T1, Q)``, ``ntk (T1, P_all, P_all)`` and, with
     ``kernels``, ``Phi^1, G^1`` as ``(T1, P_all, T1, P_all)`` (else ``None``).
@@ -104,19 +106,26 @@ def particle_solve(h0, z0, phi0, y, t, gamma0, n_sub, *, activation: str, n_trai
     def interval(state, xs):
         dt, n = xs
         state = jax.lax.fori_loop(0, n, lambda _, s: stepper(s, dt / n), state)
-        return state, record(state)
+        return state, record(state, dt / n)
 
-    def record(state):
+    def record(state, band):
+        """Outputs at a grid time; the NTK with ReLU neurons on the kink at their Filippov
+        slope (``band`` = the time step, see :mod:`theorysim.theory._dmft_kink`)."""
         h, z, _, _ = state
         d, fte = error(state)
-        K, ph, g = ntk_of(h, z)
+        if activation == "relu" and not lazy:
+            ph = act(h)
+            g = filippov_slopes(h, z, d, phi0, gamma0, band) * z[:, None]
+            K = (ph.T @ ph + (g.T @ g) * phi0) / S
+        else:
+            K, ph, g = ntk_of(h, z)
         out = (d, fte, K)
         return out + ((ph, g) if kernels else ())
 
     f0 = jnp.zeros((h0.shape[1] - P,), h0.dtype)
     state0 = (h0, z0, y, f0)
     _, traj = jax.lax.scan(interval, state0, (jnp.diff(t), n_sub))
-    first = record(state0)
+    first = record(state0, t[1] / n_sub[0])
     traj = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, traj)
     if not kernels:
         return traj[0], traj[1], traj[2], None, None
@@ -198,6 +207,13 @@ def dmft_two_layer(
       max_iter: step-halving rounds (gradient flow).
       max_steps: cap on the total number of time steps (guards against a tiny ``lr``).
       throw: raise :class:`theorysim.ConvergenceError` if not converged.
+
+    ReLU: neurons that slide on the kink of a training point (both sides push them onto it)
+    enter ``ntk`` and ``g`` with their Filippov slope instead of :math:`1[h>0]` at an instant
+    (found in issue 13: the instantaneous kernel misses the measured :math:`\dot\Delta` by
+    ~15% at gamma0 = 2 while the Filippov kernel reproduces it; details in
+    ``theorysim.theory._dmft_kink``). The same observable on networks:
+    :func:`~theorysim.theory.sliding_ntk`.
 
     Returns:
       :class:`DMFTResult` with ``phi``, ``g`` of shape ``(1, T+1, P_all, T+1, P_all)``.

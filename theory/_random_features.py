@@ -21,6 +21,7 @@ from ._ridge import (
     _check_compress,
     broadcast_grid,
     check_grid_arg,
+    check_noise,
     check_solver_options,
     grid_diagnostics,
     safe_ratio,
@@ -93,7 +94,7 @@ def random_feature_risk(eigvals: ArrayLike, target_power: ArrayLike, P: ArrayLik
     N = check_grid_arg("N", N, allow_zero=False)
     ridge = check_grid_arg("ridge", ridge, allow_zero=True)
     broadcast_grid(P=P, N=N, ridge=ridge)
-    noise = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True)
+    noise = check_noise(noise)
     K = _check_ensemble(ensemble)
     compress = _check_compress(compress)
     tol, max_iter, throw = check_solver_options(tol, max_iter, throw)

@@ -7,9 +7,7 @@ noisy test labels).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -117,8 +115,8 @@ def prepare_spectrum(eigvals: np.ndarray, target_power: np.ndarray, compress: bo
 CHUNK = 1 << 14
 
 
-@partial(jax.jit, static_argnames=("max_iter",))
-def _solve_grid(lam_a, m_a, lam_b, w_b, P, N, ridge, tol, max_iter=200):
+@jax.jit
+def _solve_grid(lam_a, m_a, lam_b, w_b, P, N, ridge, tol, max_iter):
     """vmapped kappa solve + the target sums ``B1 = sum w q``, ``B2 = sum w q^2``."""
 
     def one(p, n, r):
@@ -162,7 +160,7 @@ def solve_on_grid(eigvals, target_power, P, N, ridge, compress, tol, max_iter):
         for c in range(n_chunks):
             sl = slice(c * size, (c + 1) * size)
             sol, B1, B2 = _solve_grid(*spec, *(jnp.asarray(x[sl], jnp.float64) for x in flat),
-                                      tol, max_iter=max_iter)
+                                      tol, max_iter)
             for name, v in zip(names, (*sol, B1, B2), strict=True):
                 parts[name].append(np.asarray(v))
     out = {name: np.concatenate(v)[:G].reshape(shape) for name, v in parts.items()}
@@ -188,6 +186,15 @@ def safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     ok = (num > 0) & (den > 0)
     out = np.where(num > 0, np.inf, 0.0)
     return np.where(ok, num / np.where(ok, den, 1.0), out)
+
+
+#: largest accepted label-noise standard deviation (``noise**2`` must not overflow)
+NOISE_MAX = 1e100
+
+
+def check_noise(noise) -> float:
+    """The label-noise standard deviation: a number in ``[0, NOISE_MAX]``."""
+    return check_scalar("noise", noise, lo=0.0, hi=NOISE_MAX)
 
 
 def check_grid_arg(name: str, value, *, allow_zero: bool) -> np.ndarray:
@@ -266,7 +273,7 @@ def ridge_risk(eigvals: ArrayLike, target_power: ArrayLike, P: ArrayLike,
     P = check_grid_arg("P", P, allow_zero=False)
     ridge = check_grid_arg("ridge", ridge, allow_zero=True)
     broadcast_grid(P=P, ridge=ridge)
-    noise = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True)
+    noise = check_noise(noise)
     compress = _check_compress(compress)
     tol, max_iter, throw = check_solver_options(tol, max_iter, throw)
     s = solve_on_grid(lam, tp, P, np.inf, ridge, compress, tol, max_iter)

@@ -62,6 +62,7 @@ from theorysim.checks import (
 from theorysim.contract import check_throw, finish
 
 from ._kappa import KAPPA_TOL, kappa_equation, newton_kappa, solve_kappa
+from ._ridge import check_noise
 
 __all__ = ["ScalingDynamicsResult", "scaling_law_dynamics"]
 
@@ -84,9 +85,10 @@ class ScalingDynamicsResult:
         point_iterations: ``(nN, nP, T)`` Newton iterations (real root + continuation over all
             nodes) of that contour.
         nodes: Talbot nodes per dimension.
-        converged: every ``point_residual <= tol`` (the tolerance the kappa solves iterate to)
-            and the loss finite. residual, iterations: the worst over the grid (the solver
-            contract, :mod:`theorysim.contract`).
+        converged: every ``point_residual <= tol`` (the tolerance the kappa solves iterate to),
+            the loss finite and not clearly negative (a failed inversion).
+        residual, iterations: the worst over the grid (the solver contract,
+            :mod:`theorysim.contract`).
     """
 
     #: ``inf`` widths / sample counts are the documented limits
@@ -197,9 +199,9 @@ def _pair_solution(inv_n, inv_p, lam, lw2, noise2, times, r_block, block_of, s_u
     return loss, iters[block_of], res[block_of], prof
 
 
-@functools.partial(jax.jit, static_argnames=("batch_size", "modes", "max_iter"))
-def _solve_pairs(pairs, lam, lw2, noise2, times, r_block, block_of, s_unit, c_unit, tol, *,
-                 batch_size, modes, max_iter):
+@functools.partial(jax.jit, static_argnames=("batch_size", "modes"))
+def _solve_pairs(pairs, lam, lw2, noise2, times, r_block, block_of, s_unit, c_unit, tol,
+                 max_iter, *, batch_size, modes):
     def one(row):
         return _pair_solution(row[0], row[1], lam, lw2, noise2, times, r_block, block_of,
                               s_unit, c_unit, tol, modes, max_iter)
@@ -228,6 +230,11 @@ def _inv(x: np.ndarray) -> np.ndarray:
 
 #: memory cap of the ``modes=True`` profile (bytes); above it the call is refused up front
 MODES_MAX_BYTES = 4 * 2**30
+#: accepted times: the Talbot nodes ``s ~ nodes / t`` and the products ``s1 s2`` of the 2-D
+#: inverse stay inside the float64 range
+T_RANGE = (1e-150, 1e150)
+#: a loss below ``-INVERSION_SLACK * L(0)`` marks the inversion as failed (not converged)
+INVERSION_SLACK = 1e-4
 
 
 def scaling_law_dynamics(
@@ -265,7 +272,8 @@ def scaling_law_dynamics(
         target_power: ``(M,)`` :math:`\\lambda_k w_k^2 \\ge 0`.
         P: sample count(s), scalar or 1-D, each > 0 (``inf`` allowed).
         N: width(s), scalar or 1-D, each > 0 (``inf`` allowed).
-        t: ``(T,)`` strictly increasing positive times.
+        t: ``(T,)`` strictly increasing positive times in :data:`T_RANGE` (``1e-150..1e150``;
+            accuracy is lost long before the upper end, see the module docstring).
         noise: label-noise standard deviation :math:`\\sigma \\ge 0` (as in ``ridge_risk``).
         nodes: fixed-Talbot nodes per dimension, 8..32 (16 gives about 1e-9 relative to
             :math:`L(0)`; more nodes lose digits to float64 cancellation).
@@ -291,7 +299,10 @@ def scaling_law_dynamics(
     lam, lw2 = check_spectrum(eigvals, target_power, positive=True)
     samples, widths = check_size_grid("P", P), check_size_grid("N", N)
     times = check_increasing("t", t)
-    noise2 = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True) ** 2
+    if times[0] < T_RANGE[0] or times[-1] > T_RANGE[1]:
+        raise ValueError(f"t must lie in [{T_RANGE[0]:g}, {T_RANGE[1]:g}] (the Laplace contour "
+                         f"leaves the float64 range), got {times[0]:g} .. {times[-1]:g}")
+    noise2 = check_noise(noise) ** 2
     nodes = check_scalar("nodes", nodes, lo=8, hi=32, integer=True)
     time_block = check_scalar("time_block", time_block, lo=1.0, hi=4.0)
     modes = check_bool("modes", modes)
@@ -316,8 +327,8 @@ def scaling_law_dynamics(
         out = _solve_pairs(
             jnp.asarray(pairs), jnp.asarray(lam), jnp.asarray(lw2), jnp.asarray(noise2),
             jnp.asarray(times), jnp.asarray(r_block), jnp.asarray(block_of),
-            jnp.asarray(s_unit), jnp.asarray(c_unit), jnp.asarray(tol),
-            batch_size=batch_size, modes=modes, max_iter=max_iter)
+            jnp.asarray(s_unit), jnp.asarray(c_unit), jnp.asarray(tol), jnp.asarray(max_iter),
+            batch_size=batch_size, modes=modes)
         loss, iters, res, prof = jax.device_get(out)
     shape = (widths.size, samples.size, times.size)
     loss = np.asarray(loss, np.float64).reshape(shape)
@@ -328,13 +339,17 @@ def scaling_law_dynamics(
         prof = np.asarray(prof, np.float64).reshape(*shape, lam.size)
         loss_mean = np.sum(lw2 * prof**2, axis=-1)
     finite_res = np.where(np.isfinite(res), res, np.inf)
+    # the loss is >= 0; a clearly negative value means the inversion failed (its error is
+    # ~1e-9 L(0) at 16 nodes), even where every kappa solve met tol
+    inverted = not np.any(loss < -INVERSION_SLACK * np.sum(lw2))
     result = ScalingDynamicsResult(
         t=times, N=widths, P=samples, loss=loss, loss_mean=loss_mean, modes=prof,
         point_residual=res, point_iterations=iters, nodes=nodes,
-        converged=bool(np.all(res <= tol)), residual=float(np.max(finite_res)),
+        converged=bool(np.all(res <= tol)) and inverted, residual=float(np.max(finite_res)),
         iterations=int(np.max(iters)),
     )
     return finish(result, throw=throw, solver="scaling_law_dynamics",
-                  hint="times far beyond the slowest relaxation (t >~ 1e7 / lambda_min) lose "
-                       "digits as the contour nears s = 0; raise max_iter or tol, or pass "
-                       "throw=False to inspect the flagged result")
+                  hint=("" if inverted else "the inverse Laplace transform failed (negative "
+                        "loss); ") + "times far beyond the slowest relaxation "
+                  "(t >~ 1e7 / lambda_min) lose digits as the contour nears s = 0; raise "
+                  "max_iter or tol, or pass throw=False to inspect the flagged result")

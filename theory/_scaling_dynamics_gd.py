@@ -65,6 +65,8 @@ from jaxtyping import Array, Float
 from theorysim.checks import check_bool, check_scalar, check_size_grid, check_spectrum
 from theorysim.contract import check_throw, finish
 
+from ._ridge import check_noise
+
 __all__ = ["MAX_STEPS", "ScalingDynamicsGDResult", "scaling_law_dynamics_gd"]
 
 #: default cap on ``n_steps`` (memory grows like ``400 n_steps**2`` bytes per (N, P) pair:
@@ -211,8 +213,8 @@ def _solve(lam, lw2, lr, inv_n, inv_p, noise2, tol, *, T1: int, max_iter: int,
     return loss, loss_mean, (H.T if want_modes else None), it, res
 
 
-@functools.partial(jax.jit, static_argnames=("T1", "max_iter", "want_modes"))
-def _solve_pairs(lam, lw2, lr, inv_n, inv_p, noise2, tol, *, T1: int, max_iter: int,
+@functools.partial(jax.jit, static_argnames=("T1", "want_modes"))
+def _solve_pairs(lam, lw2, lr, inv_n, inv_p, noise2, tol, max_iter, *, T1: int,
                  want_modes: bool):
     """:func:`_solve` vmapped over a batch of (N, P) pairs (the Picard loop of a finished pair
     is frozen by the batched ``while_loop`` while the others iterate)."""
@@ -298,7 +300,7 @@ def scaling_law_dynamics_gd(
             f"needs about {_BYTES_PER_T2 * (n_steps + 1) ** 2 / 1e9:.3g} GB per (N, P) pair "
             "(400 n_steps^2 bytes); use a larger lr, the gradient-flow solver "
             "scaling_law_dynamics, or pass max_steps= to override on a machine with the memory")
-    noise2 = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True) ** 2
+    noise2 = check_noise(noise) ** 2
     tol = check_scalar("tol", tol, lo=0.0, lo_open=True, hi=1.0, hi_open=True)
     max_iter = int(check_scalar("max_iter", max_iter, lo=1, hi=100_000, integer=True))
     modes = check_bool("modes", modes)
@@ -316,8 +318,8 @@ def scaling_law_dynamics_gd(
         spec = jnp.asarray(lam), jnp.asarray(lw2)
         for i in range(0, inv.shape[0], batch):
             out = _solve_pairs(*spec, lr, jnp.asarray(inv[i:i + batch, 0]),
-                               jnp.asarray(inv[i:i + batch, 1]), noise2, tol, T1=T1,
-                               max_iter=max_iter, want_modes=modes)
+                               jnp.asarray(inv[i:i + batch, 1]), noise2, tol, max_iter,
+                               T1=T1, want_modes=modes)
             parts.append(jax.device_get(out))
 
     def gather(k, tail=()):

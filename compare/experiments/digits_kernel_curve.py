@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import jax
 import numpy as np
 import xarray as xr
 
@@ -144,6 +145,10 @@ class DigitsKernelCurve(Sweep):
     def grid(self, cfg):
         return {"kernel": KERNELS, "P": cfg.P_values}
 
+    def key(self, cfg, point):
+        key = jax.random.fold_in(jax.random.key(cfg.seed), point["P"])
+        return jax.random.fold_in(key, KERNELS.index(point["kernel"]))
+
     def sample(self, cfg, point, key):
         errs = kernel_regression_split_errors(key, digits_gram(point["kernel"], cfg.rbf_scale),
                                               digits_data()[1], point["P"], cfg.ridge,
@@ -188,7 +193,7 @@ class DigitsKernelCurve(Sweep):
         ax.set_xlabel(self.labels["P"])
         ax.set_ylabel(self.labels["population"])
         ax.set_title("digits: KRR, theory vs random training sets")
-        legend(ax, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+        legend(ax)
         ax = axes[0, 1]
         for c, kernel in zip(("C0", "C3"), KERNELS, strict=True):
             lam = ds["eigvals"].sel(kernel=kernel).values

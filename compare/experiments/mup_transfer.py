@@ -143,7 +143,8 @@ class MupTransfer(Experiment):
     def plot(self, cfg, ds):
         fig, axes = figure(2, 1, width=3.6)
         opt = _optima(ds)
-        for i, (ax, p) in enumerate(zip(axes[0], PARAMS, strict=True)):
+        for ax, p in zip(axes[0], PARAMS, strict=True):
+            i = list(ds["param"].values).index(p)
             for j, n in enumerate(ds["width"].values):
                 st = seed_stats(ds["final_loss"].sel(param=p, width=n))
                 ax.errorbar(ds["lr"], st.mean, yerr=st.sem, fmt="o-", ms=3, lw=1, capsize=1.5,

@@ -183,7 +183,7 @@ def train_wide_net(cfg: NTKCurveConfig, draws, tick=None) -> tuple[np.ndarray, n
         f32 = [np.asarray(a, np.float32) for a in (x, y, xt, yt)]
         res = train(model, tc, x=f32[0], y=f32[1], x_test=f32[2], y_test=f32[3],
                     ensemble=EnsembleSpec(seeds=(cfg.seed * 10**6 + s,), shard=False))
-        last = res.to_xarray().isel(seed=0, lr=0, gamma0=0, step=-1)
+        last = res.to_xarray().squeeze(drop=True).isel(step=-1)
         ok = not bool(last["diverged"])
         test_err.append(2.0 * float(last["test_loss"]) if ok else np.nan)
         train_loss.append(float(last["loss"]) if ok else np.nan)

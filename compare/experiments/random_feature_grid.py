@@ -125,5 +125,5 @@ class RandomFeatureGrid(Sweep):
         ax.set_xlabel(self.labels["N"])
         ax.set_ylabel("$E_g$")
         ax.set_title(f"double descent at $N=P={cfg.P_slice}$")
-        legend(ax, loc="upper center", bbox_to_anchor=(0.5, -0.22))
+        legend(ax)
         return fig

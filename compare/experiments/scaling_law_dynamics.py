@@ -158,7 +158,7 @@ class ScalingLawDynamics(Sweep):
         self.draw(ax_t, cfg, ds)
         ax_t.set(xlabel=self.labels["t"], ylabel=self.labels["loss"],
                  title=f"{self.title(cfg).split(',')[0]}")
-        legend(ax_t, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2)
+        legend(ax_t)
         st = compare(ds, "loss").stats
         j = int(np.argmax(ds["P"].values))  # panels 2-3: the largest P
         for i, n in enumerate(ds["N"].values):
@@ -170,7 +170,7 @@ class ScalingLawDynamics(Sweep):
                   label=(f"frontier (P=∞): fit $C^{{-{a['fitted_compute_loss']:.3f}}}$, "
                          f"pred. $C^{{-{a['predicted_compute_loss']:.3f}}}$"))
         ax_c.set(xlabel="compute $C = N t$", ylabel="test loss", title="compute-optimal frontier")
-        legend(ax_c, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+        legend(ax_c)
         N_line = ds["N_line"].values
         ax_n.plot(N_line, ds["theory_vs_N"].values[:, j, 0], "-", color=(0.5, 0.7, 0.9), lw=2,
                   label=f"theory, t={cfg.t_max:g}")
@@ -189,5 +189,5 @@ class ScalingLawDynamics(Sweep):
                       label=f"sim, t={cfg.t_max:g} (±SE)")
         ax_n.set(xscale="log", yscale="log", xlabel="width $N$", ylabel="test loss",
                  title=f"L vs N, P={ds['P'].values[j]:g}")
-        legend(ax_n, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+        legend(ax_n)
         return fig

@@ -176,8 +176,9 @@ class _FanIn(Layer):
         if self.mode == "concat":
             total = sum(s.channels for s in sts)
             weights = [s.channels / total for s in sts]
+            # a channel mixture of Gaussians of different variances: not one Gaussian kernel
             return _combine(sts, lambda xs, w: sum(wi * x for wi, x in zip(w, xs, strict=True)),
-                            total, weights)
+                            total, weights).replace(gaussian=False)
         for s in sts:
             self.require_gaussian(s)
         return _product(sts)

@@ -3,8 +3,8 @@
 ``Toy``: y = scale * x plus seeded noise; counts its simulate calls in this process.
 ``SlowToy``: the same, but also appends ``<key> <pid> start|done`` to ``cfg.log`` (so the
 test sees every process's calls), sleeps ``cfg.sleep`` seconds per point, raises at
-``cfg.fail_at`` and SIGKILLs its own process at ``cfg.kill_at`` (once: a marker file next to
-the log says it happened).
+``cfg.fail_at`` while a file ``<log>.fail`` exists, and SIGKILLs its own process at
+``cfg.kill_at`` (once: a marker file next to the log says it happened).
 """
 
 from __future__ import annotations
@@ -100,8 +100,10 @@ class SlowToy(_ToyBase):
             if not marker.exists():
                 marker.write_text(str(os.getpid()))
                 os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(cfg.sleep)
-        if x == cfg.fail_at:
+        for k in range(3):
+            time.sleep(cfg.sleep / 3)
+            self.tick(k + 1, 3, "steps")
+        if x == cfg.fail_at and Path(cfg.log).with_suffix(".fail").exists():
             raise RuntimeError(f"point x={x} made to fail")
         _note(cfg, f"x={x} {os.getpid()} done")
         return _toy_point(cfg, x)

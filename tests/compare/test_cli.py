@@ -108,3 +108,101 @@ def test_killed_full_run_resumes_without_redoing_points(tmp_path):
     assert len(result.computed) == total - len(finished)
     assert set(result.computed).isdisjoint(finished)
     assert result.dataset.sizes["P"] == total
+
+
+# -- issue 14 (--out) and issue 15 (executors, sweep, status) ---------------------------------
+
+SMALL_RIDGE = ["--set", "M=100", "--set", "P_max=50", "--set", "n_P=3", "--set", "seeds=2"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "--executor", "threads"], "executor must be one of"),
+        (["run", "--executor", "local", "--jobs", "0"], "jobs must be an integer >= 1"),
+        (["run", "--executor", "submitit-local", "--slurm", "bogus=1"],
+         "slurm option 'bogus' is not a Slurm parameter"),
+        (["run", "--executor", "local", "--slurm", "partition=x"], "slurm options apply"),
+        (["run", "--executor", "slurm", "--slurm", "nonsense"], "--slurm expects key=value"),
+        (["sweep", "ridge-learning-curve", "--grid", "bogus=1,2"],
+         "--grid key 'bogus' is not a config field"),
+        (["sweep", "ridge-learning-curve", "--grid", "M=100,-5"], "M must be in [1"),
+        (["sweep", "ridge-learning-curve", "--grid", "M=1e2,abc"], "--grid M='abc'"),
+        (["sweep", "ridge-learning-curve", "--grid", "a=1.5", "--set", "a=2.5"],
+         "also given with --set"),
+        (["sweep", "ridge-learning-curve"], "--grid is required"),
+    ],
+)
+def test_bad_executor_and_grid_input_is_one_line_and_exit_code_2(args, needle, tmp_path):
+    result = runner.invoke(app, [*args, "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert needle in _err_line(result)
+    assert not any(tmp_path.iterdir())
+
+
+def test_slurm_without_submitit_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "submitit", None)
+    result = runner.invoke(app, ["run", "--executor", "slurm", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "pip install 'theorysim[cluster]'" in _err_line(result)
+
+
+def test_out_pointing_at_a_file_is_one_line_and_exit_code_2(tmp_path):
+    target = tmp_path / "a-file"
+    target.write_text("mine")
+    for cmd in (["run"], ["sweep", "ridge-learning-curve", "--grid", "a=1.5,2"]):
+        result = runner.invoke(app, [*cmd, *SMALL_RIDGE, "--out", str(target)])
+        assert result.exit_code == 2
+        assert "is a file, not a directory" in _err_line(result)
+    assert target.read_text() == "mine"
+
+
+def test_out_in_a_read_only_place_is_one_line_and_exit_code_2(tmp_path):
+    if os.geteuid() == 0:  # root writes through chmod; /sys is read-only even for root
+        target = "/sys/theorysim-out"
+        if os.access("/sys", os.W_OK) and os.path.ismount("/sys") is False:
+            pytest.skip("no read-only filesystem to point --out at")
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        target = str(ro / "out")
+    result = runner.invoke(app, ["run", *SMALL_RIDGE, "--out", target])
+    assert result.exit_code == 2
+    assert "is not a writable directory" in _err_line(result)
+
+
+def test_run_in_a_directory_owned_by_another_config_is_exit_code_2(tmp_path):
+    exp = get_experiment("ridge-learning-curve")
+    cfg = exp.make_config("quick", {"M": "100", "P_max": "50", "n_P": "3", "seeds": "2"})
+    root = run_dir_for(exp, cfg, tmp_path)
+    root.mkdir(parents=True)
+    (root / "manifest.json").write_text(
+        '{"format": "theorysim-run", "experiment": "ridge-learning-curve", "config": {}}')
+    result = runner.invoke(app, ["run", *SMALL_RIDGE, "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 2
+    assert "another config" in _err_line(result)
+
+
+def test_sweep_with_local_workers_then_status(tmp_path):
+    result = runner.invoke(app, ["sweep", "ridge-learning-curve", "--grid", "a=1.5,2.5",
+                                 *SMALL_RIDGE, "--out", str(tmp_path), "--quiet",
+                                 "--no-figures", "--executor", "local", "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    assert "2 runs" in result.stdout and "index:" in result.stdout
+    sweep_dir = next((tmp_path / "ridge-learning-curve").glob("sweep-*"))
+    status = runner.invoke(app, ["status", str(sweep_dir)])
+    assert status.exit_code == 0, status.output
+    assert status.stdout.count("finished 3/3  pending 0  failed 0  results yes") == 2
+    assert "2 run(s): 6 finished, 0 pending, 0 failed points" in status.stdout
+
+    from theorysim.compare._grid import open_sweep
+
+    ds = open_sweep(sweep_dir)
+    assert list(ds["a"].values) == [1.5, 2.5]
+
+
+def test_status_of_a_foreign_directory_is_exit_code_2(tmp_path):
+    result = runner.invoke(app, ["status", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "holds no theorysim run" in _err_line(result)

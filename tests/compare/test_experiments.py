@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from theorysim.compare import get_experiment, run
-from theorysim.compare._stats import seed_stats, z_scores
+from theorysim.compare import compare, get_experiment, run
 
 
 def _run(name, tmp_path, **sets):
@@ -22,39 +21,33 @@ def _run(name, tmp_path, **sets):
 def test_digits_linear_kernel_matches_gram_spectrum_theory(tmp_path):
     cfg, res = _run("digits-kernel-curve", tmp_path, P_min=20, P_max=400, n_P=3, splits=24)
     ds = res.dataset
-    for kernel in ("linear", "rbf"):
-        for quantity in ("population", "train"):
-            sim = seed_stats(ds[f"sim_{kernel}_{quantity}"], dim="split")
-            th = ds[f"theory_{kernel}_{quantity}_at_P"].values
-            z = z_scores(th, sim.mean, sim.sem)
-            rel = np.abs(sim.mean.values / th - 1)
-            if kernel == "linear":
-                assert np.all(np.abs(z) <= 3), (quantity, z)
-            elif quantity == "population":
-                # The deterministic equivalent's finite-P bias for the fast-decaying RBF
-                # spectrum, measured at 3.3% (P=37), 1.5% (P=268), 0.3% (P=1000) on the
-                # population error with 64 splits: bound it rather than the z-score.
-                assert np.all(rel <= 0.05), (quantity, rel)
-            # (the RBF training-error prediction carries a larger bias, 9% at P=89: unchecked)
-    # the learning curve decreases and the report carries the per-point table
-    assert np.all(np.diff(ds["theory_linear_population_at_P"].values) < 0)
+    for quantity in ("population", "train"):
+        z = compare(ds, quantity).z.sel(kernel="linear").values
+        assert np.all(np.abs(z) <= 3), (quantity, z)
+    # The deterministic equivalent's finite-P bias for the fast-decaying RBF spectrum,
+    # measured at 3.3% (P=37), 1.5% (P=268), 0.3% (P=1000) on the population error with 64
+    # splits, is declared (rel_max = 3%): beyond it the deviation is within 3 SE. (The RBF
+    # training-error prediction carries a larger bias, 9% at P=89, and is not compared.)
+    excess = compare(ds, "population", rel_max=cfg.rel_max).excess.sel(kernel="rbf").values
+    assert np.all(excess <= 3), excess
+    # the learning curve decreases, the report carries the per-point table and passes
+    assert np.all(np.diff(ds["theory_population"].sel(kernel="linear").values) < 0)
     assert len(res.report.table) == 2 * ds.sizes["P"]
+    assert res.report.passed is True
+    assert all(r["converged"] for r in res.report.diagnostics)
 
 
 def test_random_feature_grid_agrees_within_three_standard_errors(tmp_path):
     cfg, res = _run("random-feature-grid", tmp_path, M=300, N_max=64, P_max=64, n_grid=3,
                     P_slice=32, n_slice=5, seeds=24)
     ds = res.dataset
-    g = seed_stats(ds["sim_grid"])
-    zg = z_scores(ds["theory_grid"].values, g.mean.values, g.sem.values)
-    s = seed_stats(ds["sim_slice"])
-    zs = z_scores(ds["theory_slice_at_N"].values, s.mean.values, s.sem.values)
-    assert np.all(np.abs(zg) <= 3), zg
-    assert np.all(np.abs(zs) <= 3), zs
+    z = compare(ds, "error").z.values
+    assert np.isfinite(z).sum() == len(res.report.table) >= 9 + 3
+    assert np.nanmax(np.abs(z)) <= 3, z
     # the double-descent bump: theory at N = P exceeds theory at the neighbouring N
-    n = ds["N_slice"].values
-    th = ds["theory_slice_at_N"].values
-    at = int(np.flatnonzero(n == cfg.P_slice)[0])
+    th = ds["theory_error"].sel(P=cfg.P_slice)
+    n = list(ds["N"].values)
+    at = n.index(cfg.P_slice)
     assert th[at] > th[at - 1] and th[at] > th[at + 1]
     assert res.report.passed is True
 
@@ -71,12 +64,12 @@ def test_scaling_law_dynamics_flow_and_gd(tmp_path):
     assert res_gd.report.passed, res_gd.report.metrics
     ds = res_gd.dataset
     steps = np.round(ds["t"].values).astype(int)
-    lam, tp = cfg_gd.task.spectrum()
+    lam, tp = cfg_gd.spectrum()
     want = scaling_law_dynamics_gd(lam, tp, [np.inf], [32.0, 128.0], 1.0, 100).loss
-    np.testing.assert_allclose(ds["theory_at"].values, want[..., steps], rtol=1e-10)
+    np.testing.assert_allclose(ds["theory_loss"].values, want[..., steps], rtol=1e-10)
     # GD with lr = 1 is visibly not gradient flow at early times
-    flow = res.dataset["theory_at"].values
-    assert np.max(np.abs(ds["theory_at"].values[..., 0] / flow[..., 0] - 1)) > 0.05
+    flow = res.dataset["theory_loss"].values
+    assert np.max(np.abs(ds["theory_loss"].values[..., 0] / flow[..., 0] - 1)) > 0.05
 
 
 def test_scaling_law_dynamics_gd_config_errors():

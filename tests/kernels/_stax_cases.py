@@ -99,7 +99,7 @@ def cases(stax) -> dict[str, tuple]:
         out[f"concat_{p}"] = (stax.serial(
             stax.FanOut(3), stax.parallel(dense(16), stax.serial(dense(32), stax.Erf(),
                                                                  dense(8)), dense(24)),
-            stax.FanInConcat(), stax.Relu(), dense(1)), "vec", "vec2")
+            stax.FanInConcat(), dense(16), stax.Relu(), dense(1)), "vec", "vec2")
         out[f"prod_{p}"] = (stax.serial(
             dense(16), stax.FanOut(2), stax.parallel(stax.Relu(), stax.Erf()), stax.FanInProd(),
             dense(1)), "vec", "vec2")

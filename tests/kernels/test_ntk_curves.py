@@ -75,7 +75,7 @@ def test_trained_net_quick_twin():
     assert np.all(np.isfinite(a["net"])), a
     assert np.all(np.abs(a["net_rel"]) <= 0.06), a
     assert np.all(np.abs(a["gd_vs_krr"]) <= 0.01), a
-    assert float(ds["net_train_loss"].max()) < 1e-5
+    assert float(ds["sim_net_train_loss"].max()) < 1e-5
     report = exp.report(cfg, ds)
     assert report.passed, report.table
 

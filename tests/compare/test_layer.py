@@ -1,0 +1,168 @@
+"""The comparison layer: declared config fields, theory diagnostics in the dataset and the
+report, FAILED on a non-converged theory, seeds, the agreement criterion and `theorysim show`."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from theorysim.compare import (
+    ExperimentConfig,
+    Prediction,
+    Sweep,
+    agreement,
+    config_from_dict,
+    config_to_dict,
+    get_experiment,
+    param,
+    power_fit,
+    registry,
+    run,
+)
+from theorysim.compare.cli import app
+
+
+@dataclasses.dataclass(frozen=True)
+class LineConfig(ExperimentConfig):
+    x_max: int = param(8, "largest x", lo=2, hi=100)
+    seeds: int = param(64, "seeds per x", lo=2)
+    slope: float = param(2.0, "true slope", lo=0.0)
+    converge: bool = param(True, "whether the fake solver converges")
+    z_max: float = param(3.0, "criterion", lo=0.0, lo_open=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeResult:
+    y: np.ndarray
+    converged: bool
+    residual: float
+    iterations: int
+
+
+class Line(Sweep):
+    """y = slope * x measured with unit Gaussian noise; the 'solver' is a closed form that
+    can be told not to converge."""
+
+    name = "test-line"
+    summary = "a straight line"
+    config_type = LineConfig
+    dims = ("x",)
+    compared = ("y",)
+    line = "x"
+
+    def grid(self, cfg):
+        return {"x": list(range(1, cfg.x_max + 1))}
+
+    def sample(self, cfg, point, key):
+        import jax
+
+        noise = np.asarray(jax.random.normal(key, (cfg.seeds,)))
+        return {"y": cfg.slope * point["x"] + noise}
+
+    def predict(self, cfg, x):
+        res = FakeResult(cfg.slope * np.asarray(x, float), cfg.converge,
+                         1e-14 if cfg.converge else 0.5, 3)
+        return Prediction({"y": res.y}, {"fake": res})
+
+
+def test_a_sweep_is_grid_sample_predict(tmp_path):
+    exp = Line()
+    cfg = LineConfig()
+    res = run(exp, cfg, tmp_path, figures=True)
+    ds = res.dataset
+    assert ds["sim_y"].dims == ("x", "seed") and ds["theory_y_line"].dims == ("x_line",)
+    assert ds.sizes["x_line"] == 8  # the fine grid of integer x, duplicates merged
+    assert bool(ds["theory_converged"].all()) and float(ds["theory_residual"].max()) < 1e-13
+    assert res.report.passed is True
+    assert [r["solver"] for r in res.report.diagnostics] == ["fake", "fake (fine grid)"]
+    assert res.report.criterion.startswith("every point within 3 SE")
+    assert len(res.report.table) == 8 and {"theory", "sim", "sem", "z"} <= set(res.report.table[0])
+    assert (res.run_dir / "figure.png").stat().st_size > 0
+
+
+def test_a_theory_that_did_not_converge_fails_the_report_with_the_reason(tmp_path):
+    res = run(Line(), LineConfig(converge=False), tmp_path, figures=False)
+    assert res.report.passed is False
+    assert "did not converge (residual 0.5 after 3 iterations)" in res.report.notes[0]
+    assert not bool(res.dataset["theory_converged"].any())
+
+
+def test_the_seed_drives_every_draw():
+    exp, cfg = Line(), LineConfig(x_max=2, seeds=4)
+    a = exp.simulate(cfg, {"x": 1})["sim_y"].values
+    b = exp.simulate(cfg, {"x": 1})["sim_y"].values
+    c = exp.simulate(dataclasses.replace(cfg, seed=1), {"x": 1})["sim_y"].values
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [({"x_max": 1}, r"x_max must be in \[2, 100\], got 1"),
+     ({"x_max": 2.5}, "x_max must be a finite integer"),
+     ({"seeds": "64"}, "seeds must be a number"),
+     ({"slope": math.inf}, "slope must be"),
+     ({"converge": "yes"}, "converge must be a bool"),
+     ({"seed": -1}, "seed must be in")],
+)
+def test_declared_ranges_are_checked_generically(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        LineConfig(**kwargs)
+
+
+def test_config_round_trips_through_its_manifest_form():
+    exp = get_experiment("scaling-law-dynamics")
+    cfg = exp.make_config("full")
+    assert math.isinf(cfg.P[-1])
+    assert config_from_dict(exp.config_type, config_to_dict(cfg)) == cfg
+    with pytest.raises(ValueError, match="unknown config keys"):
+        config_from_dict(exp.config_type, {"bogus": 1})
+
+
+@pytest.mark.parametrize(
+    ("name", "sets", "key"),
+    [("ridge-learning-curve", {"n_P": "2"}, "fit_max"),
+     ("ridge-learning-curve", {"fit_max": "0.001"}, "fit_max"),
+     ("digits-kernel-curve", {"P_min": "10", "P_max": "10"}, "n_P"),
+     ("scaling-law-dynamics", {"C_max": "200"}, "C_max"),
+     ("coord-check", {"widths": "64"}, "widths"),
+     ("mup-transfer", {"widths": "64"}, "widths"),
+     ("random-feature-grid", {"P_max": "8"}, "P_max")],
+)
+def test_late_failures_are_caught_when_the_config_is_built(name, sets, key):
+    with pytest.raises(ValueError, match=key):
+        get_experiment(name).make_config("quick", sets)
+
+
+def test_every_quick_config_validates_and_every_field_is_declared():
+    for name, cls in registry().items():
+        exp = cls()
+        for preset in exp.presets:
+            exp.make_config(preset)
+        rows = exp.describe()
+        assert rows and all(r["meaning"] for r in rows if name != "dmft-vs-width"), name
+
+
+def test_show_lists_keys_defaults_ranges_and_meaning():
+    result = CliRunner().invoke(app, ["show", "ridge-learning-curve"])
+    assert result.exit_code == 0, result.output
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("fit_max"))
+    assert "0.25" in line and "(0, 1]" in line and "fraction of M" in line
+    bad = CliRunner().invoke(app, ["show", "nope"])
+    assert bad.exit_code == 2
+
+
+def test_agreement_and_power_fit():
+    ok, m = agreement(np.array([0.1, -2.9, np.nan]), z_max=3.0)
+    assert ok and tuple(m["points within 3 SE"]) == (2, 2)
+    # a declared systematic deviation: |diff| - rel_max |theory| in SE units
+    ok, _ = agreement(np.array([4.0]), z_max=3.0, excess=np.array([1.0]))
+    assert ok
+    ok, _ = agreement(np.array([1.0] * 19 + [3.6]), z_max=3.0, min_within=0.95, z_slack=0.5)
+    assert not ok
+    fit = power_fit([10, 20, 40, 80], [1.0, 0.5, 0.25, 0.125])
+    assert fit.exponent == pytest.approx(1.0, abs=1e-12)
