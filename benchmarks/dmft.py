@@ -37,11 +37,11 @@ with jax.enable_x64(True):  # compile time alone (same static arguments as the c
                     chunk=chunk, lazy=False).compile()
     compile_s = time.perf_counter() - t0
 kw = dict(key=jax.random.key(0), depth=L, activation="tanh", n_samples=S, tol=1e-5,
-          max_iter=it, raise_on_failure=False)
+          max_iter=it, throw=False, dynamics="gd", lr=5.0 / T, n_groups=2)
 t0 = time.perf_counter()
 r = dmft(X, y, t, 1.0, **kw)
 wall = time.perf_counter() - t0
-print(json.dumps(dict(T=T, P=P, S=S, L=L, wall=wall, compile=compile_s, n_iter=r.n_iter,
+print(json.dumps(dict(T=T, P=P, S=S, L=L, wall=wall, compile=compile_s, n_iter=r.iterations,
                       residual=float(r.residuals[-1]), converged=r.converged,
                       rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 """

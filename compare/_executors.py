@@ -362,13 +362,23 @@ class SubmititExecutor(Executor):
             chunks = [list(tasks)] * n
             starts = [i * len(tasks) // n for i in range(n)]
         jobs = ex.map_array(_submitit_worker, chunks, starts)
+        slurm = self.cluster == "slurm"
+        # On Slurm a job is followed by its result file and squeue, not sacct (which needs an
+        # accounting database that small clusters and the single-node test setup lack).
+        finished = ((lambda j: j.paths.result_pickle.exists()) if slurm
+                    else (lambda j: j.done()))
         try:
-            last = 0.0
-            while not all(j.done() for j in jobs):
+            last, last_queue = 0.0, time.monotonic()
+            while not all(finished(j) for j in jobs):
                 if time.monotonic() - last > 0.5:
                     poll()
                     last = time.monotonic()
-                time.sleep(0.2 if self.cluster == "local" else 2.0)
+                if slurm and time.monotonic() - last_queue > 5:
+                    last_queue = time.monotonic()
+                    if _left_queue(jobs):
+                        time.sleep(2)  # result files of the last tasks
+                        break
+                time.sleep(0.2 if not slurm else 1.0)
         except BaseException:
             for j in jobs:
                 with contextlib.suppress(Exception):
@@ -376,12 +386,29 @@ class SubmititExecutor(Executor):
             raise
         notes = []
         for j in jobs:
+            if not j.paths.result_pickle.exists():
+                notes.append(f"submitit job {j.job_id} ended without a result; its log: "
+                             f"{j.paths.stderr}")
+                continue
             err = j.exception()
             if err is not None:
                 first = str(err).strip().splitlines()[:1] or [type(err).__name__]
                 notes.append(f"submitit job {j.job_id} failed ({first[0][:160]}); "
                              f"its log: {j.paths.stderr}")
         return notes
+
+
+def _left_queue(jobs) -> bool:
+    """Whether no task of these Slurm jobs is pending or running any more (squeue)."""
+    ids = sorted({str(j.job_id).split("_")[0] for j in jobs})
+    try:
+        out = subprocess.run(["squeue", "-h", "-o", "%i", "-j", ",".join(ids)],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    if out.returncode != 0:
+        return "invalid job id" in out.stderr.lower()
+    return not out.stdout.strip()
 
 
 def _require_submitit(name: str) -> None:

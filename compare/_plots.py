@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg", force=False)
 import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ._stats import SeedStats  # noqa: E402
@@ -45,7 +46,7 @@ def tint(color, amount: float = 0.55):
 
 def legend(ax, **kwargs):
     """A legend below ``ax`` (under its x label), so that it covers no data."""
-    kwargs = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.24), "borderaxespad": 0.0,
+    kwargs = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.3), "borderaxespad": 0.0,
               "fontsize": 7, "ncols": 2} | kwargs
     return ax.legend(**kwargs)
 
@@ -77,6 +78,8 @@ def theory_vs_sim(ax, x_theory, y_theory, x_sim, stats: SeedStats, *, color=None
         if log:
             ax.set_xscale("log")
             ax.set_yscale("log")
+            for axis in (ax.xaxis, ax.yaxis):  # no crowded labels on minor ticks
+                axis.set_minor_formatter(mticker.NullFormatter())
     return c
 
 

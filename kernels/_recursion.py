@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._activations import Activation
 
-#: elements of one (rows x columns) block. XLA materialises several block-sized intermediates
-#: per layer (around each transcendental op); blocks of ~2**15 elements (128-256 KB) keep them
-#: in cache, which measured 2-3x faster than one 2000 x 2000 block on CPU.
-BLOCK_ELEMENTS = 1 << 15
+#: elements of one square tile of K (side ``sqrt(BLOCK_ELEMENTS / activation.cost)``, 256 for
+#: the closed forms). A tile's whole depth-L recursion is one XLA loop fusion whose inputs and
+#: output (~1.5 MB in float64) stay in the per-core L2 cache, and which XLA:CPU splits over
+#: its threads; see :func:`_blocked`.
+BLOCK_ELEMENTS = 1 << 16
 MIN_ROWS = 8
 
 
@@ -90,53 +93,115 @@ def kernel_recursion(cfg: MLPConfig, k11, k22, k12, d_in: int, *, ntk: bool = Tr
     return k12, theta
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "ntk", "symmetric"))
-def _block(cfg: MLPConfig, x1, x2, q1, q2, offset=0, *, ntk: bool, symmetric: bool = False):
+def _tile(cfg: MLPConfig, x1, x2, q1, q2, row0=0, col0=0, *, ntk: bool, symmetric: bool):
+    """NNGP/NTK of one tile: rows ``x1`` (starting at row ``row0`` of X), columns ``x2``."""
     d_in = x1.shape[-1]
     k12 = (x1 @ x2.T) / d_in
     if symmetric:
         # K(X, X): make the diagonal bitwise equal to q so that angles there are exactly zero.
-        rows = jax.lax.broadcasted_iota(jnp.int32, k12.shape, 0) + offset
-        cols = jax.lax.broadcasted_iota(jnp.int32, k12.shape, 1)
+        rows = jax.lax.broadcasted_iota(jnp.int32, k12.shape, 0) + row0
+        cols = jax.lax.broadcasted_iota(jnp.int32, k12.shape, 1) + col0
         k12 = jnp.where(rows == cols, q1[:, None], k12)
     return kernel_recursion(cfg, q1[:, None], q2[None, :], k12, d_in, ntk=ntk)
 
 
+@functools.partial(jax.jit, static_argnames=("cfg", "ntk", "symmetric"))
+def _block(cfg: MLPConfig, x1, x2, q1, q2, offset=0, *, ntk: bool, symmetric: bool = False):
+    """One block, all at once (rows of ``x1`` start at row ``offset`` of X when symmetric)."""
+    return _tile(cfg, x1, x2, q1, q2, offset, 0, ntk=ntk, symmetric=symmetric)
+
+
+def _starts(n: int, side: int) -> list[int]:
+    """Tile starts covering ``range(n)``; the last is clamped to ``n - side`` (no padding)."""
+    return [min(i * side, n - side) for i in range(-(-n // side))]
+
+
 @functools.partial(jax.jit, static_argnames=("cfg", "ntk", "rows", "symmetric"))
 def _blocked(cfg: MLPConfig, x1, x2, q1, q2, *, ntk: bool, rows: int, symmetric: bool):
-    n1 = x1.shape[0]
-    nb = -(-n1 // rows)
-    pad = nb * rows - n1
-    x1p = jnp.pad(x1, ((0, pad), (0, 0))).reshape(nb, rows, x1.shape[1])
-    q1p = jnp.pad(q1, (0, pad), constant_values=1.0).reshape(nb, rows)
+    """K in square tiles of side ``rows``, written into the outputs by a ``fori_loop``.
 
-    def one(args):
-        xb, qb, offset = args
-        return _block(cfg, xb, x2, qb, q2, offset, ntk=ntk, symmetric=symmetric)
+    Three things make this fast and its time steady on XLA:CPU (issue 12):
 
-    offsets = jnp.arange(nb, dtype=jnp.int32) * rows
-    nngp, theta = jax.lax.map(one, (x1p, q1p, offsets))
-    nngp = nngp.reshape(nb * rows, -1)[:n1]
-    if theta is not None:
-        theta = theta.reshape(nb * rows, -1)[:n1]
-    return nngp, theta
+    * K(X, X) is symmetric: only tiles on and above the diagonal are computed, each written
+      twice (as is and transposed), about half the work for large n;
+    * NNGP and NTK of a tile leave the recursion as one complex array ``nngp + i ntk``. XLA:CPU
+      has no multi-output loop fusion, so two outputs would be two fusions each recomputing the
+      whole shared recursion (or materialising it in pieces); one complex output is one fusion
+      that computes every shared value once per entry. The real and imaginary parts are
+      written out in the *next* loop iteration (the tile is carried), where the algebraic
+      simplifier cannot fold ``real(complex(a, b))`` back into ``a`` and undo the packing;
+    * tiles are ~2**16 entries: one fusion per tile, large enough for XLA to split over its
+      threads, small enough to stay in cache; the last start is clamped (overlapping tiles),
+      so nothing is padded and no ``n x n`` temporary exists besides the outputs.
+    """
+    n1, n2 = x1.shape[0], x2.shape[0]
+    t1, t2 = min(rows, n1), min(rows, n2)
+    s1, s2 = _starts(n1, t1), _starts(n2, t2)
+    if symmetric:
+        pairs = [(a, b) for i, a in enumerate(s1) for b in s1[i:]]
+    else:
+        pairs = [(a, b) for a in s1 for b in s2]
+    table = jnp.asarray(np.array(pairs, dtype=np.int32))
+    dtype = jnp.result_type(x1)
+    cdtype = jnp.complex128 if jnp.dtype(dtype).itemsize == 8 else jnp.complex64
+
+    def compute(k):
+        r0, c0 = table[k, 0], table[k, 1]
+        xa = jax.lax.dynamic_slice_in_dim(x1, r0, t1)
+        xb = jax.lax.dynamic_slice_in_dim(x2, c0, t2)
+        qa = jax.lax.dynamic_slice_in_dim(q1, r0, t1)
+        qb = jax.lax.dynamic_slice_in_dim(q2, c0, t2)
+        nngp, theta = _tile(cfg, xa, xb, qa, qb, r0, c0, ntk=ntk, symmetric=symmetric)
+        return (nngp if theta is None else jax.lax.complex(nngp, theta)), r0, c0
+
+    def write(outs, z, r0, c0):
+        parts = (jnp.real(z), jnp.imag(z)) if ntk else (z,)
+        new = []
+        for out, part in zip(outs, parts, strict=True):
+            out = jax.lax.dynamic_update_slice(out, part.astype(dtype), (r0, c0))
+            if symmetric:
+                out = jax.lax.dynamic_update_slice(out, part.T.astype(dtype), (c0, r0))
+            new.append(out)
+        return tuple(new)
+
+    def body(k, carry):
+        outs, z, r0, c0 = carry
+        return (write(outs, z, r0, c0), *compute(k))
+
+    # iteration k computes tile k and writes tile k - 1; iteration 0 writes a zero tile at
+    # (0, 0), which tile 0 (computed there) overwrites one iteration later.
+    outs = tuple(jnp.zeros((n1, n2), dtype) for _ in range(2 if ntk else 1))
+    zero = jnp.zeros((t1, t2), cdtype if ntk else dtype)
+    init = (outs, zero, jnp.int32(0), jnp.int32(0))
+    outs = write(*jax.lax.fori_loop(0, len(pairs), body, init))
+    return (outs[0], outs[1]) if ntk else (outs[0], None)
 
 
 def block_rows(cfg: MLPConfig, n2: int, budget: int = BLOCK_ELEMENTS) -> int:
-    """Rows per block so that one block's temporaries stay near ``budget`` elements."""
-    return max(MIN_ROWS, budget // (max(n2, 1) * cfg.activation.cost))
+    """Side of the square tiles: ``sqrt(budget / activation.cost)``, at least ``MIN_ROWS``.
+
+    ``n2`` is unused (kept for callers): tiles are square whatever the shape of K.
+    """
+    del n2
+    return max(MIN_ROWS, math.isqrt(budget // cfg.activation.cost))
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "ntk", "rows", "symmetric"))
+def _evaluate(cfg: MLPConfig, x1, x2, *, ntk: bool, rows: int, symmetric: bool):
+    d_in = x1.shape[-1]
+    q1 = jnp.sum(x1 * x1, axis=-1) / d_in
+    q2 = q1 if symmetric else jnp.sum(x2 * x2, axis=-1) / d_in
+    if x1.shape[0] <= rows and x2.shape[0] <= rows:
+        return _tile(cfg, x1, x2, q1, q2, ntk=ntk, symmetric=symmetric)
+    return _blocked(cfg, x1, x2, q1, q2, ntk=ntk, rows=rows, symmetric=symmetric)
 
 
 def evaluate(cfg: MLPConfig, x1, x2, *, ntk: bool = True, budget: int = BLOCK_ELEMENTS):
-    """NNGP (and NTK) between the rows of ``x1`` and ``x2``, in row blocks when large."""
-    d_in = x1.shape[-1]
-    q1 = jnp.sum(x1 * x1, axis=-1) / d_in
+    """NNGP (and NTK) between the rows of ``x1`` and ``x2`` (``x2 is x1``: K(X, X), by symmetry),
+    in square tiles of ~``budget`` entries when large; one jitted call."""
     symmetric = x2 is x1
-    q2 = q1 if symmetric else jnp.sum(x2 * x2, axis=-1) / d_in
-    rows = block_rows(cfg, x2.shape[0], budget)
-    if x1.shape[0] <= rows:
-        return _block(cfg, x1, x2, q1, q2, ntk=ntk, symmetric=symmetric)
-    return _blocked(cfg, x1, x2, q1, q2, ntk=ntk, rows=rows, symmetric=symmetric)
+    return _evaluate(cfg, x1, x1 if symmetric else x2, ntk=ntk,
+                     rows=block_rows(cfg, x2.shape[0], budget), symmetric=symmetric)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "d_in", "ntk"))

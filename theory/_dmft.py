@@ -359,12 +359,16 @@ def dmft(
     (the levels use independent samples), or until ``max_grid``.
 
     Monte-Carlo error (Bordelon & Pehlevan 2022, arXiv 2205.09653, regime: infinite width,
-    muP / mean-field). The white noise of each layer's sources is moment-matched (sample mean 0,
-    sample covariance exactly the identity). For ``activation="linear"`` every statistic the
-    iteration uses is then a second moment of the noise, so the result is exact (no sampling
-    error, no bias): it equals :func:`dmft_deep_linear` on the same grid to round-off. Without
-    it the kernels estimated from ``S`` samples enter the nonlinear fixed point and bias it by
-    :math:`O(TP/S)`; measured +1.6% to +2.3% at depth 2, gamma0 = 0.75, 16 times, S = 8192.
+    muP / mean-field). The bias of the linear case reported in issue 13 (+1.6% to +2.3% at
+    depth 2, gamma0 = 0.75) was not a sampling effect: the Stein estimate of the responses with
+    a symmetric square root of a singular source covariance returns the response times the
+    (non-causal) projector on its range, and truncating that to the past is wrong; the
+    responses now use a time-ordered (Cholesky) factor and are exact (see
+    :func:`causal_factor`). The white noise of each layer's sources is moment-matched (sample
+    mean 0, sample covariance exactly the identity, when there are more than ``2 G`` samples).
+    For ``activation="linear"`` every statistic the iteration uses is then a second moment of
+    the noise, so the result is exact: it equals :func:`dmft_deep_linear` on the same grid to
+    the fixed-point tolerance (depth 2 and 3, tested).
     For nonlinear activations the moment matching cuts the variance; the bias left is
     :math:`O(1/S)`. ``ntk_se`` and ``train_loss_se`` are honest batch means: the standard
     deviation over ``n_groups`` independent solves with ``n_samples / n_groups`` samples each
@@ -383,8 +387,10 @@ def dmft(
       flow_tol: target relative time-integration error for ``dynamics="flow"``.
       n_samples: field samples per layer ``>= 2`` (rounded down to whole chunks); antithetic
         copies for the responses come on top. With ``depth >= 2`` each of the ``n_groups``
-        error solves needs more than ``2 (T+1) P_all`` of them (the least-squares response fit
-        and the moment matching on the finest grid): fewer is a ``ValueError``.
+        error solves needs more than ``G = (grid times) * P_all`` of them on the finest grid
+        (the least-squares response fit): fewer is a ``ValueError``. The moment matching needs
+        more than ``2 G`` per solve; below that the noise is not matched (and a linear network
+        keeps an :math:`O(G/S)` bias).
       X_test: optional ``(Q, D)`` test inputs.
       damping: weight of the new iterate in ``(0, 1]``.
       tol: target residual (max change of the kernels relative to their scale).
@@ -445,11 +451,13 @@ def dmft(
                          f"than max_grid={max_grid}: use fewer output times t (or a larger lr), "
                          "or raise max_grid")
     per_group = n_samples // n_groups
-    if depth >= 2 and per_group <= 2 * finest:
+    if depth >= 2 and per_group <= finest:
         raise ValueError(f"n_samples={n_samples} is too small for depth >= 2 on a grid of "
                          f"{finest} (time, point) pairs: each of the n_groups={n_groups} error "
-                         f"solves needs more than {2 * finest} samples (response fit and moment "
-                         f"matching); use n_samples >= {n_groups * (2 * finest + 1)}")
+                         f"solves needs more than {finest} samples for the least-squares "
+                         f"response fit; use n_samples >= {n_groups * (finest + 1)} (more than "
+                         f"{n_groups * 2 * finest} also moment-matches the noise, which makes "
+                         "linear networks exact)")
     def run(grid, key_, S):
         n_chunks = min(S, max(2, math.ceil(S / chunk_size)))
         chunk = S // n_chunks

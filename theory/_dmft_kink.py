@@ -25,10 +25,11 @@ chatter across the kink and samples :math:`1[h>0]` at an arbitrary phase. With t
 slope :math:`\alpha` for sliding neurons, :math:`-K\Delta/P` matches :math:`\dot\Delta` to
 0.2-0.5%. That kernel is the one returned by :func:`~theorysim.theory.dmft_two_layer` and by
 :func:`sliding_ntk` (for networks): it is well defined across the kink and drives
-:math:`\Delta`. A neuron counts as on the kink when :math:`|h_{i\mu}|` is at most ``band``; the
-chatter of sliding neurons is about 0.1 of the step (90% quantile), so ``band`` = the time
-step (RK4 sub-step or GD learning rate) catches them while wrongly gating only neurons less
-than a step away from arriving. Smooth activations never slide: their slope is unchanged.
+:math:`\Delta`. A neuron counts as on the kink when :math:`|h_{i\mu}|` is at most two time
+steps (RK4 sub-step or GD learning rate) at its speed, :math:`2\,\mathrm{step}\,(|v(0)| +
+|v(1)|)`: sliding neurons chatter within about one step of motion of the kink, and the band
+vanishes with the step (and in the lazy limit, where nothing reaches a kink), so the kernel is
+a property of the dynamics, not of the discretisation. Smooth activations never slide.
 """
 
 from __future__ import annotations
@@ -39,11 +40,13 @@ import numpy as np
 from theorysim.checks import as_finite_array, check_scalar
 
 
-def filippov_slopes(h, z, delta, phi0, gamma0, band):
+def filippov_slopes(h, z, delta, phi0, gamma0, step):
     r"""ReLU slopes with Filippov values on the kink: ``(S, P_all)`` from pre-activations
     ``h (S, P_all)`` (training points first), readouts ``z (S,)``, the training error
-    ``delta (P,)``, :math:`\Phi^0` ``(P_all, P_all)``. Test points never slide (they do not
-    drive the dynamics), so their slope stays :math:`1[h>0]`. Jittable."""
+    ``delta (P,)``, :math:`\Phi^0` ``(P_all, P_all)`` and the time ``step`` (a neuron is on the
+    kink when :math:`|h| \le 2\,\mathrm{step}\,(|v(0)| + |v(1)|)`, two steps at its speed).
+    Test points never slide (they do not drive the dynamics), so their slope stays
+    :math:`1[h>0]`. Jittable."""
     P = delta.shape[0]
     s = (h > 0).astype(h.dtype)
     st = s[:, :P]
@@ -51,12 +54,13 @@ def filippov_slopes(h, z, delta, phi0, gamma0, band):
     v = coef * ((st * delta[None, :]) @ phi0[:P, :P].T)
     c1 = coef * jnp.diagonal(phi0)[None, :P] * delta[None, :]
     c0 = v - c1 * st
+    band = 2.0 * step * (jnp.abs(c0) + jnp.abs(c0 + c1))
     slide = (jnp.abs(h[:, :P]) <= band) & (c1 < 0) & (c0 > 0) & (c0 + c1 < 0)
     alpha = jnp.where(slide, -c0 / jnp.where(slide, c1, 1.0), st)
     return s.at[:, :P].set(alpha)
 
 
-def sliding_ntk(pre, readout, delta, X, gamma0: float, *, band: float) -> np.ndarray:
+def sliding_ntk(pre, readout, delta, X, gamma0: float, *, step: float) -> np.ndarray:
     r"""The NTK of a width-N two-layer mean-field ReLU network with sliding neurons at their
     Filippov slope (module docstring): the kernel that drives :math:`\dot\Delta = -K\Delta/P`.
 
@@ -74,7 +78,8 @@ def sliding_ntk(pre, readout, delta, X, gamma0: float, *, band: float) -> np.nda
       delta: ``(P,)`` training error ``y - f``.
       X: ``(P, D)`` the training inputs.
       gamma0: richness ``> 0``.
-      band: ``|h|`` below which a neuron counts as on the kink (use the GD learning rate).
+      step: the time step of the dynamics (the GD learning rate): a neuron counts as on the
+        kink when it is within two steps of it at its current speed.
 
     Returns:
       ``(P, P)`` NumPy float64 kernel.
@@ -84,7 +89,7 @@ def sliding_ntk(pre, readout, delta, X, gamma0: float, *, band: float) -> np.nda
       sides, slides with slope 1/2 (the instantaneous slope would be 0):
 
       >>> X = np.array([[1.0, 0.0], [0.5, 0.75 ** 0.5]]) * 2 ** 0.5
-      >>> sliding_ntk([[0.0, 1.0]], [1.0], [-1.0, 1.0], X, 1.0, band=1e-3)
+      >>> sliding_ntk([[0.0, 1.0]], [1.0], [-1.0, 1.0], X, 1.0, step=1e-3)
       array([[0.25, 0.25],
              [0.25, 2.  ]])
     """
@@ -96,10 +101,10 @@ def sliding_ntk(pre, readout, delta, X, gamma0: float, *, band: float) -> np.nda
         raise ValueError(f"pre (N, P) = {h.shape}, readout (N,) = {z.shape}, delta (P,) = "
                          f"{d.shape} and X (P, D) = {X.shape} must agree")
     gamma0 = check_scalar("gamma0", gamma0, lo=0.0, hi=1e6, lo_open=True)
-    band = check_scalar("band", band, lo=0.0, hi=1e6)
+    step = check_scalar("step", step, lo=0.0, hi=1e6)
     phi0 = X @ X.T / X.shape[1]
     s = np.asarray(filippov_slopes(jnp.asarray(h), jnp.asarray(z), jnp.asarray(d),
-                                   jnp.asarray(phi0), gamma0, band))
+                                   jnp.asarray(phi0), gamma0, step))
     ph = np.maximum(h, 0.0)
     g = s * z[:, None]
     return (ph.T @ ph + (g.T @ g) * phi0) / h.shape[0]

@@ -55,7 +55,7 @@ def particle_solve(h0, z0, phi0, y, t, gamma0, n_sub, *, activation: str, n_trai
     Unless ``lazy`` (``gamma0 = 0``), the error is read off the particles,
     :math:`\Delta = y - (f - f_0)` with :math:`f = \langle z\phi(h)\rangle/\gamma_0`, rather than
     integrated from :math:`K\Delta`: exact for every activation. The recorded ReLU NTK uses
-    Filippov slopes for neurons sliding on a kink (``band`` = the step; ``_dmft_kink``).
+    Filippov slopes for neurons sliding on a kink (``_dmft_kink``).
 
     Returns ``delta (T1, P)``, ``f_test (T1, Q)``, ``ntk (T1, P_all, P_all)`` and, with
     ``kernels``, ``Phi^1, G^1`` as ``(T1, P_all, T1, P_all)`` (else ``None``).
@@ -108,14 +108,14 @@ def particle_solve(h0, z0, phi0, y, t, gamma0, n_sub, *, activation: str, n_trai
         state = jax.lax.fori_loop(0, n, lambda _, s: stepper(s, dt / n), state)
         return state, record(state, dt / n)
 
-    def record(state, band):
+    def record(state, step):
         """Outputs at a grid time; the NTK with ReLU neurons on the kink at their Filippov
-        slope (``band`` = the time step, see :mod:`theorysim.theory._dmft_kink`)."""
+        slope (``step`` = the time step, see :mod:`theorysim.theory._dmft_kink`)."""
         h, z, _, _ = state
         d, fte = error(state)
         if activation == "relu" and not lazy:
             ph = act(h)
-            g = filippov_slopes(h, z, d, phi0, gamma0, band) * z[:, None]
+            g = filippov_slopes(h, z, d, phi0, gamma0, step) * z[:, None]
             K = (ph.T @ ph + (g.T @ g) * phi0) / S
         else:
             K, ph, g = ntk_of(h, z)

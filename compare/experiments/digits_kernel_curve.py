@@ -195,7 +195,7 @@ class DigitsKernelCurve(Sweep):
         ax.set_title("digits: KRR, theory vs random training sets")
         legend(ax)
         ax = axes[0, 1]
-        for c, kernel in zip(("C0", "C3"), KERNELS, strict=True):
+        for c, kernel in zip(("C0", "C3"), ds["kernel"].values, strict=True):
             lam = ds["eigvals"].sel(kernel=kernel).values
             lam = lam[lam > 1e-14 * lam.max()]
             ax.loglog(np.arange(1, lam.size + 1), lam, color=c, lw=1.2, label=kernel)

@@ -1,58 +1,39 @@
 """``ntk-learning-curve`` and ``digits-ntk-curve``: NTK regression learning curves.
 
-``ntk-learning-curve``: inputs uniform on the unit sphere :math:`S^{d-1}` (d = 10), the
-infinite-width NTK of a depth-2 ReLU network (``theorysim.kernels.mlp_kernel``), target
-:math:`y = \\sqrt{p_1}\\sqrt d\\,x_1 + \\sqrt{p_2}\\,(x_2^2 - 1/d)/\\sigma_2`, a degree-1 plus a
-degree-2 spherical harmonic with powers ``p1``, ``p2``. Theory: Funk-Hecke eigenvalues
-(``sphere_spectrum``) up to degree ``max_degree`` fed to ``theorysim.theory.ridge_risk``; the
-kernel's remaining trace :math:`t_{>L} = K(1) - \\sum_{l\\le L}\\lambda_l N(d,l)` acts on P
-samples as a ridge :math:`t_{>L}/P` (its Gram block is ~diagonal), so the effective per-sample
-ridge is ``ridge + t_{>L}/P`` (Canatar et al. 2021, arXiv 2006.13198). Mode-wise theory curves
-are given for degrees 1 and 2. Simulation 1: kernel ridge regression with the analytic NTK on P
-fresh samples, error against the clean target on fresh test points, over seeds.
+``ntk-learning-curve``: inputs uniform on :math:`S^{d-1}` (d = 10), the infinite-width NTK of a
+depth-2 ReLU network (``kernels.mlp_kernel``), target :math:`y = \\sqrt{p_1 d}\\,x_1 +
+\\sqrt{p_2}\\,(x_2^2 - 1/d)/\\sigma_2` (degree-1 plus degree-2 harmonic). Theory: Funk-Hecke
+eigenvalues (``sphere_spectrum``) up to ``max_degree`` fed to ``theory.ridge_risk``; the
+remaining trace :math:`t_{>L} = K(1) - \\sum_{l\\le L}\\lambda_l N(d,l)` acts on P samples as
+a ridge :math:`t_{>L}/P` (its Gram block is ~diagonal; Canatar et al. 2021, arXiv 2006.13198).
+Simulation 1: KRR with the analytic NTK on P fresh samples, error on fresh test points.
 
-Simulation 2 (trained network, for ``P <= net_P_max``): on the same train/test draws (first
-``net_seeds`` seeds), an NTK-parameterised depth-``depth`` ReLU MLP of width ``width``
-(``theorysim.sims.train``, no biases, :math:`h^1 = W^0x/\\sqrt d`, :math:`W\\sim\\mathcal N(0,1)`,
-hence the same kernel as ``mlp_kernel(depth, "relu")`` with ``W_std=1, b_std=0`` and input
-covariance :math:`xx^\\top/d`; checked numerically by the tests) trained by full-batch GD on
-:math:`\\frac{1}{2P}\\sum_\\mu(f_\\mu-y_\\mu)^2` with learning rate ``net_lr`` for ``net_steps``
-steps, output centred (``ModelConfig(centre=True)``: the network's function is
-:math:`f - f_0`, so the random initial function, which would act as an extra noise of variance
-:math:`K_{NNGP}(x,x)`, is removed and the linearised dynamics start from 0). In the NTK regime
-:math:`\\dot f = -\\eta\\,\\Theta (f - y)/P`, so ``net_steps`` GD steps are the kernel
-gradient flow at time :math:`\\tau = \\eta T` in the units of ``kernels.gradient_descent_mse``
-(whose loss is normalised by :math:`|Y| = P` as the engine's). The network is compared with the
-SAME-time kernel prediction ``gradient_descent_mse(K, y, K_*, t=tau)`` of the infinite-width NTK
-on the same draw (paired per seed), not with the :math:`t=\\infty` KRR: at finite :math:`\\tau`
-the Gram modes with :math:`\\lambda\\tau/P \\lesssim 1` (the high-degree "tail" block,
-:math:`\\lambda \\approx t_{>L}`, at large P) are not yet fitted. With the defaults
-:math:`\\tau = 2\\cdot10^4`, :math:`\\lambda_2\\tau \\approx 5.7` and the GD-at-tau kernel error
-differs from KRR by 0.02% (P = 10) to 1.2% (P = 63) (reported as ``gd_vs_krr``). Discrete GD
-vs gradient flow differs only in modes with :math:`\\eta\\lambda/P = O(1)`, which are fitted to
-~0 by both. Stability: :math:`\\eta\\,\\lambda_{max}(\\Theta/P) \\le \\eta K(1) =
-20\\cdot 0.075 = 1.5 < 2`; the train loss reaches < 1e-6 (reported).
+Simulation 2 (``P <= net_P_max``, the first ``net_seeds`` draws): an NTK-parameterised ReLU MLP
+of width ``width`` (no biases, :math:`h^1 = W^0x/\\sqrt d`, :math:`W\\sim N(0,1)`: the kernel of
+``mlp_kernel(depth, "relu")``, checked by the tests), output centred (:math:`f - f_0`: no
+initial-function noise, linearised dynamics from 0), full-batch GD on
+:math:`\\frac{1}{2P}\\sum_\\mu(f_\\mu-y_\\mu)^2`, lr ``net_lr``, ``net_steps`` steps: in the NTK
+regime the kernel gradient flow at :math:`\\tau = \\eta T` (units of
+``kernels.gradient_descent_mse``). It is compared, paired per draw, with that same-time kernel
+prediction, not with the :math:`t=\\infty` KRR: modes with :math:`\\lambda\\tau/P \\lesssim 1`
+(the tail at large P) are not yet fitted. Defaults: :math:`\\tau = 2\\cdot10^4`,
+:math:`\\lambda_2\\tau \\approx 5.7`, GD-at-tau vs KRR 0.02% (P = 10) to 1.2% (P = 63)
+(``gd_vs_krr``); stability :math:`\\eta K(1) = 20\\cdot 0.075 = 1.5 < 2`; train loss < 1e-6.
 
-Finite width (measured, d = 10, quick data): the empirical NTK at init fluctuates around the
-analytic one by ~4.5/sqrt(N) (max entry-wise relative, per network: 15% at N = 1024, 6% at
-N = 4096) with no visible bias. The trained networks generalise systematically BETTER than the
-infinite-width kernel at the same tau, by a relative amount that grows with P and decreases with
-width: at P = 25 (8 draws) -3.9 +- 1.7% (N = 256), -2.6 +- 1.2% (1024), -1.7 +- 0.6% (4096);
-at P = 63 (6 draws) -21%, -18%, -15% for N = 512, 1024, 2048 (tau = 2e4) and -19% vs -7% for
-N = 1024 vs 4096 at tau = 2e3. This is the finite-width (feature-learning) correction of the
-NTK parameterisation, large here because the kernel's scale is small
-(:math:`K(1) = 3/(4d) = 0.075` on the unit sphere), so fitting O(1) targets moves the weights
-far: the effective richness is :math:`\\sim |y|/\\sqrt{K(1) N}` (0.16 at N = 1024). At
-P = 158 (N = 1024, 4 draws) the plain network's error is 0.062 vs 0.143 for the kernel
-(-57%): it has left the lazy regime. Confirmation that this is the richness: ``gamma0 = 0.25``
-(output x 4, lr / 16: identical kernel dynamics, 4x lazier; Chizat, Oyallon, Bach 2019, arXiv
-1812.07956) gives +0.02% (z = 0.01) at P = 63 and -15% (z = -2.5) at P = 158. The default is
-therefore ``gamma0 = 0.25`` with ``net_P_max = 70`` and a plain 3-SE criterion;
-``--set gamma0=1`` shows the feature-learning deviation of the plain network.
+Finite width (measured, d = 10): the empirical NTK at init fluctuates around the analytic one
+by ~4.5/sqrt(N) (max entry-wise, per network: 15% at N = 1024, 6% at N = 4096), no visible
+bias. Trained plain networks (gamma0 = 1) generalise BETTER than the kernel at the same tau, by
+an amount growing with P and falling with N: P = 25: -3.9 +- 1.7% (N = 256), -2.6 +- 1.2%
+(1024), -1.7 +- 0.6% (4096); P = 63: -21%, -18%, -15% (N = 512, 1024, 2048); P = 158,
+N = 1024: -57% (left the lazy regime). This is the feature-learning correction, large because
+:math:`K(1) = 3/(4d)` is small: richness :math:`\\sim |y|/\\sqrt{K(1) N}` (0.16 at N = 1024).
+``gamma0 = 0.25`` (output x 4, lr / 16: same kernel dynamics, 4x lazier; Chizat, Oyallon, Bach
+2019, arXiv 1812.07956) gives +0.02% (z = 0.01) at P = 63 and -15% (z = -2.5) at P = 158: hence
+the defaults ``gamma0 = 0.25``, ``net_P_max = 70`` and a plain 3-SE criterion (``--set
+gamma0=1`` shows the deviation).
 
-``digits-ntk-curve``: the same NTK on scikit-learn's digits (n = 1797 images, population =
-the whole set), theory from the eigenvalues of K/n (``gram_spectrum``), simulation by KRR on
-iid draws, population error (as ``digits-kernel-curve``).
+``digits-ntk-curve``: the same NTK on scikit-learn's digits (population = the 1797 images),
+theory from the eigenvalues of K/n (``gram_spectrum``), KRR on iid draws, population error.
 """
 
 from __future__ import annotations

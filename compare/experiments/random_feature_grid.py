@@ -111,8 +111,10 @@ class RandomFeatureGrid(Sweep):
         for ax, data, title in ((axes[0, 0], th, "theory"), (axes[0, 1], sim, "simulation")):
             im = ax.pcolormesh(gP, gN, data, shading="nearest", vmin=vmin, vmax=vmax,
                                cmap="viridis")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
+            ax.set(xscale="log", yscale="log", xticks=gP, yticks=gN)
+            ax.set_xticks(gP, [str(p) for p in gP], minor=False)
+            ax.set_yticks(gN, [str(n) for n in gN], minor=False)
+            ax.minorticks_off()
             ax.set_xlabel(self.labels["P"])
             ax.set_ylabel(self.labels["N"])
             ax.set_title(title)

@@ -349,7 +349,7 @@ class _Pool(Layer):
 
 def _pool(avg, window_shape, strides, padding, normalize_edges, batch_axis, channel_axis):
     window = _tuple("window_shape", window_shape)
-    strides = window if strides is None else _tuple("strides", strides, len(window))
+    strides = (1,) * len(window) if strides is None else _tuple("strides", strides, len(window))
     if not isinstance(normalize_edges, bool):
         raise ValueError(f"normalize_edges must be a bool, got {normalize_edges!r}")
     _check_channel_axes(batch_axis, channel_axis, "AvgPool" if avg else "SumPool")
@@ -358,7 +358,7 @@ def _pool(avg, window_shape, strides, padding, normalize_edges, batch_axis, chan
 
 def AvgPool(window_shape, strides=None, padding: str = "VALID", normalize_edges: bool = False,
             batch_axis: int = 0, channel_axis: int = -1):
-    """Average pooling (``strides`` default to the window, as neural-tangents)."""
+    """Average pooling (``strides`` default to 1, as in neural-tangents)."""
     return _pool(True, window_shape, strides, padding, normalize_edges, batch_axis, channel_axis)
 
 

@@ -74,22 +74,32 @@ def param_path(path) -> str:
     return "/".join(parts)
 
 
-def one_step_sizes(cfg, x, y, eta=1e-5, seeds=(0,)):
+def one_step_sizes(cfg, x, y, eta=1e-5, seeds=(0,), increments=False):
     """RMS change of each of ``model.features``' representations and of f after one SGD step
-    (:func:`one_step`), averaged over ``seeds``: an array (representations + 1,)."""
+    (:func:`one_step`), averaged over ``seeds``: an array (representations + 1,).
+
+    ``increments``: measure the change of :math:`h^l - h^{l-1}` for l >= 1 (a residual block's
+    own contribution) instead of :math:`h^l`.
+    """
+    def incr(hs):
+        return [hs[0]] + [b - a for a, b in zip(hs[:-1], hs[1:], strict=True)] if increments \
+            else hs
+
     out = []
     with jax.enable_x64(True):
         for s in seeds:
             m0, m1, xj = one_step(cfg, x, y, eta, s)
             (f0, h0), (f1, h1) = m0.features(xj), m1.features(xj)
+            h0, h1 = incr(h0), incr(h1)
             out.append([float(jnp.sqrt(jnp.mean((b - a) ** 2)))
                         for a, b in zip(h0 + [f0], h1 + [f1], strict=True)])
     return np.mean(np.array(out), axis=0)
 
 
-def update_exponents(make_cfg, widths, x, y, seeds=(0,)):
+def update_exponents(make_cfg, widths, x, y, seeds=(0,), increments=False):
     """Fitted width exponents of :func:`one_step_sizes` for configs ``make_cfg(width)``."""
-    sizes = np.array([one_step_sizes(make_cfg(n), x, y, seeds=seeds) for n in widths])
+    sizes = np.array([one_step_sizes(make_cfg(n), x, y, seeds=seeds, increments=increments)
+                      for n in widths])
     return [slope(widths, sizes[:, j]) for j in range(sizes.shape[1])]
 
 

@@ -48,14 +48,16 @@ def test_sharded_equals_unsharded(data, strategy):
     a = train(CFG, tc, x=x, y=y, ensemble=EnsembleSpec(**ens, shard=True))
     b = train(CFG, tc, x=x, y=y, ensemble=EnsembleSpec(**ens, shard=False))
     assert a.records["loss"].shape == (10, 4)
+    # map: members run one by one, the same ops whatever the sharding. vmap: a shard holds 2
+    # members instead of 16; on jax 0.10 that is still bit-identical (measured, and asserted
+    # here), from jax 0.12 XLA blocks the batched matmuls differently for the two batch sizes,
+    # reordering float32 sums (measured: 6 of 40 losses differ by 1 ulp, 1.4e-7 relative).
+    jax_minor = tuple(int(p) for p in jax.__version__.split(".")[:2])
+    exact = strategy == "map" or jax_minor < (0, 12)
     for k in a.records:
-        if strategy == "map":  # members run one by one: the same ops whatever the sharding
+        if exact:
             np.testing.assert_array_equal(a.records[k], b.records[k])
         else:
-            # vmap: a shard holds 2 members instead of 16, and from jax 0.12 XLA blocks the
-            # batched matmuls differently for the two batch sizes, reordering float32 sums
-            # (measured: 6 of 40 losses differ by 1 ulp, 1.4e-7 relative). Bit-identical on
-            # jax 0.10.
             np.testing.assert_allclose(a.records[k], b.records[k], rtol=1e-6, atol=1e-7)
 
 

@@ -100,7 +100,7 @@ def test_relu_ntk_matches_width_8192_networks(gamma0, t_end):
     steps = int(round(t_end / lr))
     stride = steps // 6
     H, W, Dl = _networks(X, y, gamma0, lr, stride, 7, width=8192, seeds=4)
-    K_net = np.array([[sliding_ntk(H[s, n], W[s, n], Dl[s, n], X, gamma0, band=lr)
+    K_net = np.array([[sliding_ntk(H[s, n], W[s, n], Dl[s, n], X, gamma0, step=lr)
                        for n in range(7)] for s in range(H.shape[0])])
     th = dmft_two_layer(X, y, lr * stride * np.arange(1, 7), gamma0, key=jax.random.key(0),
                         n_samples=32768, dynamics="gd", lr=lr)
@@ -110,7 +110,7 @@ def test_relu_ntk_matches_width_8192_networks(gamma0, t_end):
     assert np.all(diff <= allowed), (np.max(diff / allowed), np.max(diff))
     # the networks' K drives their Delta (fine record grid of one seed)
     H1, W1, D1 = _networks(X, y, gamma0, lr, 25, steps // 25 + 1, width=8192, seeds=1)
-    K1 = np.array([sliding_ntk(H1[0, n], W1[0, n], D1[0, n], X, gamma0, band=lr)
+    K1 = np.array([sliding_ntk(H1[0, n], W1[0, n], D1[0, n], X, gamma0, step=lr)
                    for n in range(H1.shape[1])])
     d_int = _integrated_delta(lr * 25 * np.arange(H1.shape[1]), K1, D1[0, 0])
     assert np.max(np.abs(d_int - D1[0])) < 5e-3 * np.max(np.abs(D1[0, 0]))
