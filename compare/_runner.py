@@ -69,14 +69,24 @@ class RunProblem:
     def summary(self) -> str:
         parts = []
         if self.failed:
+            first, path = next(iter(self.failed.items()))
             parts.append(f"{len(self.failed)} point(s) failed ({', '.join(self.failed)}); "
-                         f"tracebacks: {self.run_dir / 'points'}/<key>.failed")
+                         f"{first}: {_last_line(path)}; tracebacks: "
+                         f"{self.run_dir / 'points'}/<key>.failed")
         if self.missing:
             parts.append(f"{len(self.missing)} point(s) not computed "
                          f"({', '.join(self.missing)}): a worker died; see {self.run_dir}/logs")
         if self.error:
             parts.append(self.error)
         return f"{self.run_dir}: " + "; ".join(parts)
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    except OSError:
+        return "?"
+    return lines[-1][:200] if lines else "?"
 
 
 class PointsFailedError(RuntimeError):

@@ -39,12 +39,17 @@ def seed_stats(values: xr.DataArray, dim: str = "seed") -> SeedStats:
 
 
 def z_scores(theory, mean, sem) -> np.ndarray:
-    """(simulation mean - theory) / SE, elementwise; inf where SE is 0 and they differ."""
+    """(simulation mean - theory) / SE, elementwise; inf where SE is 0 and they differ, NaN
+    where there is no simulation (NaN mean or SE).
+
+    >>> z_scores([1.0, 1.0, 1.0], [1.2, 1.0, np.nan], [0.1, 0.0, np.nan]).round(6).tolist()
+    [2.0, 0.0, nan]
+    """
     theory, mean, sem = (np.asarray(a, dtype=np.float64) for a in (theory, mean, sem))
     diff = mean - theory
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(sem > 0, diff / sem, np.where(diff == 0, 0.0, np.inf))
-    return z
+    return np.where(np.isnan(diff) | np.isnan(sem), np.nan, z)
 
 
 def agreement_rows(coord: str, values, theory, stats: SeedStats, **extra) -> tuple[dict, ...]:

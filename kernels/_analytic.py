@@ -3,6 +3,7 @@ r"""Public API of the analytic infinite-width kernels: :func:`mlp_kernel`."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 import jax
@@ -13,6 +14,10 @@ from jaxtyping import Array, Float
 from . import _activations as act
 from theorysim.checks import as_finite_array, check_choice, check_scalar
 from ._recursion import MLPConfig, diagonal, evaluate, kernel_recursion
+
+
+#: default refusal threshold for one kernel call's output (GiB); override with ``max_gb=``.
+MAX_GB = 16.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +73,11 @@ class MLPKernel:
     config: MLPConfig
 
     def __call__(self, x1: Float[Array, "n1 d"], x2: Float[Array, "n2 d"] | None = None, *,
-                 get: str | tuple[str, ...] = ("nngp", "ntk")) -> Kernel:
-        """NNGP and NTK between the rows of ``x1`` and ``x2`` (``x2=None``: ``x1``)."""
+                 get: str | tuple[str, ...] = ("nngp", "ntk"), max_gb: float | None = MAX_GB
+                 ) -> Kernel:
+        """NNGP and NTK between the rows of ``x1`` and ``x2`` (``x2=None``: ``x1``).
+
+        Calls whose outputs would exceed ``max_gb`` GiB are refused up front (ValueError)."""
         get = (get,) if isinstance(get, str) else tuple(get)
         for g in get:
             check_choice("get", g, ("nngp", "ntk"))
@@ -80,6 +88,7 @@ class MLPKernel:
             raise ValueError(f"x2 must have the same feature dimension as x1 ({a1.shape[1]}), "
                              f"got {a2.shape[1]}")
         want_ntk = "ntk" in get
+        check_output_size(a1.shape[0] * a2.shape[0], 1 + want_ntk, max_gb)
         if isinstance(self.config.activation, act.Elementwise):
             self._check_quadrature(a1, a2, want_ntk)
         j1 = jnp.asarray(x1, dtype)
@@ -115,6 +124,19 @@ class MLPKernel:
             raise ValueError(
                 f"activation {self.config.activation.name!r} gives non-finite values under "
                 "Gauss-Hermite quadrature at these input scales")
+
+
+def check_output_size(entries: int, n_outputs: int, max_gb) -> None:
+    """Refuse a call whose output arrays alone would exceed ``max_gb`` GiB, before compute."""
+    if max_gb is None:
+        return
+    max_gb = check_scalar("max_gb", max_gb, lo=0.0, lo_open=True)
+    itemsize = jnp.dtype(jnp.result_type(float)).itemsize
+    need = entries * n_outputs * itemsize / 2**30
+    if need > max_gb:
+        raise ValueError(f"this kernel call would return {need:.3g} GiB (> max_gb={max_gb:g}): "
+                         "compute it in blocks with theorysim.kernels.batch, or pass a larger "
+                         "max_gb (max_gb=None disables the check) if the memory is there")
 
 
 def _check_inputs(name, x) -> np.ndarray:
@@ -171,8 +193,8 @@ def mlp_kernel(depth: int, activation="relu", W_std: float = 1.0, b_std: float =
       (3, 3)
     """
     depth = check_scalar("depth", depth, lo=0, integer=True)
-    W_std = check_scalar("W_std", W_std, lo=0.0, lo_open=True)
-    b_std = check_scalar("b_std", b_std, lo=0.0)
+    W_std = check_scalar("W_std", W_std, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
+    b_std = check_scalar("b_std", b_std, lo=0.0, hi=math.inf, hi_open=True)
     check_choice("parameterization", parameterization, ("ntk", "standard"))
     if parameterization == "standard" and depth >= 1:
         if width is None:

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from theorysim.checks import as_finite_array, check_choice, check_scalar
+from theorysim.checks import as_finite_array, check_choice, check_key, check_scalar
 from ._mlp import DenseMLP, per_layer_ntk
 
 IMPLEMENTATIONS = ("auto", "jacobian", "ntvp", "per_layer")
@@ -262,6 +262,7 @@ def monte_carlo_kernel(mlp, x1: Float[Array, "n1 d"],
     batch = check_scalar("batch", batch, lo=1, integer=True)
     if n_samples % batch:
         raise ValueError(f"n_samples ({n_samples}) must be a multiple of batch ({batch})")
+    check_key("key", key)
     x1, x2 = _inputs(x1, x2)
     keys = jax.random.split(key, n_samples)
     pair = _stax_pair(mlp)

@@ -53,10 +53,36 @@ def _arr(name, x, ndim=None):
     return jnp.asarray(as_finite_array(name, x, ndim=ndim), jnp.result_type(float))
 
 
-def _check_train(k_train_train, y_train):
-    k, y = check_gram_and_targets("k_train_train", k_train_train, "y_train", y_train)
+def check_symmetric(name, k):
+    """Raise ``ValueError`` unless the square matrix ``k`` is symmetric to 1e-8 relative."""
+    scale = float(np.max(np.abs(k))) if k.size else 0.0
+    asym = float(np.max(np.abs(k - k.T))) if k.size else 0.0
+    if asym > 1e-8 * max(scale, 1e-300):
+        raise ValueError(f"{name} must be a symmetric kernel matrix; max |K - K^T| = {asym:.3g} "
+                         f"(max |K| = {scale:.3g})")
+
+
+def _check_train(k_train_train, y_train, name="k_train_train"):
+    k, y = check_gram_and_targets(name, k_train_train, "y_train", y_train)
+    check_symmetric(name, k)
     dt = jnp.result_type(float)
     return jnp.asarray(k, dt), jnp.asarray(y, dt)
+
+
+def _positive_definite(name, out):
+    """A Cholesky solve of a matrix that is not positive definite returns NaN: say so."""
+    if not bool(jnp.all(jnp.isfinite(out))):
+        raise ValueError(f"{name} is not positive definite (its Cholesky factorisation failed); "
+                         "add a ridge / diag_reg, or check that it is a valid kernel matrix")
+    return out
+
+
+def _nonnegative_spectrum(name, lam):
+    """Eigenvalues of a kernel matrix below -1e-6 of the largest: not a kernel."""
+    lo, hi = float(jnp.min(lam)), float(jnp.max(jnp.abs(lam)))
+    if lo < -1e-6 * hi:
+        raise ValueError(f"{name} is not positive semi-definite: smallest eigenvalue {lo:.3g} "
+                         f"(largest |eigenvalue| {hi:.3g})")
 
 
 def _check_test_train(k_test_train, n):
@@ -122,9 +148,11 @@ def gradient_descent_mse(k_train_train: Float[Array, "n n"], y_train: Float[Arra
         train = jnp.broadcast_to(y, y.shape)
         test = None
         if kt is not None:
-            test = g0 + kt @ jsl.cho_solve(jsl.cho_factor(kr, lower=True), y - f0)
+            test = g0 + kt @ _positive_definite(
+                "k_train_train", jsl.cho_solve(jsl.cho_factor(kr, lower=True), y - f0))
         return Prediction(train, test)
     lam, v = jnp.linalg.eigh(kr)
+    _nonnegative_spectrum("k_train_train", lam)
     lam = jnp.maximum(lam, 0.0)
     tau = eta * ts[..., None] / y.size                          # (*T, 1)
     decay = jnp.exp(-lam * tau)                                 # (*T, n)
@@ -156,15 +184,21 @@ def kernel_ridge(k_train_train: Float[Array, "n n"], y_train: Float[Array, "n c"
       k_test_train: ``(m, P)``. ridge: ``>= 0``.
     """
     k, y = _check_train(k_train_train, y_train)
+    if k_test_train is None:
+        raise ValueError("k_test_train must be an (m, P) array, got None")
     kt = _check_test_train(k_test_train, k.shape[0])
     ridge = check_scalar("ridge", ridge, lo=0.0)
     n = k.shape[0]
     kr = k + (n * ridge) * jnp.eye(n, dtype=k.dtype)
-    return kt @ jsl.cho_solve(jsl.cho_factor(kr, lower=True), y)
+    return kt @ _positive_definite("k_train_train",
+                                   jsl.cho_solve(jsl.cho_factor(kr, lower=True), y))
 
 
 def _nngp_ntk(name, kern):
     """Accept a :class:`Kernel`-like object with ``nngp``/``ntk`` or a pair."""
+    if kern is None:
+        raise ValueError(f"{name} must be a Kernel (with .nngp and .ntk) or an (nngp, ntk) "
+                         "pair, got None")
     if hasattr(kern, "nngp"):
         return kern.nngp, getattr(kern, "ntk", None)
     if isinstance(kern, tuple) and len(kern) == 2:
@@ -201,8 +235,10 @@ def gp_inference(k_train_train, y_train, k_test_train, k_test_test=None, *,
     k_td = nngp_td if g == "nngp" else ntk_td
     k_dd, y = _check_train(k_dd, y_train)
     k_td = _check_test_train(k_td, k_dd.shape[0])
+    if k_td is None:
+        raise ValueError("k_test_train must be given (a Kernel or an (nngp, ntk) pair)")
     cho = jsl.cho_factor(_regularise(k_dd, diag_reg), lower=True)
-    mean = k_td @ jsl.cho_solve(cho, y)
+    mean = k_td @ _positive_definite("k_train_train", jsl.cho_solve(cho, y))
     if k_test_test is None:
         return Posterior(mean, None)
     tt_nngp, tt_ntk = _nngp_ntk("k_test_test", k_test_test)
@@ -256,7 +292,10 @@ def gradient_descent_mse_ensemble(k_train_train, y_train, k_test_train, k_test_t
     th_dd, y = _check_train(nngp_dd if get == "nngp" else ntk_dd, y_train)
     n = th_dd.shape[0]
     th_td = _check_test_train(nngp_td if get == "nngp" else ntk_td, n)
+    if th_td is None:
+        raise ValueError("k_test_train must be given (a Kernel or an (nngp, ntk) pair)")
     lam, v = jnp.linalg.eigh(_regularise(th_dd, diag_reg))
+    _nonnegative_spectrum("k_train_train", lam)
     lam = jnp.maximum(lam, 0.0)
     tau = eta * ts[..., None] / y.size
     gain = jnp.where(lam > 0, -jnp.expm1(-lam * tau) / jnp.where(lam > 0, lam, 1.0), tau)
@@ -287,6 +326,10 @@ def max_learning_rate(k_train_train: Float[Array, "n n"], y_train_size: int,
     r"""Largest stable discrete-GD learning rate under the :math:`\frac{1}{2|Y|}` loss:
     :math:`2(1+\text{momentum})|Y|/\lambda_{max}(K)` (neural-tangents' formula)."""
     k = as_finite_array("k_train_train", k_train_train, ndim=2)
+    if k.shape[0] != k.shape[1]:
+        raise ValueError(f"k_train_train must be square, got shape {k.shape}")
+    check_symmetric("k_train_train", k)
     check_scalar("y_train_size", y_train_size, lo=1, integer=True)
+    momentum = check_scalar("momentum", momentum, lo=0.0, hi=1.0, hi_open=True)
     lam_max = float(np.linalg.eigvalsh(k)[-1])
     return 2.0 * (1.0 + momentum) * y_train_size / (lam_max + 1e-12)

@@ -196,8 +196,13 @@ def gram_spectrum(K: Float[Array, "n n"], y: Float[Array, "n ..."]) -> GramSpect
       K: ``(n, n)`` symmetric Gram matrix. y: ``(n,)`` or ``(n, c)`` targets.
     """
     k, yy = check_gram_and_targets("K", K, "y", y)
+    scale = float(np.max(np.abs(k)))
+    if float(np.max(np.abs(k - k.T))) > 1e-8 * max(scale, 1e-300):
+        raise ValueError("K must be a symmetric Gram matrix")
     n = k.shape[0]
     lam, u = np.linalg.eigh(0.5 * (k + k.T) / n)
+    if lam[0] < -1e-6 * max(abs(lam[-1]), 1e-300):
+        raise ValueError(f"K is not positive semi-definite: smallest eigenvalue {n * lam[0]:.3g}")
     lam, u = np.maximum(lam[::-1], 0.0), u[:, ::-1]
     proj = u.T @ yy
     power = proj**2 if proj.ndim == 1 else (proj**2).sum(axis=1)

@@ -197,7 +197,12 @@ class Program:
 def program(spec: ProgramSpec, ad: Adapted) -> Program:
     """The program for ``spec``: from the cache for built-in model configs, else built anew
     (an ``nnx.Module`` or a function has no value to compare)."""
-    return _cached(spec) if spec.cacheable else build(spec, ad)
+    if spec.cacheable:
+        try:
+            return _cached(spec)
+        except TypeError:  # a config with an unhashable field: no cache, build anew
+            pass
+    return build(spec, ad)
 
 
 @functools.lru_cache(maxsize=32)

@@ -33,7 +33,7 @@ import numpy as np
 
 from theorysim.checks import as_finite_array
 
-from .._analytic import Kernel
+from .._analytic import MAX_GB, Kernel, check_output_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,7 +259,7 @@ class KernelFn:
         self._cache = {}
 
     def __call__(self, x1, x2=None, get=None, *, diagonal_spatial: bool = False,
-                 diagonal_batch=None, **kwargs):
+                 diagonal_batch=None, max_gb: float | None = MAX_GB, **kwargs):
         get, names = _parse_get(get)
         if not isinstance(diagonal_spatial, bool):
             raise ValueError(f"diagonal_spatial must be a bool, got {diagonal_spatial!r}")
@@ -274,6 +274,9 @@ class KernelFn:
         dtype = jnp.result_type(float)
         full = bool(self.layer.needs_full(not diagonal_spatial)) and a1.ndim > 2
         want_ntk = "ntk" in names
+        n2 = a1.shape[0] if x2 is None else a2.shape[0]
+        sp = prod(a1.shape[1:-1]) ** (2 if full else 1)
+        check_output_size(a1.shape[0] * n2 * sp, 1 + want_ntk, max_gb)
         fn = self._compiled(full, want_ntk, x2 is None)
         j1 = jnp.asarray(a1, dtype)
         j2 = None if x2 is None else jnp.asarray(a2, dtype)

@@ -30,7 +30,7 @@ PADDINGS = ("SAME", "VALID", "CIRCULAR")
 def _std(name, value, *, allow_none=False, positive=True):
     if value is None and allow_none:
         return None
-    return check_scalar(name, value, lo=0.0, lo_open=positive)
+    return check_scalar(name, value, lo=0.0, lo_open=positive, hi=math.inf, hi_open=True)
 
 
 def _param(parameterization):

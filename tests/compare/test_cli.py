@@ -206,3 +206,19 @@ def test_status_of_a_foreign_directory_is_exit_code_2(tmp_path):
     result = runner.invoke(app, ["status", str(tmp_path)])
     assert result.exit_code == 2
     assert "holds no theorysim run" in _err_line(result)
+
+
+def test_slurm_config_file_is_checked_like_flags(tmp_path):
+    pytest.importorskip("submitit")
+    conf = tmp_path / "cluster.toml"
+    conf.write_text('[slurm]\npartition = "debug"\nbogus = 1\n')
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", "--executor", "submitit-local", "--slurm-config",
+                                 str(conf), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "slurm option 'bogus' is not a Slurm parameter" in _err_line(result)
+    conf.write_text("not toml [")
+    result = runner.invoke(app, ["run", "--executor", "slurm", "--slurm-config", str(conf),
+                                 "--out", str(out)])
+    assert result.exit_code == 2 and "--slurm-config" in _err_line(result)
+    assert not out.exists()
