@@ -16,11 +16,13 @@ from ._compare import Comparison as Comparison
 from ._compare import Prediction as Prediction
 from ._compare import Sweep as Sweep
 from ._compare import agreement as agreement
+from ._compare import agreement_report as agreement_report
 from ._compare import compare as compare
 from ._compare import diagnostics_rows as diagnostics_rows
 from ._compare import power_fit as power_fit
 from ._compare import solve as solve
 from ._compare import solver_diagnostics as solver_diagnostics
+from ._compare import theory_dataset as theory_dataset
 from ._compare import theory_failure as theory_failure
 from ._configio import config_from_dict as config_from_dict
 from ._configio import config_hash as config_hash

@@ -46,7 +46,7 @@ from ._report import Ratio
 from ._stats import SeedStats, seed_stats, z_scores
 
 __all__ = ["Comparison", "Prediction", "Sweep", "agreement", "agreement_report",
-           "closed_form_theory", "compare", "diagnostics_rows",
+           "theory_dataset", "compare", "diagnostics_rows",
            "power_fit", "solve", "solver_diagnostics", "theory_failure"]
 
 
@@ -102,9 +102,11 @@ def theory_failure(ds: xr.Dataset) -> str | None:
                      f"{r['residual']:.3g} after {r['iterations']} iterations)" for r in bad)
 
 
-def closed_form_theory(data: Mapping[str, tuple], coords: Mapping[str, Any]) -> xr.Dataset:
-    """A theory dataset of closed-form predictions (diagnostics: converged, residual 0)."""
-    return xr.merge([xr.Dataset(data, coords=coords), _diagnostics_dataset({})])
+def theory_dataset(data: Mapping[str, tuple], coords: Mapping[str, Any],
+                   solvers: Mapping[str, Any] | None = None) -> xr.Dataset:
+    """A theory dataset with the diagnostics of its ``solvers`` (name -> result; none: a
+    closed form, converged with residual 0) as ``theory_converged/residual/iterations``."""
+    return xr.merge([xr.Dataset(data, coords=coords), _diagnostics_dataset(solvers or {})])
 
 
 def agreement_report(ds: xr.Dataset, *, passed: bool, criterion: str, **fields) -> Report:

@@ -13,6 +13,10 @@ calls, in order:
 4. ``combine(cfg, theory, sims)`` -> the full ``xr.Dataset`` (default: merge of both).
 5. ``report(cfg, ds)`` -> :class:`Report`; ``plot(cfg, ds)`` -> a matplotlib ``Figure``.
 
+Most experiments subclass :class:`theorysim.compare.Sweep` (``compare._compare``), which
+implements all of these from a sweep grid, one ``sample`` and one ``predict`` mapping; configs
+declare their fields once with :func:`theorysim.compare.param` (``compare._configio``).
+
 Experiments register themselves with :func:`register`; every module in
 ``theorysim.compare.experiments`` is imported on first use of the registry, so adding an
 experiment means adding one file there.

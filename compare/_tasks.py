@@ -12,7 +12,7 @@ from theorysim.theory import power_law_spectrum
 
 from ._configio import ExperimentConfig, param
 
-__all__ = ["PowerLawConfig", "log_grid"]
+__all__ = ["PGridConfig", "PowerLawConfig", "log_grid"]
 
 
 def log_grid(lo: float, hi: float, n: int) -> list[int]:
@@ -58,3 +58,23 @@ class PowerLawConfig(ExperimentConfig):
     def learning_curve_exponent(self) -> float:
         """Predicted ridgeless, noiseless decay exponent of E_g(P): min(a - 1, 2b)."""
         return min(self.a - 1.0, 2.0 * self.b)
+
+
+@dataclasses.dataclass(frozen=True)
+class PGridConfig(ExperimentConfig):
+    """Config fields of a learning curve: log-spaced training-set sizes and the criterion."""
+
+    P_min: int = param(10, "smallest training set", lo=1)
+    P_max: int = param(1000, "largest training set", lo="P_min", hi=10**6)
+    n_P: int = param(10, "log-spaced training-set sizes", lo=2, hi=1000)
+    z_max: float = param(3.0, "criterion: standard errors allowed per point", lo=0.0,
+                         lo_open=True)
+
+    @property
+    def P_values(self) -> list[int]:
+        return log_grid(self.P_min, self.P_max, self.n_P)
+
+    def check(self):
+        if len(self.P_values) < 2:
+            raise ValueError(f"n_P: P_min..P_max holds fewer than 2 distinct P "
+                             f"({self.P_values}); a learning curve needs 2")

@@ -14,13 +14,15 @@ returning float32. Empirical kernels are in the dtype of the network's outputs. 
 :func:`max_learning_rate` are host-side NumPy float64 (they feed the float64 theory solvers).
 """
 
+from . import predict as predict  # noqa: E402  (neural-tangents' predict names)
+from . import stax as stax  # noqa: E402  (after Kernel: stax builds on it)
 from ._activations import Abs as Abs
 from ._activations import Activation as Activation
 from ._activations import Cos as Cos
 from ._activations import Elementwise as Elementwise
 from ._activations import Erf as Erf
 from ._activations import Gelu as Gelu
-from ._activations import Hermite as Hermite
+from ._dual import hermite as Hermite
 from ._activations import Identity as Identity
 from ._activations import LeakyRelu as LeakyRelu
 from ._activations import Relu as Relu
@@ -48,4 +50,3 @@ from ._spectra import GramSpectrum as GramSpectrum
 from ._spectra import gaussian_rbf_spectrum as gaussian_rbf_spectrum
 from ._spectra import gram_spectrum as gram_spectrum
 from ._spectra import sphere_spectrum as sphere_spectrum
-from . import stax as stax  # noqa: E402  (after Kernel: stax builds on it)

@@ -135,8 +135,12 @@ def _cosine(k12, inv1, inv2):
 
 
 def _inv_sqrt(k):
-    """``1/sqrt(k)`` for ``k > 0``, else ``0`` (applied to the (b, 1)/(1, n) variances)."""
-    return jnp.where(k > 0, 1.0 / jnp.sqrt(jnp.where(k > 0, k, 1.0)), 0.0)
+    """``1/sqrt(k)`` for ``k > 0``, else ``0`` (applied to the (b, 1)/(1, n) variances).
+
+    The guard is inside the square root, so that nothing of it is left to evaluate per entry
+    of a (b, n) block (XLA keeps expensive per-row ops out of a fusion that broadcasts them).
+    """
+    return jax.lax.rsqrt(jnp.where(k > 0, k, jnp.inf))
 
 
 def _angle(k11, k22, k12):

@@ -11,10 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from . import _activations as act
 from theorysim.checks import as_finite_array, check_choice, check_scalar
-from ._recursion import MLPConfig, diagonal, evaluate, kernel_recursion
+from theorysim.contract import ConvergenceError, check_throw
 
+from . import _activations as act
+from ._recursion import MLPConfig, diagonal, evaluate, kernel_recursion
 
 #: default refusal threshold for one kernel call's output (GiB); override with ``max_gb=``.
 MAX_GB = 16.0
@@ -22,13 +23,56 @@ MAX_GB = 16.0
 
 @dataclasses.dataclass(frozen=True)
 class Kernel:
-    """NNGP and NTK matrices (JAX arrays; ``None`` when not requested). A JAX pytree."""
+    """NNGP and NTK matrices (JAX arrays; ``None`` when not requested). A JAX pytree.
+
+    Solver-contract diagnostics (:mod:`theorysim.contract`): closed forms have
+    ``converged=True, residual=0.0, iterations=0``; kernels with Gauss-Hermite quadrature
+    report as ``residual`` the largest relative change between ``order`` and ``order // 2``
+    nodes (the error estimate of the coarser rule, an upper estimate for the finer one) and as
+    ``iterations`` the number of nodes per dimension.
+    """
 
     nngp: Float[Array, "n1 n2"] | None
     ntk: Float[Array, "n1 n2"] | None
+    converged: bool = True
+    residual: float = 0.0
+    iterations: int = 0
+
+    def __iter__(self):
+        """Unpack as ``nngp, ntk`` (as neural-tangents' namedtuples)."""
+        return iter((self.nngp, self.ntk))
 
 
-jax.tree_util.register_dataclass(Kernel, data_fields=["nngp", "ntk"], meta_fields=[])
+jax.tree_util.register_dataclass(Kernel, data_fields=["nngp", "ntk"],
+                                 meta_fields=["converged", "residual", "iterations"])
+
+
+def quadrature_tolerance(tol) -> float:
+    """Relative tolerance of quadrature kernels: ``tol``, or 1e-10 (float64) / 1e-5 (float32)."""
+    if tol is None:
+        return 1e-10 if jnp.dtype(jnp.result_type(float)).itemsize == 8 else 1e-5
+    return check_scalar("tol", tol, lo=0.0, lo_open=True, hi=1.0)
+
+
+def relative_change(a, b) -> float:
+    """``max |a - b| / max |a|`` (``0`` when ``a`` is identically zero), on the device."""
+    scale = jnp.max(jnp.abs(a))
+    return float(jnp.max(jnp.abs(a - b)) / jnp.where(scale > 0, scale, 1.0))
+
+
+def conclude(kernel: Kernel, *, throw: bool, solver: str, hint: str = "") -> Kernel:
+    """The solver contract for kernels without a host copy of the arrays: non-finite entries
+    mark the kernel not converged; ``throw=True`` then raises :class:`ConvergenceError`."""
+    bad = [n for n in ("nngp", "ntk") if getattr(kernel, n) is not None
+           and not bool(jnp.all(jnp.isfinite(getattr(kernel, n))))]
+    if bad:
+        kernel = dataclasses.replace(kernel, converged=False)
+    if throw and not kernel.converged:
+        what = f"produced non-finite {', '.join(bad)}" if bad else "did not converge"
+        msg = (f"{solver} {what}: quadrature error estimate {kernel.residual:.3g} with "
+               f"{kernel.iterations} nodes")
+        raise ConvergenceError(msg + (f"; {hint}" if hint else ""), kernel)
+    return kernel
 
 
 def resolve_activation(activation) -> act.Activation:
@@ -73,11 +117,18 @@ class MLPKernel:
     config: MLPConfig
 
     def __call__(self, x1: Float[Array, "n1 d"], x2: Float[Array, "n2 d"] | None = None, *,
-                 get: str | tuple[str, ...] = ("nngp", "ntk"), max_gb: float | None = MAX_GB
-                 ) -> Kernel:
+                 get: str | tuple[str, ...] = ("nngp", "ntk"), max_gb: float | None = MAX_GB,
+                 tol: float | None = None, throw: bool = True) -> Kernel:
         """NNGP and NTK between the rows of ``x1`` and ``x2`` (``x2=None``: ``x1``).
 
-        Calls whose outputs would exceed ``max_gb`` GiB are refused up front (ValueError)."""
+        Calls whose outputs would exceed ``max_gb`` GiB are refused up front (ValueError).
+        Quadrature activations (callables, :class:`Elementwise`) are evaluated at ``order``
+        and ``order // 2`` nodes; when the relative change exceeds ``tol`` (default 1e-10 in
+        float64, 1e-5 in float32) the kernel is flagged ``converged=False`` and, with
+        ``throw=True``, a :class:`~theorysim.contract.ConvergenceError` is raised. Non-finite
+        output is never returned silently (same rule)."""
+        throw = check_throw(throw)
+        tol = quadrature_tolerance(tol)
         get = (get,) if isinstance(get, str) else tuple(get)
         for g in get:
             check_choice("get", g, ("nngp", "ntk"))
@@ -94,7 +145,20 @@ class MLPKernel:
         j1 = jnp.asarray(x1, dtype)
         j2 = j1 if x2 is None else jnp.asarray(x2, dtype)
         nngp, ntk = evaluate(self.config, j1, j2, ntk=want_ntk)
-        return Kernel(nngp if "nngp" in get else None, ntk)
+        result = Kernel(nngp if "nngp" in get else None, ntk)
+        activation = self.config.activation
+        if isinstance(activation, act.Elementwise) and self.config.depth > 0:
+            coarse = dataclasses.replace(self.config, activation=dataclasses.replace(
+                activation, order=max(activation.order // 2, 2)))
+            n2, t2 = evaluate(coarse, j1, j2, ntk=want_ntk)
+            res = relative_change(nngp, n2)
+            if want_ntk:
+                res = max(res, relative_change(ntk, t2))
+            result = dataclasses.replace(result, converged=bool(res <= tol), residual=res,
+                                         iterations=activation.order)
+        return conclude(result, throw=throw, solver="mlp_kernel",
+                        hint="raise the quadrature order (Elementwise(fn, order=...)) or use a "
+                             "closed-form activation")
 
     def dot_product(self, t, q: float = 1.0, d_in: int | None = None) -> Kernel:
         r"""Kernel as a function of the cosine ``t`` for two inputs with ``x.x/d_in = q``.

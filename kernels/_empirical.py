@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from theorysim.checks import as_finite_array, check_choice, check_key, check_scalar
+
 from ._mlp import DenseMLP, per_layer_ntk
 
 IMPLEMENTATIONS = ("auto", "jacobian", "ntvp", "per_layer")

@@ -61,11 +61,16 @@ def dense_ntk(k12, theta, w2: float, b2: float, standard: bool, bias: float, fan
     return t if theta is None else t + w2 * theta
 
 
-def kernel_recursion(cfg: MLPConfig, k11, k22, k12, d_in: int, *, ntk: bool = True):
+def kernel_recursion(cfg: MLPConfig, k11, k22, k12, d_in: int, *, ntk: bool = True,
+                     variances=None):
     """Carry input covariances through ``depth`` (Dense, activation) pairs and a final Dense.
 
     ``k11``, ``k22``, ``k12`` are the input-layer covariances (``x.x'/d_in``), broadcastable to
     each other: ``(b, 1), (1, n), (b, n)`` for a block, or equal vectors for a diagonal.
+    ``variances``: optional ``(v1, v2)``, each a sequence of the ``depth`` pre-activation
+    variances of the rows / columns (:func:`layer_variances`, shaped like ``k11`` / ``k22``);
+    given, they are used instead of carrying ``k11``/``k22`` through the layers here (same
+    values: it only keeps that per-row/column work out of the per-entry fusion).
     Returns ``(nngp, ntk_or_None)``.
     """
     w2, b2 = cfg.W_std**2, cfg.b_std**2
@@ -80,8 +85,10 @@ def kernel_recursion(cfg: MLPConfig, k11, k22, k12, d_in: int, *, ntk: bool = Tr
                 theta)
 
     fan_in = d_in
-    for _ in range(cfg.depth):
+    for layer in range(cfg.depth):
         k11, k22, k12, theta = dense(k11, k22, k12, theta, fan_in)
+        if variances is not None:
+            k11, k22 = variances[0][layer], variances[1][layer]
         d11, _ = cfg.activation.dual(k11, k11, k11, derivative=False)
         d22, _ = cfg.activation.dual(k22, k22, k22, derivative=False)
         k12, dphi = cfg.activation.dual(k11, k22, k12, derivative=ntk)
@@ -93,8 +100,26 @@ def kernel_recursion(cfg: MLPConfig, k11, k22, k12, d_in: int, *, ntk: bool = Tr
     return k12, theta
 
 
-def _tile(cfg: MLPConfig, x1, x2, q1, q2, row0=0, col0=0, *, ntk: bool, symmetric: bool):
-    """NNGP/NTK of one tile: rows ``x1`` (starting at row ``row0`` of X), columns ``x2``."""
+def layer_variances(cfg: MLPConfig, q):
+    """Pre-activation variance of each point at each of the ``depth`` layers, ``(depth, n)``.
+
+    ``q = x.x/d_in``; entry ``l`` is the variance entering the ``l``-th activation (after the
+    Dense layer), the diagonal that :func:`kernel_recursion` carries.
+    """
+    w2, b2 = cfg.W_std**2, cfg.b_std**2
+    out = []
+    k = q
+    for _ in range(cfg.depth):
+        k = dense_nngp(k, w2, b2)
+        out.append(k)
+        k, _ = cfg.activation.dual(k, k, k, derivative=False)
+    return jnp.stack(out) if out else jnp.zeros((0,) + jnp.shape(q), jnp.result_type(q))
+
+
+def _tile(cfg: MLPConfig, x1, x2, q1, q2, row0=0, col0=0, *, ntk: bool, symmetric: bool,
+          v1=None, v2=None):
+    """NNGP/NTK of one tile: rows ``x1`` (starting at row ``row0`` of X), columns ``x2``;
+    ``v1``, ``v2``: the rows'/columns' :func:`layer_variances` (computed here if ``None``)."""
     d_in = x1.shape[-1]
     k12 = (x1 @ x2.T) / d_in
     if symmetric:
@@ -102,7 +127,10 @@ def _tile(cfg: MLPConfig, x1, x2, q1, q2, row0=0, col0=0, *, ntk: bool, symmetri
         rows = jax.lax.broadcasted_iota(jnp.int32, k12.shape, 0) + row0
         cols = jax.lax.broadcasted_iota(jnp.int32, k12.shape, 1) + col0
         k12 = jnp.where(rows == cols, q1[:, None], k12)
-    return kernel_recursion(cfg, q1[:, None], q2[None, :], k12, d_in, ntk=ntk)
+    v1 = layer_variances(cfg, q1) if v1 is None else v1
+    v2 = layer_variances(cfg, q2) if v2 is None else v2
+    return kernel_recursion(cfg, q1[:, None], q2[None, :], k12, d_in, ntk=ntk,
+                            variances=(v1[:, :, None], v2[:, None, :]))
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "ntk", "symmetric"))
@@ -145,13 +173,20 @@ def _blocked(cfg: MLPConfig, x1, x2, q1, q2, *, ntk: bool, rows: int, symmetric:
     dtype = jnp.result_type(x1)
     cdtype = jnp.complex128 if jnp.dtype(dtype).itemsize == 8 else jnp.complex64
 
+    # per-row/column work once for all points, outside the loop (see kernel_recursion)
+    v1 = layer_variances(cfg, q1)
+    v2 = v1 if symmetric else layer_variances(cfg, q2)
+
     def compute(k):
         r0, c0 = table[k, 0], table[k, 1]
         xa = jax.lax.dynamic_slice_in_dim(x1, r0, t1)
         xb = jax.lax.dynamic_slice_in_dim(x2, c0, t2)
         qa = jax.lax.dynamic_slice_in_dim(q1, r0, t1)
         qb = jax.lax.dynamic_slice_in_dim(q2, c0, t2)
-        nngp, theta = _tile(cfg, xa, xb, qa, qb, r0, c0, ntk=ntk, symmetric=symmetric)
+        va = jax.lax.dynamic_slice_in_dim(v1, r0, t1, axis=1)
+        vb = jax.lax.dynamic_slice_in_dim(v2, c0, t2, axis=1)
+        nngp, theta = _tile(cfg, xa, xb, qa, qb, r0, c0, ntk=ntk, symmetric=symmetric,
+                            v1=va, v2=vb)
         return (nngp if theta is None else jax.lax.complex(nngp, theta)), r0, c0
 
     def write(outs, z, r0, c0):

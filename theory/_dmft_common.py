@@ -19,7 +19,16 @@ linear solver (and ``dmft(..., error="fields")``) the error is read off the fiel
 :math:`f_\mu(t) = \langle z^L(t)\phi(h^L_\mu(t))\rangle/\gamma_0` (minus its value at
 ``t = 0``), with the kernel-driven step :math:`\dot\Delta = -K\Delta/P` used only as a stable
 predictor inside the iteration (see :func:`error_dynamics`); those solvers then reproduce GD
-with step ``t_{m+1} - t_m`` at infinite width. ``gamma0 = 0`` uses :math:`\Delta(t) = e^{-Kt/P}y`.
+with step ``t_{m+1} - t_m`` at infinite width.
+
+One time convention for the family (issue 13): every DMFT solver takes
+``dynamics="flow"`` (gradient flow; integrated to ``flow_tol`` with the error estimate in the
+result's ``flow_error``) or ``dynamics="gd", lr=eta`` (GD with step ``eta gamma0^2 N``, output
+times multiples of ``eta``; solved exactly on its step grid). A learning rate with gradient
+flow is a ``ValueError`` naming ``lr``. The grid solvers (deep linear, Monte Carlo) reach
+gradient flow by Richardson extrapolation of their GD solutions (:func:`solve_dynamics`), the
+particle solver by RK4 with step halving. Results follow the solver contract
+(:mod:`theorysim.contract`): ``converged``, ``residual``, ``iterations``, ``throw``.
 """
 
 from __future__ import annotations

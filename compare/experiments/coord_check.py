@@ -18,7 +18,7 @@ import xarray as xr
 
 from theorysim.sims import EnsembleSpec, ModelConfig, TrainConfig, train
 
-from .._compare import agreement_report, closed_form_theory, power_fit
+from .._compare import agreement_report, power_fit, theory_dataset
 from .._configio import ExperimentConfig, param
 from .._experiment import Experiment, register
 from .._plots import figure, legend, reference_power_law
@@ -83,7 +83,7 @@ class CoordCheck(Experiment):
     def theory(self, cfg):
         layers = np.arange(1, cfg.depth + 2)
         sp = np.where(layers == 1, 0.0, 1.0)
-        return closed_form_theory({"expected_exponent": (("param", "layer"),
+        return theory_dataset({"expected_exponent": (("param", "layer"),
                                                          np.stack([sp, np.zeros_like(sp)]))},
                                   {"param": list(PARAMS), "layer": layers})
 
@@ -119,10 +119,10 @@ class CoordCheck(Experiment):
             reference_power_law(ax, widths, 1.0 if p == "sp" else 0.0, (widths[-1], top),
                                 label="$N^1$ (SP prediction)" if p == "sp" else
                                 "$N^0$ (muP prediction)")
-            ax.set(xscale="log", yscale="log", xlabel="width $N$",
-                   title={"sp": "SP", "mup": "muP"}[p] + f" (Adam, steps 1..{cfg.steps}; "
-                                                         "darker = later)")
+            ax.set(yscale="log", xlabel="width $N$")
+            ax.set_title({"sp": "SP", "mup": "muP"}[p] + f": Adam steps 1..{cfg.steps} "
+                         "(darker = later)", fontsize=8)
             ax.set_xscale("log", base=2)
+            legend(ax)
         axes[0, 0].set_ylabel("RMS of coordinate")
-        legend(axes[0, 1])
         return fig

@@ -30,7 +30,6 @@ kernel is further off (9% at P = 89, measured); for the linear kernel it agrees 
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import numpy as np
@@ -40,76 +39,26 @@ from theorysim.sims import kernel_regression_split_errors
 from theorysim.theory import ridge_risk
 
 from .._compare import Prediction, Sweep, solve
-from .._configio import ExperimentConfig, param
+from .._configio import param
+from .._datasets import N_DIGITS, digits_data, digits_gram, digits_spectrum
 from .._experiment import register
 from .._plots import figure, legend
-from .._tasks import log_grid
+from .._tasks import PGridConfig
 
 KERNELS = ("rbf", "linear")
-N_DIGITS = 1797  # images in scikit-learn's load_digits
-
-
-@functools.cache
-def digits_data() -> tuple[np.ndarray, np.ndarray]:
-    """Digits images scaled to [0, 1] (n, 64), and centred one-hot targets (n, 10)."""
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    X = data.data.astype(np.float64) / 16.0
-    Y = np.eye(10)[data.target]
-    return X, Y - Y.mean(axis=0)
-
-
-@functools.cache
-def digits_gram(kernel: str, rbf_scale: float) -> np.ndarray:
-    """The Gram matrix of the whole digits set (cached)."""
-    return gram(kernel, digits_data()[0], rbf_scale)
-
-
-def gram(kernel: str, X: np.ndarray, rbf_scale: float) -> np.ndarray:
-    """Gram matrix of a data set: RBF exp(-|x-x'|^2 / (2 l^2)) with l = rbf_scale times the
-    median pairwise distance, or linear (x - mean) . (x' - mean) / d."""
-    if kernel == "linear":
-        Xc = X - X.mean(axis=0)
-        return Xc @ Xc.T / X.shape[1]
-    sq = np.sum(X**2, axis=1)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * X @ X.T, 0.0)
-    ell2 = (rbf_scale**2) * np.median(d2[np.triu_indices_from(d2, k=1)])
-    return np.exp(-d2 / (2 * ell2))
-
-
-@functools.cache
-def _spectrum(kernel: str, rbf_scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues of K/n (clipped at 0) and target powers summed over the 10 outputs."""
-    _, Y = digits_data()
-    K = digits_gram(kernel, rbf_scale)
-    lam, U = np.linalg.eigh(K / K.shape[0])
-    return np.clip(lam, 0.0, None), np.sum((U.T @ Y) ** 2, axis=1) / K.shape[0]
 
 
 @dataclasses.dataclass(frozen=True)
-class DigitsCurveConfig(ExperimentConfig):
+class DigitsCurveConfig(PGridConfig):
     """Fields shared by the KRR learning-curve experiments on digits."""
 
     ridge: float = param(1e-3, "per-sample ridge (Gram matrix + P ridge)", lo=0.0, lo_open=True)
-    P_min: int = param(10, "smallest training set", lo=1)
     P_max: int = param(1000, "largest training set (< 1797 images)", lo="P_min",
                        hi=N_DIGITS - 1)
-    n_P: int = param(8, "log-spaced training-set sizes", lo=2)
+    n_P: int = param(8, "log-spaced training-set sizes", lo=2, hi=1000)
     splits: int = param(32, "random draws of the training set per P", lo=2)
-    z_max: float = param(3.0, "criterion: standard errors allowed per point", lo=0.0,
-                         lo_open=True)
     rel_max: float = param(0.03, "declared systematic relative deviation (the deterministic "
                            "equivalent's finite-P bias; RBF/NTK only)", lo=0.0, hi=1.0)
-
-    @property
-    def P_values(self) -> list[int]:
-        return log_grid(self.P_min, self.P_max, self.n_P)
-
-    def check(self):
-        if len(self.P_values) < 2:
-            raise ValueError(f"n_P: P_min..P_max holds fewer than 2 distinct P "
-                             f"({self.P_values}); the exponent fit needs 2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +71,7 @@ class DigitsConfig(DigitsCurveConfig):
 
 def held_out_theory(cfg: DigitsConfig, kernel: str, P: np.ndarray):
     """Theory for the population, training and held-out errors at P, and the solver result."""
-    lam, power = _spectrum(kernel, cfg.rbf_scale)
+    lam, power = digits_spectrum(kernel, cfg.rbf_scale)
     r = solve(ridge_risk, lam, power, np.asarray(P, float), cfg.ridge)
     train = (cfg.ridge / r.kappa) ** 2 * r.error
     frac = 1.0 - (1.0 - 1.0 / lam.shape[0]) ** np.asarray(P, float)
@@ -162,7 +111,7 @@ class DigitsKernelCurve(Sweep):
                                    zip(kernel, out, strict=True)})
 
     def extras(self, cfg, coords):
-        spectra = [_spectrum(k, cfg.rbf_scale)[0][::-1] for k in KERNELS]
+        spectra = [digits_spectrum(k, cfg.rbf_scale)[0][::-1] for k in KERNELS]
         return Prediction({"eigvals": (("kernel", "mode"), np.stack(spectra))})
 
     def rel_max(self, cfg):

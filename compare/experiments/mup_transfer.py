@@ -21,7 +21,7 @@ import xarray as xr
 
 from theorysim.sims import EnsembleSpec, ModelConfig, TrainConfig, train
 
-from .._compare import agreement_report, closed_form_theory, power_fit
+from .._compare import agreement_report, power_fit, theory_dataset
 from .._configio import ExperimentConfig, param
 from .._experiment import Experiment, register
 from .._plots import figure, legend
@@ -116,7 +116,7 @@ class MupTransfer(Experiment):
                            .transpose("param", "width", "seed", "lr").astype(np.float64)})
 
     def theory(self, cfg):
-        return closed_form_theory({"optimum_shift_per_doubling": ("param", [-1.0, 0.0])},
+        return theory_dataset({"optimum_shift_per_doubling": ("param", [-1.0, 0.0])},
                                   {"param": list(PARAMS)})
 
     def report(self, cfg, ds):

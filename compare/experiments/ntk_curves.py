@@ -59,15 +59,16 @@ from theorysim.sims import (
 from theorysim.theory import ridge_risk
 
 from .._compare import Prediction, Sweep, solve
-from .._configio import ExperimentConfig, param
+from .._configio import param
+from .._datasets import digits_data
 from .._experiment import register
 from .._plots import legend
-from .._tasks import log_grid
-from .digits_kernel_curve import DigitsCurveConfig, digits_data
+from .._tasks import PGridConfig
+from .digits_kernel_curve import DigitsCurveConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class NTKCurveConfig(ExperimentConfig):
+class NTKCurveConfig(PGridConfig):
     """Config of ``ntk-learning-curve`` (``theorysim show ntk-learning-curve``)."""
 
     d: int = param(10, "input dimension (inputs on the sphere S^{d-1})", lo=3, hi=10**4)
@@ -76,14 +77,11 @@ class NTKCurveConfig(ExperimentConfig):
     p2: float = param(1.0, "target power in degree 2", lo=0.0)
     ridge: float = param(1e-5, "per-sample ridge (Gram matrix + P ridge)", lo=0.0,
                          lo_open=True)
-    P_min: int = param(10, "smallest training set", lo=1)
     P_max: int = param(1000, "largest training set", lo="P_min", hi=20000)
-    n_P: int = param(6, "log-spaced training-set sizes", lo=2)
+    n_P: int = param(6, "log-spaced training-set sizes", lo=2, hi=1000)
     seeds: int = param(12, "data draws per P", lo=2)
     n_test: int = param(1000, "fresh test points per draw", lo=10, hi=10**6)
     max_degree: int = param(8, "degrees kept exactly in the theory", lo=2, hi=200)
-    z_max: float = param(3.0, "criterion: standard errors allowed per point", lo=0.0,
-                         lo_open=True)
     width: int = param(1024, "hidden width of the trained network", lo=1, hi=2**20)
     net_P_max: int = param(70, "train networks at P <= this (0: none)", lo=0)
     net_seeds: int = param(4, "trained networks per P (the first data draws)", lo=2,
@@ -94,10 +92,6 @@ class NTKCurveConfig(ExperimentConfig):
     gamma0: float = param(0.25, "richness: output x 1/gamma0, lr x gamma0^2 (same kernel "
                           "dynamics, lazier below 1; 1 = plain NTK network)", lo=0.0,
                           lo_open=True)
-
-    @property
-    def P_values(self) -> list[int]:
-        return log_grid(self.P_min, self.P_max, self.n_P)
 
     @property
     def net_P_values(self) -> list[int]:

@@ -21,28 +21,20 @@ from .._configio import param
 from .._experiment import register
 from .._plots import legend, reference_power_law
 from .._stats import seed_stats
-from .._tasks import PowerLawConfig, log_grid
+from .._tasks import PGridConfig, PowerLawConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class RidgeCurveConfig(PowerLawConfig):
+class RidgeCurveConfig(PowerLawConfig, PGridConfig):
     """Config of ``ridge-learning-curve`` (``theorysim show ridge-learning-curve``)."""
 
     ridge: float = param(1e-5, "per-sample ridge (THEORY.md 1 convention)", lo=0.0)
-    P_min: int = param(10, "smallest training set", lo=1)
-    P_max: int = param(1000, "largest training set", lo="P_min")
-    n_P: int = param(10, "log-spaced training-set sizes", lo=2)
     seeds: int = param(32, "simulation seeds per P", lo=2)
     fit_max: float = param(0.25, "largest P in the exponent fit, as a fraction of M (finite M "
                            "bends the curve near P = M)", lo=0.0, lo_open=True, hi=1.0)
-    z_max: float = param(3.0, "criterion: every point within z_max standard errors", lo=0.0,
-                         lo_open=True)
-
-    @property
-    def P_values(self) -> list[int]:
-        return log_grid(self.P_min, self.P_max, self.n_P)
 
     def check(self):
+        super().check()
         if sum(p <= self.fit_max * self.M for p in self.P_values) < 2:
             raise ValueError(f"fit_max: fewer than 2 of P = {self.P_values} lie in the fit "
                              f"range P <= fit_max * M = {self.fit_max * self.M:g}; raise "

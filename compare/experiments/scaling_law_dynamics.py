@@ -18,15 +18,18 @@ import math
 import numpy as np
 
 from theorysim.sims import random_feature_dynamics
-from theorysim.theory import compute_optimal, scaling_law_dynamics, scaling_law_dynamics_gd
+from theorysim.theory import (
+    GD_MAX_STEPS,
+    compute_optimal,
+    scaling_law_dynamics,
+    scaling_law_dynamics_gd,
+)
 
 from .._compare import Prediction, Sweep, compare, power_fit, solve
 from .._configio import param
 from .._experiment import register
-from .._plots import legend, reference_power_law, theory_vs_sim
+from .._plots import figure, legend, reference_power_law, theory_vs_sim
 from .._tasks import PowerLawConfig
-
-GD_MAX_STEPS = 4096  # the step cap of scaling_law_dynamics_gd (its n_steps range)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,8 +154,6 @@ class ScalingLawDynamics(Sweep):
             "(THEORY.md 3 writes min(a-1, 2b), equal when a-1 <= b)",), ok
 
     def plot(self, cfg, ds):
-        from .._plots import figure
-
         fig, axes = figure(3, 1, width=3.6)
         ax_t, ax_c, ax_n = axes[0]
         self.draw(ax_t, cfg, ds)

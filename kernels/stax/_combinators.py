@@ -203,7 +203,7 @@ def _combine(sts, op, channels, weights=None):
     cov1 = None if symmetric else op([s.cov1 for s in sts], weights)
     cov2 = None if symmetric else op([s.cov2 for s in sts], weights)
     return KState(nngp, ntk, cov1, cov2, first.full, first.spatial, channels, first.want_ntk,
-                  gaussian=all(s.gaussian for s in sts))
+                  gaussian=all(s.gaussian for s in sts), **_quad(sts))
 
 
 def _product(sts):
@@ -226,7 +226,14 @@ def _product(sts):
         for s in sts[1:]:
             cov1, cov2 = cov1 * s.cov1, cov2 * s.cov2
     return KState(nngp, ntk, cov1, cov2, first.full, first.spatial, first.channels,
-                  first.want_ntk, gaussian=False)
+                  first.want_ntk, gaussian=False, **_quad(sts))
+
+
+def _quad(sts):
+    err = sts[0].quad_err
+    for s in sts[1:]:
+        err = jnp.maximum(err, s.quad_err)
+    return {"quad_err": err, "quad_nodes": max(s.quad_nodes for s in sts)}
 
 
 def FanInSum():

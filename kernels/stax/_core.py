@@ -33,7 +33,9 @@ import numpy as np
 
 from theorysim.checks import as_finite_array
 
-from .._analytic import MAX_GB, Kernel, check_output_size
+from theorysim.contract import check_throw
+
+from .._analytic import MAX_GB, Kernel, check_output_size, conclude, quadrature_tolerance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +52,8 @@ class KState:
     want_ntk: bool
     is_input: bool = False
     gaussian: bool = False          # pre-activations jointly Gaussian (after an affine layer)
+    quad_err: float | jax.Array = 0.0   # largest quadrature error estimate so far (relative)
+    quad_nodes: int = 0                 # nodes per dimension of the quadrature layers (max)
 
     def replace(self, **kw) -> KState:
         return dataclasses.replace(self, **kw)
@@ -259,8 +263,11 @@ class KernelFn:
         self._cache = {}
 
     def __call__(self, x1, x2=None, get=None, *, diagonal_spatial: bool = False,
-                 diagonal_batch=None, max_gb: float | None = MAX_GB, **kwargs):
+                 diagonal_batch=None, max_gb: float | None = MAX_GB, tol: float | None = None,
+                 throw: bool = True, **kwargs):
         get, names = _parse_get(get)
+        throw = check_throw(throw)
+        tol = quadrature_tolerance(tol)
         if not isinstance(diagonal_spatial, bool):
             raise ValueError(f"diagonal_spatial must be a bool, got {diagonal_spatial!r}")
         if kwargs:
@@ -281,7 +288,7 @@ class KernelFn:
         j1 = jnp.asarray(a1, dtype)
         j2 = None if x2 is None else jnp.asarray(a2, dtype)
         out = fn(j1, j2)
-        return _format(out, get, names)
+        return _format(_contract(out, tol, throw), get, names)
 
     def _compiled(self, full, want_ntk, symmetric):
         key = (full, want_ntk, symmetric)
@@ -304,14 +311,27 @@ def _collect(st):
         ntk = jnp.zeros_like(st.nngp)
     cov1 = batch_cov(st, 1)
     cov2 = cov1 if st.symmetric else st.cov2
-    return {"nngp": st.nngp, "ntk": ntk if st.want_ntk else None, "cov1": cov1, "cov2": cov2}
+    return {"nngp": st.nngp, "ntk": ntk if st.want_ntk else None, "cov1": cov1, "cov2": cov2,
+            "quad_err": jnp.asarray(st.quad_err), "quad_nodes": st.quad_nodes}
+
+
+def _contract(out, tol, throw):
+    """Quadrature error estimate vs ``tol`` and finiteness (theorysim.contract), per output."""
+    if isinstance(out, list):
+        return [_contract(o, tol, throw) for o in out]
+    res = float(out["quad_err"])
+    k = Kernel(out["nngp"], out["ntk"], converged=bool(res <= tol), residual=res,
+               iterations=int(out["quad_nodes"]))
+    k = conclude(k, throw=throw, solver="stax kernel_fn",
+                 hint="raise ElementwiseNumerical's deg / Elementwise's order, or give nngp_fn")
+    return dict(out, kernel=k)
 
 
 def _format(out, get, names):
     if isinstance(out, list):
         return [_format(o, get, names) for o in out]
     if get is None:
-        return Kernel(out["nngp"], out["ntk"])
+        return out["kernel"]
     if isinstance(get, str):
         return out[get]
     return collections.namedtuple("Kernel", names)(*(out[n] for n in names))

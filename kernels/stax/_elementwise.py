@@ -7,10 +7,12 @@ K_{22}]]` at each pair of positions.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 
 from theorysim.checks import check_scalar
 
@@ -31,11 +33,26 @@ class _Nonlinearity(Layer):
         (k11, k22), c1, c2 = outer(st, lambda v: v)
         want = st.ntk is not None
         nngp, dphi = self.activation.dual(k11, k22, st.nngp, derivative=want)
+        err, nodes = st.quad_err, st.quad_nodes
+        if isinstance(self.activation, act.Elementwise):
+            # error estimate: the same rule with half the nodes (two orders compared)
+            half = dataclasses.replace(self.activation, order=max(self.activation.order // 2, 2))
+            n2, d2 = half.dual(k11, k22, st.nngp, derivative=want)
+            err = jnp.maximum(err, _rel(nngp, n2))
+            if want:
+                err = jnp.maximum(err, _rel(dphi, d2))
+            nodes = max(nodes, self.activation.order)
         covs = []
         for c, (a, b) in ((st.cov1, c1), (st.cov2, c2)):
             covs.append(None if c is None else self.activation.dual(a, b, c, derivative=False)[0])
         return st.replace(nngp=nngp, ntk=st.ntk * dphi if want else None, cov1=covs[0],
-                          cov2=covs[1], is_input=False, gaussian=False)
+                          cov2=covs[1], is_input=False, gaussian=False, quad_err=err,
+                          quad_nodes=nodes)
+
+
+def _rel(a, b):
+    scale = jnp.max(jnp.abs(a))
+    return jnp.max(jnp.abs(a - b)) / jnp.where(scale > 0, scale, 1.0)
 
 
 def _layer(activation, name, fn=None):

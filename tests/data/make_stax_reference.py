@@ -44,7 +44,7 @@ for name, ((_, _, kernel_fn), a, a2) in mod.cases(stax).items():
     except Exception as err:  # noqa: BLE001 - record what neural-tangents cannot do
         failed[name] = f"{type(err).__name__}: {str(err)[:300]}"
 out["failed"] = np.array(json.dumps(failed))
-out["versions"] = np.array(json.dumps({"neural_tangents": nt.__version__ if hasattr(nt, "__version__") else "0.6.5",
+out["versions"] = np.array(json.dumps({"neural_tangents": getattr(nt, "__version__", "0.6.5"),
                                        "jax": jax.__version__, "numpy": np.__version__,
                                        "python": sys.version.split()[0]}))
 np.savez_compressed(HERE / "stax_reference.npz", **out)

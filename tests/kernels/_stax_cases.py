@@ -31,8 +31,9 @@ def inputs() -> dict[str, np.ndarray]:
 def _activations(stax):
     return {
         "Relu": stax.Relu(), "LeakyRelu": stax.LeakyRelu(0.1), "Abs": stax.Abs(),
-        "ABRelu": stax.ABRelu(-0.3, 0.7), "Erf": stax.Erf(), "ErfAffine": stax.Erf(0.7, 1.3, 0.2),
-        "Sigmoid_like": stax.Sigmoid_like(), "Sin": stax.Sin(), "SinAffine": stax.Sin(0.8, 1.2, 0.3),
+        "ABRelu": stax.ABRelu(-0.3, 0.7), "Erf": stax.Erf(),
+        "ErfAffine": stax.Erf(0.7, 1.3, 0.2), "Sigmoid_like": stax.Sigmoid_like(),
+        "Sin": stax.Sin(), "SinAffine": stax.Sin(0.8, 1.2, 0.3),
         "Cos": stax.Cos(), "Gelu": stax.Gelu(), "Exp": stax.Exp(0.6, 0.5),
         "Gaussian": stax.Gaussian(), "GaussianAffine": stax.Gaussian(0.9, -0.4),
         "Gabor": stax.Gabor(), "Rbf": stax.Rbf(0.7), "Sign": stax.Sign(),

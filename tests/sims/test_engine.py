@@ -126,6 +126,33 @@ def test_online_sampler_fresh_each_step():
     assert res.records["loss"][0, -1] < res.records["loss"][0, 0]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Teacher:
+    dim: int
+    scale: float
+
+    def __call__(self, key, batch):
+        xb = jax.random.normal(key, (batch, self.dim))
+        return xb, self.scale * jnp.tanh(xb[:, 0])
+
+
+def test_program_cache_is_keyed_by_value():
+    """Equal configs and equal (distinct) sampler objects reuse one compiled program; a sampler
+    that differs in a field gets its own (no cache keyed by object identity)."""
+    from theorysim.sims._program import _cached
+
+    tc = TrainConfig(steps=4, lr=0.5, batch_size=8, record_steps=(0, 4), observables=("loss",))
+    ens = EnsembleSpec(seeds=(0,), shard=False)
+    _cached.cache_clear()
+    a = train(CFG, tc, sampler=_Teacher(D, 1.0), ensemble=ens)
+    b = train(CFG, tc, sampler=_Teacher(D, 1.0), ensemble=ens)
+    assert _cached.cache_info().hits == 1 and _cached.cache_info().misses == 1
+    np.testing.assert_array_equal(a.records["loss"], b.records["loss"])
+    c = train(CFG, tc, sampler=_Teacher(D, 3.0), ensemble=ens)
+    assert _cached.cache_info().misses == 2
+    assert c.records["loss"][0, 0] > 4 * a.records["loss"][0, 0]  # the new teacher is used
+
+
 def test_mup_and_mean_field_same_function_dynamics(data):
     """The abc symmetry: mup and mean_field give the same f(t) under SGD and Adam."""
     x, y = data
@@ -174,6 +201,10 @@ def test_minibatch_adam_cross_entropy_and_xarray(data):
                 ensemble=EnsembleSpec(seeds=(0, 1), gamma0s=(0.5, 1.0)))
     ds = res.to_xarray()
     assert dict(ds.loss.sizes) == {"width": 1, "seed": 2, "lr": 1, "gamma0": 2, "step": 5}
+    # every dim has a coordinate, so a compare experiment's simulate can select by value
+    assert set(ds.dims) <= set(ds.coords)
+    assert ds.gamma0.values.tolist() == [0.5, 1.0] and ds.layer.values.tolist() == [1, 2]
+    assert ds.attrs["n_diverged"] == 0 and ds.diverged.dims == ("width", "seed", "lr", "gamma0")
     assert ds.outputs.sizes["out"] == 3 and ds.act_rms.sizes["layer"] == 2
     assert float(ds.loss.isel(step=-1).max()) < 0.7 * float(ds.loss.isel(step=0).min())
 

@@ -99,8 +99,9 @@ def test_ridge_per_point_diagnostics():
 
 
 def test_non_finite_output_is_flagged_never_silent():
-    """GD far beyond the stability edge: the loss overflows; throw=False flags it."""
-    r = scaling_law_dynamics_gd(LAM, TP, math.inf, math.inf, 50.0, 60, throw=False)
+    """GD far beyond the stability edge: the loss grows geometrically (a finite 1e203 after 60
+    steps is the prediction) until it overflows; throw=False flags that."""
+    r = scaling_law_dynamics_gd(LAM, TP, math.inf, math.inf, 50.0, 100, throw=False)
     assert not r.converged and not np.all(np.isfinite(r.loss))
     with pytest.raises(ConvergenceError, match="non-finite"):
-        scaling_law_dynamics_gd(LAM, TP, math.inf, math.inf, 50.0, 60)
+        scaling_law_dynamics_gd(LAM, TP, math.inf, math.inf, 50.0, 100)
