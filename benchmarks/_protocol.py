@@ -62,7 +62,7 @@ def conditions() -> dict:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    info = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+    info = {"date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M"),
             "load": tuple(round(v, 2) for v in load), "cpus": os.cpu_count(),
             "usable_cpus": usable, "python": sys.version.split()[0]}
     info.update({v: os.environ.get(v) for v in THREAD_VARS})
@@ -91,7 +91,7 @@ def conditions_text(info: dict | None = None) -> str:
 
 
 def warn_if_busy(threshold: float = BUSY_LOAD, load: float | None = None) -> bool:
-    """Print a loud warning (stdout and stderr) when the load average exceeds ``threshold``."""
+    """Print a loud warning when the 1-minute load average exceeds ``threshold``."""
     load = load1() if load is None else load
     if not load > threshold:
         return False
@@ -100,7 +100,6 @@ def warn_if_busy(threshold: float = BUSY_LOAD, load: float | None = None) -> boo
            f"!! noisy; only the interleaved ratios are comparable, and even they may be "
            f"biased.\n{'!' * 78}\n")
     print(msg, flush=True)
-    print(msg, file=sys.stderr, flush=True)
     return True
 
 
@@ -212,6 +211,38 @@ def interleaved(name: str, ours: Callable[[], float], base: Callable[[], float],
     if verbose:
         print("  " + c.line(), flush=True)
     return c
+
+
+def interleaved_many(name: str, timers: dict[str, Callable[[], float]], ref: str, rounds: int,
+                     *, warmup: bool = True, verbose: bool = True) -> dict[str, Comparison]:
+    """Several timers in interleaved rounds; one :class:`Comparison` per timer against ``ref``.
+
+    Each round runs every timer once, in an order rotated (and reversed every other round)
+    from round to round; each ratio is ``timer / ref`` of the same round.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    names = list(timers)
+    if warmup:
+        for nm in names:
+            timers[nm]()
+    times: dict[str, list[float]] = {nm: [] for nm in names}
+    loads, start = [], load1()
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for nm in (order if r % 2 == 0 else order[::-1]):
+            times[nm].append(timers[nm]())
+        loads.append(load1())
+        if verbose:
+            print(f"  {name} round {r + 1}/{rounds}: " + ", ".join(
+                f"{nm} {_fmt_s(times[nm][-1])}" for nm in names) + f"; load {loads[-1]:.1f}",
+                flush=True)
+    out = {nm: Comparison(f"{name}: {nm} vs {ref}", times[ref], times[nm], loads, start)
+           for nm in names if nm != ref}
+    if verbose:
+        for c in out.values():
+            print("  " + c.line(), flush=True)
+    return out
 
 
 def command_line() -> str:

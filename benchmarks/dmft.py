@@ -5,9 +5,12 @@ host allocations, unlike tracemalloc). Reported: wall time to convergence, itera
 iteration, peak RSS, and ratios against the smallest size measured in the same run; growth
 exponents in T and P are fitted from 3 sizes each.
 
-    /work/venv311/bin/python benchmarks/dmft.py --quick
-    /work/venv311/bin/python benchmarks/dmft.py --medium    # time per iteration only
-    /work/venv311/bin/python benchmarks/dmft.py            # T = 100, P = 16, L = 2, S = 4096
+    python benchmarks/dmft.py --quick
+    python benchmarks/dmft.py --medium    # time per iteration only
+    python benchmarks/dmft.py            # T = 100, P = 16, L = 2, S = 4096
+
+Uses ``benchmarks/_protocol.py`` for the conditions (load, threads), the busy warning and the
+RESULTS.md rows; there is no A/B baseline to interleave (sizes are compared with each other).
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ import json
 import subprocess
 import sys
 
+import _protocol as proto
 import numpy as np
+
+SCRIPT = "dmft.py"
 
 CHILD = r"""
 import json, math, resource, sys, time
@@ -63,7 +69,11 @@ def main():
                          "runs to convergence)")
     ap.add_argument("--converge-iter", type=int, default=150,
                     help="iteration cap of the base-size run that measures time to converge")
+    proto.add_arguments(ap, rounds=1)
     a = ap.parse_args()
+    info = proto.print_conditions(SCRIPT)
+    load_start = proto.load1()
+    loads = []
     if a.quick:
         base = dict(T=20, P=4, S=512, L=2)
         Ts, Ps, max_iter = (10, 20, 40), (2, 4, 8), a.max_iter or 5
@@ -78,6 +88,7 @@ def main():
     # at 1 iteration) / max_iter, net = wall - compile, so the setup (noise Gram pseudo-inverse,
     # result packing) cancels.
     rows = [run(**base, max_iter=a.converge_iter)]
+    loads.append(proto.load1())
     rows[0]["per"] = (rows[0]["wall"] - rows[0]["compile"]) / rows[0]["n_iter"]
     for T, P in [(T, base["P"]) for T in Ts] + [(base["T"], P) for P in Ps]:
         one = run(T, P, base["S"], base["L"], 1)
@@ -85,6 +96,7 @@ def main():
         many["per"] = ((many["wall"] - many["compile"]) - (one["wall"] - one["compile"])) / (
             many["n_iter"] - one["n_iter"])
         rows.append(many)
+        loads.append(proto.load1())
     ref = rows[1]
     print("| T | P | S | L | iters | converged | wall s | compile s | s/iter | peak RSS MB "
           "| s/iter ratio |")
@@ -93,12 +105,30 @@ def main():
         print(f"| {r['T']} | {r['P']} | {r['S']} | {r['L']} | {r['n_iter']} | {r['converged']} "
               f"| {r['wall']:.1f} | {r['compile']:.1f} | {r['per']:.3f} | {r['rss_mb']:.0f} "
               f"| {r['per'] / ref['per']:.2f} |")
+    growth = {}
     for name, sel, key in (("T", rows[1:4], "T"), ("P", rows[4:7], "P")):
         x = np.log([r[key] for r in sel])
         per = np.log([r["per"] for r in sel])
         mem = np.log([r["rss_mb"] for r in sel])
-        print(f"growth in {name}: time/iter ~ {name}^{np.polyfit(x, per, 1)[0]:.2f}, "
-              f"peak RSS ~ {name}^{np.polyfit(x, mem, 1)[0]:.2f}")
+        growth[name] = (np.polyfit(x, per, 1)[0], np.polyfit(x, mem, 1)[0])
+        print(f"growth in {name}: time/iter ~ {name}^{growth[name][0]:.2f}, "
+              f"peak RSS ~ {name}^{growth[name][1]:.2f}")
+    # No A/B baseline here (a scaling measurement, each size in its own subprocess): the
+    # protocol part is the conditions, the busy warning and the RESULTS.md rows.
+    load = proto.load_summary(load_start, loads)
+    b = rows[0]
+    size = f"T={b['T']}, P={b['P']}, S={b['S']}, L={b['L']}"
+    if not a.no_record:
+        proto.record(SCRIPT, f"{size}: time to converge", f"{b['wall']:.1f} s, {b['n_iter']} "
+                 f"iterations (converged: {b['converged']}), {b['per']:.2f} s/iter, peak RSS "
+                 f"{b['rss_mb']:.0f} MB", rounds=1, target="converge", met="yes"
+                 if b["converged"] else "**no**", load=load, info=info)
+        proto.record(SCRIPT, f"{size}: growth exponents", f"time/iter ~ T^{growth['T'][0]:.2f}, "
+                 f"~ P^{growth['P'][0]:.2f}; RSS ~ T^{growth['T'][1]:.2f}, "
+                 f"~ P^{growth['P'][1]:.2f}", rounds=1, target="no (TP)^3 per sample",
+                 met="yes" if max(growth["T"][0], growth["P"][0] * 2) < 3 else "**no**",
+                 load=load, info=info)
+    proto.warn_if_busy()
 
 
 if __name__ == "__main__":

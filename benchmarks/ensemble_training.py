@@ -7,7 +7,10 @@
 (b) Achieved matmul FLOP/s of a width-2048 ensemble training step vs the dense matmul FLOP/s of
     the same machine measured in the same run (target >= 50%).
 
-Usage: ``python benchmarks/ensemble_training.py [--quick]``
+Every ratio comes from interleaved rounds (``benchmarks/_protocol.py``): median and min-max
+over rounds, with the load and thread settings; rows go to RESULTS.md.
+
+Usage: ``python benchmarks/ensemble_training.py [--quick] [--rounds 3]``
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from __future__ import annotations
 import argparse
 import time
 
+import _protocol as P
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from theorysim.sims import EnsembleSpec, ModelConfig, TrainConfig, train
+
+SCRIPT = "ensemble_training.py"
 
 
 def _time(fn, repeats=1):
@@ -64,7 +70,7 @@ def _naive_loop(cfg, x, y, seeds, steps, batch, lr):
     jax.block_until_ready(losses)
 
 
-def bench_vmap_vs_loop(seeds: int, steps: int, batch: int):
+def bench_vmap_vs_loop(seeds: int, steps: int, batch: int, rounds: int):
     rng = np.random.default_rng(0)
     d, p = 32, 1024
     x = rng.standard_normal((p, d)).astype(np.float32)
@@ -82,14 +88,15 @@ def bench_vmap_vs_loop(seeds: int, steps: int, batch: int):
         return [train(cfg, tc, x=x, y=y, ensemble=EnsembleSpec(seeds=(s,))).records["loss"]
                 for s in range(seeds)]
 
-    times = {"ensemble (vmap)": _time(lambda: ensemble("vmap")),
-             "ensemble (map)": _time(lambda: ensemble("map")),
-             "loop over seeds of train()": _time(loop)}
     xj, yj = jnp.asarray(x), jnp.asarray(y)
-    times["loop over seeds and steps (jitted step)"] = _time(
-        lambda: _naive_loop(cfg, xj, yj, seeds, steps, batch, 0.05))
+    timers = {"ensemble (map)": P.timer(lambda: ensemble("map")),
+              "ensemble (vmap)": P.timer(lambda: ensemble("vmap")),
+              "loop over seeds of train()": P.timer(loop),
+              "loop over seeds and steps (jitted step)": P.timer(
+                  lambda: _naive_loop(cfg, xj, yj, seeds, steps, batch, 0.05))}
+    comps = P.interleaved_many("(a)", timers, "ensemble (map)", rounds)
     same = bool(np.allclose(ensemble("vmap"), np.concatenate(loop()), rtol=1e-4, atol=1e-6))
-    return times, same
+    return comps, same
 
 
 def _matmul_flops(d, n, depth, out, batch):
@@ -100,7 +107,8 @@ def _matmul_flops(d, n, depth, out, batch):
     return fwd + bwd
 
 
-def bench_flops(width: int, members: int, steps: int, batch: int, strategy: str):
+def bench_flops(width: int, members: int, steps: int, batch: int, strategy: str,
+                rounds: int):
     rng = np.random.default_rng(0)
     d = 256
     x = rng.standard_normal((batch, d)).astype(np.float32)
@@ -113,34 +121,61 @@ def bench_flops(width: int, members: int, steps: int, batch: int, strategy: str)
                   ensemble=EnsembleSpec(seeds=tuple(range(members)), strategy=strategy))
         jax.block_until_ready(r.diverged)
 
-    # difference of a long and a 1-step run removes compile, init and transfer costs
-    per_step = (_time(lambda: run(steps), 2) - _time(lambda: run(1), 2)) / (steps - 1)
-    achieved = members * _matmul_flops(d, width, 2, 1, batch) / per_step
+    flops_step = members * _matmul_flops(d, width, 2, 1, batch)
     a = jnp.asarray(rng.standard_normal((batch, width)), jnp.float32)
     b = jnp.asarray(rng.standard_normal((width, width)), jnp.float32)
     mm = jax.jit(lambda a, b: a @ b)
-    peak = 2 * batch * width * width / _time(lambda: jax.block_until_ready(mm(a, b)), 10)
-    return achieved, peak, per_step
+    flops_mm = 2 * batch * width * width
+
+    def step_cost():  # seconds per matmul FLOP of one training step
+        # difference of a long and a 1-step run removes compile, init and transfer costs
+        per_step = (_time(lambda: run(steps), 2) - _time(lambda: run(1), 2)) / (steps - 1)
+        return per_step / flops_step
+
+    def matmul_cost():  # seconds per FLOP of one dense matmul of the layer's size
+        return _time(lambda: jax.block_until_ready(mm(a, b)), 10) / flops_mm
+
+    # ratio per round = (s/FLOP of the matmul) / (s/FLOP of the step) = achieved / dense FLOP/s
+    return P.interleaved(f"(b) {strategy}", step_cost, matmul_cost, rounds, warmup=False)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer seeds/steps (about a minute)")
+    P.add_arguments(ap, rounds=3)
     args = ap.parse_args(argv)
+    info = P.print_conditions(SCRIPT)
     print(f"devices: {jax.devices()}")
     seeds, steps = (16, 200) if args.quick else (64, 1000)
-    times, same = bench_vmap_vs_loop(seeds, steps, batch=16)
-    best = min(times["ensemble (vmap)"], times["ensemble (map)"])
+    q = " (--quick)" if args.quick else ""
+    comps, same = bench_vmap_vs_loop(seeds, steps, batch=16, rounds=args.rounds)
     print(f"(a) {seeds} seeds x {steps} SGD steps, width 256 depth 3, batch 16 "
-          f"(same losses ensemble vs loop: {same})")
-    for name, t in times.items():
-        print(f"    {name:42s} {t:8.2f} s   ratio to best ensemble {t / best:6.2f}x")
+          f"(same losses ensemble vs loop: {same}); time / time of ensemble (map), "
+          f"median (min-max) over {args.rounds} interleaved rounds")
+    for name, c in comps.items():
+        print(f"    {name.split(': ', 1)[1]:60s} {c.ratio_text()}")
     members, fsteps = (2, 4) if args.quick else (4, 8)
+    fracs = {}
     for strategy in ("vmap", "map"):
-        achieved, peak, per_step = bench_flops(2048, members, fsteps, 256, strategy)
-        print(f"(b) width 2048 depth 2, {members} members ({strategy}), batch 256: "
-              f"{per_step * 1e3:.0f} ms/step, matmul FLOP/s {achieved / 1e9:.1f} G vs dense "
-              f"matmul {peak / 1e9:.1f} G: {100 * achieved / peak:.0f}%")
+        fracs[strategy] = bench_flops(2048, members, fsteps, 256, strategy, args.rounds)
+        c = fracs[strategy]
+        print(f"(b) width 2048 depth 2, {members} members ({strategy}), batch 256: achieved "
+              f"matmul FLOP/s / dense matmul FLOP/s = {100 * c.median:.0f}% "
+              f"({100 * c.lo:.0f}-{100 * c.hi:.0f}%)")
+    if not args.no_record:
+        for name, c in comps.items():
+            arm = name.split(": ", 1)[1].split(" vs ")[0]
+            P.record(SCRIPT, f"(a) {seeds} seeds x {steps} steps: {arm} / ensemble (map){q}",
+                     c.ratio_text(), rounds=args.rounds,
+                     target=">= 5x" if arm.startswith("loop") else "-",
+                     met=("yes" if c.median >= 5 else "**no**") if arm.startswith("loop")
+                     else "-", load=c.load_text(), info=info)
+        for strategy, c in fracs.items():
+            P.record(SCRIPT, f"(b) width-2048 step, {strategy}: fraction of dense-matmul "
+                     f"FLOP/s{q}", f"{100 * c.median:.0f}% ({100 * c.lo:.0f}-{100 * c.hi:.0f}%)",
+                     rounds=args.rounds, target=">= 50%",
+                     met="yes" if c.median >= 0.5 else "**no**", load=c.load_text(), info=info)
+    P.warn_if_busy()
 
 
 if __name__ == "__main__":

@@ -28,9 +28,8 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-
 import _protocol as P
+import numpy as np
 
 SCRIPT = "kernels_vs_neural_tangents.py"
 PINS = ["jax[cpu]==0.4.30", "jaxlib==0.4.30", "neural-tangents==0.6.5", "tensorflow-cpu",
@@ -353,7 +352,7 @@ def main(argv=None):
           "(min-max) | load start/median/max | note |")
     print("|---|---|---|---|---|---|")
     import statistics
-    for name, tag, comp, note, reps in rows:
+    for name, tag, comp, note, _reps in rows:
         print(f"| {name} {tag} | {statistics.median(comp.ours) * 1e3:.1f} | "
               f"{statistics.median(comp.base) * 1e3:.1f} | {comp.ratio_text()} | "
               f"{comp.load_text()} | {note} |")

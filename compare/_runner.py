@@ -170,6 +170,11 @@ def run_many(items: Sequence[tuple[Experiment, ExperimentConfig]], out: Path | s
             raise ValueError(
                 f"cfg must be a {experiment.config_type.__name__}, got {type(cfg).__name__}"
             )
+        if ex.name != "sequential" and type(experiment).__module__ == "__main__":
+            raise ValueError(
+                f"executor {ex.name!r} runs points in other processes, which cannot import "
+                f"{type(experiment).__name__} from __main__; define the experiment in a module"
+            )
     points = [[dict(p) for p in exp.points(cfg)] for exp, cfg in items]
     stores = [
         RunStore(run_dir_for(exp, cfg, Path(out)), exp.name, config_to_dict(cfg),
@@ -262,7 +267,7 @@ def _scan(store: RunStore, pts: list[dict], log: LogFn) -> tuple[dict[str, xr.Da
                 ok[key] = store.load_point(p)
                 continue
             except DamagedEntryError as err:
-                reason = str(err).split(": ", 1)[-1]
+                reason = err.reason
                 store.discard_point(p)
         bad.append(key)
         log(f"stored point {key} of {store.root} is damaged ({reason}); discarded it and "
@@ -295,8 +300,8 @@ def _finish(exp: Experiment, cfg: ExperimentConfig, store: RunStore, sims: list[
             try:
                 theory = store.load("theory")
             except DamagedEntryError as err:
-                log(f"stored theory of {store.root} is damaged "
-                    f"({str(err).split(': ', 1)[-1]}); recomputing it")
+                log(f"stored theory of {store.root} is damaged ({err.reason}); "
+                    "recomputing it")
         if theory is None:
             theory = exp.theory(cfg)
             store.save("theory", theory)

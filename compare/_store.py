@@ -70,7 +70,15 @@ class RunDirectoryError(ValueError):
 
 
 class DamagedEntryError(RunDirectoryError):
-    """A stored dataset that fails verification (missing/truncated chunk, edited metadata)."""
+    """A stored dataset that fails verification (missing/truncated chunk, edited metadata).
+
+    ``reason`` says what is wrong with it; the message adds what to do.
+    """
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"corrupt results store {path}: {reason}; re-run the same command "
+                         "to recompute it (damaged entries are recomputed, not reused)")
 
 
 def _version() -> str:
@@ -183,16 +191,15 @@ def read_zarr(path: Path, *, verify: bool = True) -> xr.Dataset:
     try:
         ds = _open_dataset(path)
     except Exception as err:  # zarr/xarray raise many types for a damaged store
-        raise DamagedEntryError(f"corrupt results store {path}: {_one_line(err)}") from err
+        raise DamagedEntryError(path, _one_line(err)) from err
     if verify:
         stored = ds.attrs.get(DIGEST_ATTR)
         if stored is None:
-            raise DamagedEntryError(f"corrupt results store {path}: no digest recorded")
+            raise DamagedEntryError(path, "no digest recorded")
         if dataset_digest(ds) != stored:
             raise DamagedEntryError(
-                f"corrupt results store {path}: contents differ from what was written "
-                "(missing or altered chunk, or edited metadata)"
-            )
+                path, "contents differ from what was written (missing or altered chunk, or "
+                "edited metadata)")
     ds.attrs.pop(DIGEST_ATTR, None)
     return ds
 
@@ -394,11 +401,6 @@ class RunStore:
 
     def has(self, name: str) -> bool:
         return (self.root / f"{name}.zarr").is_dir()
-
-    def write_text(self, name: str, text: str) -> Path:
-        path = self.root / name
-        write_bytes_atomic(text.encode(), path)
-        return path
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:

@@ -88,6 +88,9 @@ class TrainConfig:
         if self.batch_size is not None:
             _int_at_least("batch_size", self.batch_size, 1)
         _int_at_least("num_records", self.num_records, 1)
+        if self.num_records > max(self.steps + 1, 10**6):
+            raise ValueError(f"num_records must be <= steps + 1 = {self.steps + 1} (there are no "
+                             f"more distinct record steps), got {self.num_records}")
         if self.record_steps is not None:
             r = list(self.record_steps)
             if (not r or r != sorted(set(r)) or r[0] < 0 or r[-1] > self.steps
@@ -156,8 +159,9 @@ class EnsembleSpec:
         if self.strategy not in ("auto", "vmap", "map"):
             raise ValueError(f"strategy must be 'auto', 'vmap' or 'map', got {self.strategy!r}")
         if not self.seeds or any(isinstance(s, bool) or not isinstance(s, (int, np.integer))
-                                 for s in self.seeds):
-            raise ValueError(f"seeds must be a non-empty tuple of integers, got {self.seeds!r}")
+                                 or not -(2**63) <= s < 2**63 for s in self.seeds):
+            raise ValueError("seeds must be a non-empty tuple of 64-bit integers, got "
+                             f"{self.seeds!r}")
         for name, vals in (("lr", self.lrs), ("gamma0", self.gamma0s)):
             if vals is None:
                 continue

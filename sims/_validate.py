@@ -202,7 +202,7 @@ def _observables(ad, config, data, probe_y):
     return frozenset(wanted)
 
 
-def _probe(data, sampler, probe_x, probe_y, config, out_dim, in_dim):
+def _probe(data, sampler, probe_x, probe_y, config, out_dim, in_dim, max_memory_gb):
     """The probe set: given, else the test set, the training set or one sampler batch."""
     if probe_x is not None:
         return check_data("probe_x", probe_x, "probe_y", probe_y, config.loss, out_dim, in_dim,
@@ -211,7 +211,10 @@ def _probe(data, sampler, probe_x, probe_y, config, out_dim, in_dim):
         return data["xt"], data["yt"]
     if "x" in data:
         return data["x"], data["y"]
-    px, py = sampler(jax.random.key(PROBE_KEY), config.batch_size)
+    B = config.batch_size
+    _memory.check_fits({"one sampler batch": 2 * B * (in_dim + 1) * 8}, limit_gb=max_memory_gb,
+                       blame=f"batch_size ({B})")
+    px, py = sampler(jax.random.key(PROBE_KEY), B)
     return check_data("sampler x", px, "sampler y", py, config.loss, out_dim, in_dim)
 
 
@@ -239,7 +242,7 @@ def validate(model, config, *, x, y, sampler, x_test, y_test, probe_x, probe_y, 
                                             out_dim, in_dim)
     ad = adapt(model, in_dim, dtype)
     seeds, lrs, gamma0s = _hyper_grid(model, ad, config, ensemble)
-    px, py = _probe(data, sampler, probe_x, probe_y, config, out_dim, in_dim)
+    px, py = _probe(data, sampler, probe_x, probe_y, config, out_dim, in_dim, max_memory_gb)
     wanted = _observables(ad, config, data, py)
     data["px"] = px
     if py is not None and (config.loss == "mse" or "alignment" in wanted):

@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from theorysim.checks import check_choice, check_scalar
+from theorysim.checks import check_choice, check_key, check_scalar
 
 from ._dmft_common import (
     DMFTResult,
@@ -433,6 +433,7 @@ def dmft(
     check_solver_args(n_samples=n_samples, damping=damping, tol=tol, max_iter=max_iter,
                       activation=activation, depth=depth, throw=throw)
     check_scalar("chunk_size", chunk_size, lo=1, hi=1e7, integer=True)
+    check_key("key", key)
     check_scalar("n_groups", n_groups, lo=2, hi=n_samples // 2, integer=True)
     max_grid = check_scalar("max_grid", max_grid, lo=2, integer=True)
     dyn = check_dynamics(dynamics, lr, flow_tol, problem.t, max_steps=max_grid)

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from theorysim.checks import check_scalar
+from theorysim.checks import check_key, check_scalar
 
 from ._dmft_common import (
     DMFTResult,
@@ -228,6 +228,7 @@ def dmft_two_layer(
     check_solver_args(n_samples=n_samples, activation=activation, max_iter=max_iter,
                       throw=throw)
     check_scalar("max_step", max_step, lo=0.0, hi=1e6, lo_open=True)
+    check_key("key", key)
     check_scalar("n_groups", n_groups, lo=2, hi=n_samples, integer=True)
     dyn = check_dynamics(dynamics, lr, flow_tol, problem.t, max_steps=max_steps)
     dts = np.diff(problem.t)

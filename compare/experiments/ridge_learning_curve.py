@@ -95,6 +95,6 @@ class RidgeLearningCurve(Sweep):
         reference_power_law(ax, P, -pred, (P[0], float(ds["theory_error_line"][0])),
                             label=f"$P^{{-{pred:.3g}}}$ predicted; sim fit "
                                   f"${sim:.3f} \\pm {sim_se:.3f}$")
-        ax.set_title(f"ridge regression, $M={cfg.M}$, ridge ${cfg.ridge:g}$")
+        ax.set_title(f"ridge regression, $M={cfg.M}$, ridge = {cfg.ridge:g}")
         legend(ax)
         return fig

@@ -6,6 +6,7 @@ raises :class:`theorysim.ConvergenceError` instead of returning inf/NaN silently
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -43,6 +44,14 @@ XK = np.linspace(-1, 1, 10)
 GRAM = np.exp(-(XK[:, None] - XK[None, :]) ** 2)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Gaussian:
+    dim: int
+
+    def __call__(self, key, batch):
+        return jax.random.normal(key, (batch, self.dim)), jnp.zeros(batch)
+
+
 def _sampler_function(key, batch):  # a plain function: cannot be compared by value
     return jax.random.normal(key, (batch, D)), jnp.zeros(batch)
 
@@ -59,6 +68,9 @@ CASES = {
                            r"records.*max_memory_gb"),
     "train max_memory_gb honoured": (lambda: train(SMALL, TC, x=X, y=Y, max_memory_gb=1e-9),
                                      r"the given max_memory_gb"),
+    "1e12 records": (lambda: TrainConfig(steps=10**7, num_records=10**12), r"num_records"),
+    "sampler batch 1e11": (lambda: train(SMALL, TrainConfig(steps=3, batch_size=10**11),
+                                         sampler=_Gaussian(D)), r"batch_size \(10+\)"),
     "train 1e9 steps": (lambda: train(SMALL, TrainConfig(steps=10**9), x=X, y=Y),
                         r"steps=1000000000 exceeds max_steps"),
     "online sgd 1e12 steps": (lambda: random_feature_online_sgd(KEY, LAM, TP, [1e9], 8,
@@ -102,6 +114,7 @@ CASES = {
                          r"ridge"),
     "seeds not integers": (lambda: EnsembleSpec(seeds=(0.5,)), r"seeds"),
     "seeds not a tuple": (lambda: EnsembleSpec(seeds=5), r"seeds"),
+    "seed beyond 64 bits": (lambda: EnsembleSpec(seeds=(10**30,)), r"seeds"),
     # None, wrong types, shape mismatches
     "x and sampler None": (lambda: train(SMALL, TC), r"x and y .* or sampler .* must be given"),
     "y None": (lambda: train(SMALL, TC, x=X, y=None), r"y must be given"),
