@@ -163,16 +163,17 @@ def compare(ds: xr.Dataset, name: str, *, dim: str = "seed", rel_max=0.0) -> Com
 
 
 def agreement(z, *, z_max: float, excess=None, min_within: float = 1.0,
-              z_slack: float = 0.0) -> tuple[bool, dict[str, Any]]:
+              z_slack: float = 0.0, allowance: str = "") -> tuple[bool, dict[str, Any]]:
     """The standard criterion (module docstring) over the finite entries of ``z``; returns
-    ``(passed, metrics)`` with ``max |z|`` and the count of points within ``z_max`` SE."""
+    ``(passed, metrics)`` with ``max |z|`` and the count of points within ``z_max`` SE (plus
+    the declared deviation, named by ``allowance``)."""
     z = np.asarray(z, float).ravel()
     ok = np.isfinite(z)
     z = z[ok]
     exc = np.abs(z) if excess is None else np.asarray(excess, float).ravel()[ok]
     within = int(np.sum(exc <= z_max))
     metrics = {"max |z|": float(np.max(np.abs(z))) if z.size else np.nan,
-               f"points within {z_max:g} SE": Ratio(within, int(z.size))}
+               f"points within {z_max:g} SE{allowance}": Ratio(within, int(z.size))}
     passed = bool(z.size and within >= min_within * z.size
                   and (min_within >= 1.0 or np.all(np.abs(z) <= z_max + z_slack)))
     return passed, metrics
@@ -347,7 +348,9 @@ class Sweep(Experiment):
         passed, metrics = agreement(
             np.concatenate([c.z.values.ravel() for c in main]), z_max=cfg.z_max,
             excess=np.concatenate([c.excess.values.ravel() for c in main]),
-            min_within=self.min_within, z_slack=self.z_slack)
+            min_within=self.min_within, z_slack=self.z_slack,
+            allowance=" + declared deviation" if np.any(np.asarray(self.rel_max(cfg)) > 0)
+            else "")
         for q in self.shown:
             z = comps[q].z.values
             metrics[f"{q}: max |z| (not in the criterion)"] = float(np.nanmax(np.abs(z)))

@@ -78,9 +78,21 @@ def theory_vs_sim(ax, x_theory, y_theory, x_sim, stats: SeedStats, *, color=None
         if log:
             ax.set_xscale("log")
             ax.set_yscale("log")
-            for axis in (ax.xaxis, ax.yaxis):  # no crowded labels on minor ticks
-                axis.set_minor_formatter(mticker.NullFormatter())
+            for axis in (ax.xaxis, ax.yaxis):  # short labels at 2 and 5 on a narrow axis
+                axis.set_minor_formatter(_MinorLabels())
     return c
+
+
+class _MinorLabels(mticker.Formatter):
+    """Minor-tick labels ``2``/``5`` x 10^k, plain, only on axes spanning about a decade or
+    less (wider ones have enough major labels)."""
+
+    def __call__(self, x, pos=None):
+        lo, hi = sorted(self.axis.get_view_interval())
+        if x <= 0 or lo <= 0 or hi / lo > 12:
+            return ""
+        m = x / 10 ** np.floor(np.log10(x))
+        return f"{x:g}" if abs(m - round(m)) < 1e-6 and round(m) in (2, 5) else ""
 
 
 def reference_power_law(ax, x, exponent: float, anchor: tuple[float, float], *,

@@ -22,7 +22,6 @@ from ._activations import Cos as Cos
 from ._activations import Elementwise as Elementwise
 from ._activations import Erf as Erf
 from ._activations import Gelu as Gelu
-from ._dual import hermite as Hermite
 from ._activations import Identity as Identity
 from ._activations import LeakyRelu as LeakyRelu
 from ._activations import Relu as Relu
@@ -33,6 +32,7 @@ from ._analytic import Kernel as Kernel
 from ._analytic import MLPKernel as MLPKernel
 from ._analytic import mlp_kernel as mlp_kernel
 from ._batch import batch as batch
+from ._dual import hermite as Hermite
 from ._empirical import MonteCarloKernel as MonteCarloKernel
 from ._empirical import empirical_nngp as empirical_nngp
 from ._empirical import empirical_ntk as empirical_ntk

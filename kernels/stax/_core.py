@@ -32,7 +32,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from theorysim.checks import as_finite_array
-
 from theorysim.contract import check_throw
 
 from .._analytic import MAX_GB, Kernel, check_output_size, conclude, quadrature_tolerance

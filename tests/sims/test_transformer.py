@@ -68,6 +68,7 @@ def _depth_sizes(branch_scale):
     return np.array(out)
 
 
+@pytest.mark.slow  # depth 16 in float64: ~1 min to compile on 2 cores
 @pytest.mark.parametrize("branch_scale", ["sqrt_depth", "depth"])
 def test_depth_mup_updates_stay_order_one(branch_scale):
     """One SGD step moves the final residual stream and the output by O(1) for depth 2..16 with
@@ -78,6 +79,7 @@ def test_depth_mup_updates_stay_order_one(branch_scale):
     np.testing.assert_allclose(got, [0.0, 0.0], atol=0.1)
 
 
+@pytest.mark.slow
 def test_unscaled_branches_grow_with_depth():
     """The control: without branch scaling the same step grows with depth."""
     s = _depth_sizes("none")
@@ -116,14 +118,13 @@ def test_sharded_equals_unsharded(strategy):
     a = train(cfg, tc, x=x, y=y, ensemble=EnsembleSpec(**ens, shard=True))
     b = train(cfg, tc, x=x, y=y, ensemble=EnsembleSpec(**ens, shard=False))
     assert a.records["loss"].shape == (10, 3)
+    # Equal to float32 rounding, not bit for bit (unlike the MLPs of test_engine.py): with 2
+    # members per device instead of 10 on one, XLA:CPU compiles the attention einsums of the
+    # per-device program differently, under either strategy (measured on jax 0.10, map: 105 of
+    # 240 outputs differ, by at most 1.7e-7 absolute; vmap: at most 1.6e-7 relative).
     for k in a.records:
-        if strategy == "map":  # members run one by one: the same ops whatever the sharding
-            np.testing.assert_array_equal(a.records[k], b.records[k])
-        else:
-            # vmap: a shard holds 2 members instead of 16, and XLA:CPU blocks the batched
-            # attention einsums differently for the two batch sizes, reordering float32 sums
-            # (measured on jax 0.10: 45 of 270 entries differ, by at most 1.6e-7 relative)
-            assert_allclose(a.records[k], b.records[k], rtol=1e-6)
+        assert_allclose(a.records[k], b.records[k], rtol=1e-6, atol=1e-6)
+    assert np.abs(a.records["outputs"][:, -1] - a.records["outputs"][:, 0]).max() > 1e-3
 
 
 def test_causal_mask_and_readout():
