@@ -152,8 +152,8 @@ def main(argv=None):
     print(f"(a) {seeds} seeds x {steps} SGD steps, width 256 depth 3, batch 16 "
           f"(same losses ensemble vs loop: {same}); time / time of ensemble (map), "
           f"median (min-max) over {args.rounds} interleaved rounds")
-    for name, c in comps.items():
-        print(f"    {name.split(': ', 1)[1]:60s} {c.ratio_text()}")
+    for arm, c in comps.items():
+        print(f"    {arm:42s} {c.ratio_text()}")
     members, fsteps = (2, 4) if args.quick else (4, 8)
     fracs = {}
     for strategy in ("vmap", "map"):
@@ -163,8 +163,7 @@ def main(argv=None):
               f"matmul FLOP/s / dense matmul FLOP/s = {100 * c.median:.0f}% "
               f"({100 * c.lo:.0f}-{100 * c.hi:.0f}%)")
     if not args.no_record:
-        for name, c in comps.items():
-            arm = name.split(": ", 1)[1].split(" vs ")[0]
+        for arm, c in comps.items():
             P.record(SCRIPT, f"(a) {seeds} seeds x {steps} steps: {arm} / ensemble (map){q}",
                      c.ratio_text(), rounds=args.rounds,
                      target=">= 5x" if arm.startswith("loop") else "-",

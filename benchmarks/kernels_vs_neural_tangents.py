@@ -53,7 +53,7 @@ dtype = jnp.float64 if cfg["x64"] else jnp.float32
 fns = {}
 
 X = jnp.asarray(data["X_analytic"], dtype)
-for act_name, act in (("relu", stax.Relu()), ("erf", stax.Erf())):
+for act_name, act in (("relu", stax.Relu()), ("erf", stax.Erf())) if cfg["analytic"] else ():
     layers = []
     for _ in range(3):
         layers += [stax.Dense(512, W_std=1.5, b_std=0.1), act]
@@ -156,12 +156,13 @@ def ensure_env(path: str) -> tuple[str | None, str]:
 class Side:
     """The neural-tangents worker process for one dtype."""
 
-    def __init__(self, py, data_path, tmp, x64, empirical, predict, quick):
+    def __init__(self, py, data_path, tmp, x64, empirical, predict, quick, analytic=True):
         # Full size on a shared 2-core machine: NT's jacobian implementation with 10 outputs
         # needs ~6 GB of per-example Jacobians (256 x 10 x 580k floats) and its NTK-vector-
         # product one ~0.5-5 TFlop per call, so only the cheaper ones run there.
         impls = {"1": [1, 2, 3], "10": [1, 2, 3]} if quick else {"1": [1, 3], "10": [3]}
-        cfg = dict(data=data_path, x64=x64, empirical=empirical, predict=predict, nt_impls=impls)
+        cfg = dict(data=data_path, x64=x64, analytic=analytic, empirical=empirical,
+                   predict=predict, nt_impls=impls)
         script = os.path.join(tmp, "nt_side.py")
         with open(script, "w") as f:
             f.write(SIDE_SCRIPT)
@@ -310,7 +311,11 @@ def main(argv=None):
                 continue
             empirical = not x64 and args.only in (None, "emp")
             predict = x64 and args.only in (None, "predict")
-            side = Side(py, data_path, tmp, x64, empirical, predict, args.quick)
+            analytic = args.only in (None, "analytic")
+            if not (analytic or empirical or predict):
+                continue
+            side = Side(py, data_path, tmp, x64, empirical, predict, args.quick,
+                        analytic=analytic)
             with jax.enable_x64(x64):
                 cases = our_cases(data, x64, empirical, predict, args.quick)
                 nt_emp = {}
