@@ -136,7 +136,8 @@ def bench_flops(width: int, members: int, steps: int, batch: int, strategy: str,
         return _time(lambda: jax.block_until_ready(mm(a, b)), 10) / flops_mm
 
     # ratio per round = (s/FLOP of the matmul) / (s/FLOP of the step) = achieved / dense FLOP/s
-    return P.interleaved(f"(b) {strategy}", step_cost, matmul_cost, rounds, warmup=False)
+    return P.interleaved(f"(b) {strategy}", step_cost, matmul_cost, rounds, warmup=False,
+                         verbose=False)
 
 
 def main(argv=None):
