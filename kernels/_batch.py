@@ -20,6 +20,8 @@ from jax.sharding import Mesh, PartitionSpec
 
 from theorysim.checks import as_finite_array, check_scalar
 
+from ._analytic import Kernel, conclude
+
 try:  # jax >= 0.4.35
     from jax import shard_map as _shard_map
 except ImportError:  # pragma: no cover
@@ -86,7 +88,7 @@ def batch(kernel_fn, batch_size: int = 0, device_count: int = -1, store_on_devic
             raise ValueError(f"diagonal_spatial must be a bool, got {diagonal_spatial!r}")
         layer = kernel_fn.layer
         # shapes and errors: one tiny unbatched call (raises ValueError before any compute)
-        probe = kernel_fn(a1[:1], None if a2 is None else a2[:1], get=("nngp", "ntk"),
+        probe = kernel_fn(a1[:1], None if a2 is None else a2[:1], get=None,
                           diagonal_spatial=diagonal_spatial)
         full = bool(layer.needs_full(not diagonal_spatial)) and a1.ndim > 2
         want_ntk = "ntk" in names
@@ -107,6 +109,10 @@ def batch(kernel_fn, batch_size: int = 0, device_count: int = -1, store_on_devic
 
         res = {"nngp": assemble(out[0]), "ntk": assemble(out[1]) if want_ntk else None,
                "cov1": None, "cov2": None}
+        # the probe call ran the contract on the quadrature estimate; finiteness checked here
+        res["kernel"] = conclude(Kernel(res["nngp"], res["ntk"], probe.converged,
+                                        probe.residual, probe.iterations),
+                                 throw=True, solver="batch(kernel_fn)")
         return _format(res, get_, names)
 
     return batched

@@ -179,9 +179,7 @@ class _FanIn(Layer):
             # a channel mixture of Gaussians of different variances: not one Gaussian kernel
             return _combine(sts, lambda xs, w: sum(wi * x for wi, x in zip(w, xs, strict=True)),
                             total, weights).replace(gaussian=False)
-        for s in sts:
-            self.require_gaussian(s)
-        return _product(sts)
+        return _product(sts)      # independent branches: E[fg f'g'] = E[ff'] E[gg']
 
 
 def _add_none(xs):
