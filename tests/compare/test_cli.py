@@ -15,6 +15,10 @@ from theorysim.compare._experiment import get_experiment
 from theorysim.compare._runner import run, run_dir_for
 from theorysim.compare.cli import app
 
+# submitit binds its log handlers to sys.stdout / sys.stderr when it is first imported: import
+# it now, not inside CliRunner.invoke, whose replacement streams are closed afterwards.
+pytest.importorskip("submitit")
+
 runner = CliRunner()
 
 ISSUE_2_EXPERIMENTS = ("ridge-learning-curve", "random-feature-grid", "digits-kernel-curve")
