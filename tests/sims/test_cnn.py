@@ -55,7 +55,8 @@ def test_init_output_variance_quick(preset):
     assert abs(_init_exponent(preset, QUICK_WIDTHS) - INIT_VAR[preset]) < 0.1
 
 
-@pytest.mark.parametrize("preset", list(UPDATE))
+@pytest.mark.parametrize("preset", [p if p in ("mup", "sp") else
+                                    pytest.param(p, marks=pytest.mark.slow) for p in UPDATE])
 def test_update_size_quick(preset):
     np.testing.assert_allclose(_update_exponents(preset, QUICK_WIDTHS), UPDATE[preset], atol=0.1)
 
