@@ -80,8 +80,10 @@ def _z(net, xname, key, n_samples=512):
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(reason="attention MC mismatch at the 15:10 "
-                                                   "hand-off; see report", strict=False))
+    # open defect: the finite attention network's apply_fn disagrees with its kernel (the
+    # kernel itself matches neural-tangents to 1e-15); slow-marked so CI does not pay ~50 s
+    pytest.param(n, marks=[pytest.mark.slow, pytest.mark.xfail(
+        reason="attention apply_fn vs kernel_fn mismatch, open", strict=False)])
     if n.startswith("attention") else n for n in sorted(_nets())])
 def test_analytic_kernel_matches_monte_carlo(name):
     net, xname = _nets()[name]
