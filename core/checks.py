@@ -22,7 +22,7 @@ def as_finite_array(name: str, value, *, ndim: int | None = None, nonneg: bool =
     unless ``allow_inf``), is negative with ``nonneg``, is not strictly positive with
     ``positive``, or has fewer than ``min_size`` entries.
     """
-    arr = _numeric_array(name, value)
+    arr = as_real_array(name, value).astype(np.float64, copy=False)
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
     if arr.size < min_size:
@@ -38,9 +38,10 @@ def as_finite_array(name: str, value, *, ndim: int | None = None, nonneg: bool =
     return arr
 
 
-def _numeric_array(name: str, value) -> np.ndarray:
-    """``value`` as float64, refusing what is not already numeric: ``None``, strings and bytes
-    (``'100'`` is not silently parsed), booleans, object arrays and ragged nests."""
+def as_real_array(name: str, value) -> np.ndarray:
+    """``value`` as a NumPy array of real numbers (integer or float dtype kept), refusing what
+    is not already numeric: ``None``, strings and bytes (``'100'`` is not silently parsed),
+    booleans, object arrays and ragged nests."""
     if value is None:
         raise ValueError(f"{name} must be a numeric array, got None")
     if isinstance(value, str | bytes):
@@ -53,7 +54,7 @@ def _numeric_array(name: str, value) -> np.ndarray:
         kind = {"b": "booleans", "U": "strings", "S": "bytes", "O": "objects",
                 "c": "complex numbers"}.get(raw.dtype.kind, f"dtype {raw.dtype}")
         raise ValueError(f"{name} must hold real numbers, got {kind}: {_short(value)}")
-    return raw.astype(np.float64, copy=False)
+    return raw
 
 
 def _short(value) -> str:

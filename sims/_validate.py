@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theorysim.checks import check_scalar
+from theorysim.checks import as_real_array, check_scalar
 
 from . import _memory
 from ._adapt import Adapted, adapt, as_dtype, is_builtin_config
@@ -69,21 +69,6 @@ class Request:
                            strategy=self.ensemble.strategy)
 
 
-def _array(name: str, value) -> np.ndarray:
-    """``value`` as a NumPy array of real numbers (ints kept), refusing None and strings."""
-    if value is None:
-        raise ValueError(f"{name} must be an array, got None")
-    if isinstance(value, str | bytes):
-        raise ValueError(f"{name} must be a numeric array, got the string {value!r}")
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a numeric array: {err}") from err
-    if arr.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    return arr
-
-
 def _check_labels(name_y, y, n_rows, loss, out_dim):
     if y.shape[:1] != (n_rows,):
         raise ValueError(f"{name_y} must have {n_rows} rows, got shape {y.shape}")
@@ -105,7 +90,7 @@ def _check_labels(name_y, y, n_rows, loss, out_dim):
 
 def check_data(name_x, x, name_y, y, loss, out_dim, in_dim=None, *, need_y=True):
     """A finite (P, D) input array and its targets (P,) / (P, C) or integer labels (P,)."""
-    x = _array(name_x, x)
+    x = as_real_array(name_x, x)
     if x.ndim != 2:
         raise ValueError(f"{name_x} must have shape (P, D), got {x.shape}")
     if in_dim is not None and x.shape[1] != in_dim:
@@ -114,7 +99,7 @@ def check_data(name_x, x, name_y, y, loss, out_dim, in_dim=None, *, need_y=True)
         raise ValueError(f"{name_x} must be finite")
     if y is None and not need_y:
         return x, None
-    return x, _check_labels(name_y, _array(name_y, y), x.shape[0], loss, out_dim)
+    return x, _check_labels(name_y, as_real_array(name_y, y), x.shape[0], loss, out_dim)
 
 
 def _check_sampler_shapes(sampler, B, out_dim):
