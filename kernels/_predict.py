@@ -57,16 +57,47 @@ def check_symmetric(name, k):
     """Raise ``ValueError`` unless the square matrix ``k`` is symmetric to 1e-8 relative."""
     scale = float(np.max(np.abs(k))) if k.size else 0.0
     asym = float(np.max(np.abs(k - k.T))) if k.size else 0.0
-    if asym > 1e-8 * max(scale, 1e-300):
-        raise ValueError(f"{name} must be a symmetric kernel matrix; max |K - K^T| = {asym:.3g} "
-                         f"(max |K| = {scale:.3g})")
+    _raise_if_asymmetric(name, asym, scale)
 
 
 def _check_train(k_train_train, y_train, name="k_train_train"):
+    dt = jnp.result_type(float)
+    if _on_device_float(k_train_train):
+        # A kernel that already lives on the device is checked there, in one fused pass
+        # (finite, square, symmetric), instead of a round trip through host memory.
+        k = jnp.asarray(k_train_train, dt)
+        if k.ndim != 2 or k.shape[0] != k.shape[1]:
+            raise ValueError(f"{name} must be a square (n, n) matrix, got shape {k.shape}")
+        n_bad, scale, asym = (float(v) for v in _gram_stats(k))
+        if n_bad:
+            raise ValueError(f"{name} must be finite; found {int(n_bad)} bad entries")
+        _raise_if_asymmetric(name, asym, scale)
+        y = as_finite_array("y_train", y_train)
+        if y.ndim not in (1, 2) or y.shape[0] != k.shape[0]:
+            raise ValueError(f"y_train must have shape (n,) or (n, c) with n = {k.shape[0]}, "
+                             f"got {y.shape}")
+        return k, jnp.asarray(y, dt)
     k, y = check_gram_and_targets(name, k_train_train, "y_train", y_train)
     check_symmetric(name, k)
-    dt = jnp.result_type(float)
     return jnp.asarray(k, dt), jnp.asarray(y, dt)
+
+
+def _on_device_float(x) -> bool:
+    return isinstance(x, jax.Array) and x.size > 0 and jnp.issubdtype(x.dtype, jnp.floating)
+
+
+@jax.jit
+def _gram_stats(k):
+    """Number of non-finite entries, max |K| and max |K - K^T| over the finite entries."""
+    finite = jnp.isfinite(k)
+    kf = jnp.where(finite, k, 0.0)
+    return jnp.sum(~finite), jnp.max(jnp.abs(kf)), jnp.max(jnp.abs(kf - kf.T))
+
+
+def _raise_if_asymmetric(name, asym, scale):
+    if asym > 1e-8 * max(scale, 1e-300):
+        raise ValueError(f"{name} must be a symmetric kernel matrix; max |K - K^T| = {asym:.3g} "
+                         f"(max |K| = {scale:.3g})")
 
 
 def _positive_definite(name, out):
@@ -143,16 +174,29 @@ def gradient_descent_mse(k_train_train: Float[Array, "n n"], y_train: Float[Arra
     ts = _times(t)
     f0 = _arr("fx_train_0", fx_train_0)
     g0 = _arr("fx_test_0", fx_test_0)
-    kr = _regularise(k, diag_reg)
     if ts is None:
         train = jnp.broadcast_to(y, y.shape)
         test = None
         if kt is not None:
+            kr = _regularise(k, diag_reg)
             test = g0 + kt @ _positive_definite(
                 "k_train_train", jsl.cho_solve(jsl.cho_factor(kr, lower=True), y - f0))
         return Prediction(train, test)
-    lam, v = jnp.linalg.eigh(kr)
-    _nonnegative_spectrum("k_train_train", lam)
+    train, test, lam_lo, lam_hi = _gd_mse_flow(k, y, kt, ts, f0, g0, eta, diag_reg)
+    _nonnegative_spectrum("k_train_train", jnp.stack([lam_lo, lam_hi]))
+    return Prediction(train, test)
+
+
+@jax.jit
+def _gd_mse_flow(k, y, kt, ts, f0, g0, eta, diag_reg):
+    """The finite-time part of :func:`gradient_descent_mse` as one compiled program.
+
+    One ``eigh`` of the regularised kernel (its input was checked symmetric, so the
+    symmetrising pass is skipped), then train and test outputs at every time. Returns the
+    outputs and the smallest / largest-modulus eigenvalue for the positive-semidefinite check.
+    """
+    lam, v = jnp.linalg.eigh(_regularise(k, diag_reg), symmetrize_input=False)
+    lam_lo, lam_hi = jnp.min(lam), jnp.max(jnp.abs(lam))
     lam = jnp.maximum(lam, 0.0)
     tau = eta * ts[..., None] / y.size                          # (*T, 1)
     decay = jnp.exp(-lam * tau)                                 # (*T, n)
@@ -168,7 +212,7 @@ def gradient_descent_mse(k_train_train: Float[Array, "n n"], y_train: Float[Arra
     if y.ndim == 1:
         train = train[..., 0]
         test = None if test is None else test[..., 0]
-    return Prediction(train, test)
+    return train, test, lam_lo, lam_hi
 
 
 def kernel_ridge(k_train_train: Float[Array, "n n"], y_train: Float[Array, "n c"],

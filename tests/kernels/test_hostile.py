@@ -38,6 +38,15 @@ CASES = {
                             "k_test_train"),
     "gd_indefinite": (lambda: K.gradient_descent_mse(INDEF, Y, t=[1.0, 2.0]),
                       "positive semi-definite"),
+    # the same checks on kernels that already live on the device (checked there, fused)
+    "gd_device_non_symmetric": (lambda: K.gradient_descent_mse(jax.numpy.asarray(NONSYM), Y,
+                                                               t=1.0), "symmetric"),
+    "gd_device_nan": (lambda: K.gradient_descent_mse(
+        jax.numpy.asarray(np.where(np.eye(6) > 0, np.nan, KXX)), Y, t=1.0), "k_train_train"),
+    "gd_device_not_square": (lambda: K.gradient_descent_mse(jax.numpy.asarray(KXX[:4]), Y,
+                                                            t=1.0), "square"),
+    "gd_device_bad_y": (lambda: K.gradient_descent_mse(jax.numpy.asarray(KXX), Y[:4], t=1.0),
+                        "y_train"),
     "gd_nan_time": (lambda: K.gradient_descent_mse(KXX, Y, t=[1.0, np.nan]), "t"),
     "gd_negative_lr": (lambda: K.gradient_descent_mse(KXX, Y, t=1.0, learning_rate=-1.0),
                        "learning_rate"),
