@@ -12,6 +12,8 @@ A new experiment is one file in ``compare/experiments/``: a config (fields decla
 :func:`param`) and a :class:`Sweep` subclass with its grid, one ``sample`` and one ``predict``.
 """
 
+from ._compare import FAMILY_ALPHA as FAMILY_ALPHA
+from ._compare import Check as Check
 from ._compare import Comparison as Comparison
 from ._compare import Prediction as Prediction
 from ._compare import Sweep as Sweep
@@ -61,5 +63,7 @@ from ._stats import seed_stats as seed_stats
 from ._stats import z_scores as z_scores
 from ._store import DamagedEntryError as DamagedEntryError
 from ._store import RunDirectoryError as RunDirectoryError
+from ._tasks import PGridConfig as PGridConfig
 from ._tasks import PowerLawConfig as PowerLawConfig
+from ._tasks import SweepConfig as SweepConfig
 from ._tasks import log_grid as log_grid

@@ -6,9 +6,12 @@ corrupt results directory) prints one line to stderr and exits with code 2, befo
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import sys
+import types
 from pathlib import Path
 from typing import Annotated
 
@@ -66,6 +69,65 @@ SlurmOpt = Annotated[
 SlurmConfigOpt = Annotated[
     Path | None, typer.Option(help="JSON or TOML file of Slurm parameters (--slurm wins)")
 ]
+
+#: the options ``run`` and ``sweep`` share: name, annotation, default
+_SHARED = (
+    ("preset", Annotated[str, typer.Option(help="quick or full")], "quick"),
+    ("set_", Annotated[list[str] | None,
+                       typer.Option("--set", help="override a config field: key=value")], None),
+    ("out", Annotated[Path, typer.Option(help="root of the result store")], Path("runs")),
+    ("quiet", Annotated[bool, typer.Option(help="no progress bar")], False),
+    ("executor", ExecutorOpt, "sequential"),
+    ("jobs", JobsOpt, None),
+    ("slurm", SlurmOpt, None),
+    ("slurm_config", SlurmConfigOpt, None),
+)
+
+
+def _shared_options(command):
+    """Give ``command`` the options of ``_SHARED`` (after its own); they reach it as one
+    ``opts`` namespace, so ``run`` and ``sweep`` declare and read them once."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values()
+           if p.name != "opts"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                default=default) for name, annotation, default in _SHARED]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        opts = types.SimpleNamespace(**{name: kwargs.pop(name) for name, _, _ in _SHARED})
+        return command(**kwargs, opts=opts)
+
+    wrapper.__signature__ = inspect.Signature([*own, *shared])
+    return wrapper
+
+
+def _prepare(name: str, opts, more=None):
+    """The experiment, its config and the executor from the shared options (``more(exp, cfg,
+    sets)`` checks a command's own ones); bad input: one line and exit 2, before any work."""
+    from ._experiment import get_experiment
+
+    try:
+        exp = get_experiment(name)
+        sets = _parse_sets(opts.set_ or [])
+        cfg = exp.make_config(opts.preset, sets)
+        extra = more(exp, cfg, sets) if more is not None else None
+        ex = _executor(opts.executor, opts.jobs, opts.slurm, opts.slurm_config)
+        _check_out(opts.out)
+    except ValueError as err:
+        _fail(str(err))
+    return exp, cfg, ex, extra
+
+
+def _execute(opts, work):
+    """``work(progress, log)`` under the progress bar; a foreign or corrupt run directory:
+    one line and exit 2."""
+    from ._store import RunDirectoryError
+
+    log = lambda msg: typer.echo(f"theorysim: {msg}", err=True)  # noqa: E731
+    try:
+        return _with_progress(opts.quiet, "simulating", lambda progress: work(progress, log))
+    except RunDirectoryError as err:
+        _fail(str(err))
 
 
 def _check_out(out: Path) -> None:
@@ -167,42 +229,24 @@ def show_cmd(
 
 
 @app.command("run")
+@_shared_options
 def run_cmd(
     name: Annotated[str, typer.Argument(help="experiment name (see `theorysim list`)")] = (
         DEFAULT_EXPERIMENT
     ),
-    preset: Annotated[str, typer.Option(help="quick or full")] = "quick",
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override a config field: key=value")
-    ] = None,
-    out: Annotated[Path, typer.Option(help="root of the result store")] = Path("runs"),
-    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
-    executor: ExecutorOpt = "sequential",
-    jobs: JobsOpt = None,
-    slurm: SlurmOpt = None,
-    slurm_config: SlurmConfigOpt = None,
+    *,
+    opts,
 ) -> None:
     """Run (or resume) an experiment: theory + simulation, results, report and figure."""
-    from ._experiment import get_experiment
     from ._report import render_text
     from ._runner import PointsFailedError, run, run_dir_for
-    from ._store import RunDirectoryError
 
+    exp, cfg, ex, _ = _prepare(name, opts)
+    run_dir = run_dir_for(exp, cfg, opts.out)
+    typer.echo(f"theorysim run {name} --preset {opts.preset} -> {run_dir}  [{ex.describe()}]")
     try:
-        exp = get_experiment(name)
-        cfg = exp.make_config(preset, _parse_sets(set_ or []))
-        ex = _executor(executor, jobs, slurm, slurm_config)
-        _check_out(out)
-    except ValueError as err:
-        _fail(str(err))
-    run_dir = run_dir_for(exp, cfg, out)
-    typer.echo(f"theorysim run {name} --preset {preset} -> {run_dir}  [{ex.describe()}]")
-    log = lambda msg: typer.echo(f"theorysim: {msg}", err=True)
-    try:
-        result = _with_progress(quiet, "simulating", lambda progress: run(
-            exp, cfg, out, progress=progress, executor=ex, log=log))
-    except RunDirectoryError as err:
-        _fail(str(err))
+        result = _execute(opts, lambda progress, log: run(
+            exp, cfg, opts.out, progress=progress, executor=ex, log=log))
     except PointsFailedError as err:
         for problem in err.problems:
             typer.echo(f"theorysim: FAILED {problem.summary()}", err=True)
@@ -247,6 +291,7 @@ def plot_cmd(
 
 
 @app.command("sweep")
+@_shared_options
 def sweep_cmd(
     name: Annotated[str, typer.Argument(help="experiment name (see `theorysim list`)")],
     grid: Annotated[
@@ -254,47 +299,28 @@ def sweep_cmd(
         typer.Option("--grid", help="a config field and its values: key=v1,v2,... (tuple "
                      "fields: values separated by ';'); the sweep runs the product"),
     ] = None,
-    preset: Annotated[str, typer.Option(help="quick or full")] = "quick",
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override a config field: key=value")
-    ] = None,
-    out: Annotated[Path, typer.Option(help="root of the result store")] = Path("runs"),
-    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     figures: Annotated[bool, typer.Option(help="write each run's figure")] = True,
-    executor: ExecutorOpt = "sequential",
-    jobs: JobsOpt = None,
-    slurm: SlurmOpt = None,
-    slurm_config: SlurmConfigOpt = None,
+    *,
+    opts,
 ) -> None:
     """Run a grid of configs (the product of every --grid) with all points scheduled together."""
-    from ._experiment import get_experiment
     from ._grid import grid_configs, parse_grid, sweep, sweep_dir_for
-    from ._store import RunDirectoryError
 
-    try:
-        exp = get_experiment(name)
-        sets = _parse_sets(set_ or [])
-        base = exp.make_config(preset, sets)
+    def grid_values(exp, base, sets):
         if not grid:
             raise ValueError("--grid is required (e.g. --grid seed=0,1,2)")
         values = parse_grid(exp.config_type, grid)
         both = sorted(set(values) & set(sets))
         if both:
             raise ValueError(f"--grid key {both[0]!r} is also given with --set")
-        n = len(grid_configs(exp, base, values))
-        ex = _executor(executor, jobs, slurm, slurm_config)
-        _check_out(out)
-    except ValueError as err:
-        _fail(str(err))
-    where = sweep_dir_for(exp, base, values, out)
+        return values, len(grid_configs(exp, base, values))
+
+    exp, base, ex, (values, n) = _prepare(name, opts, grid_values)
+    where = sweep_dir_for(exp, base, values, opts.out)
     typer.echo(f"theorysim sweep {name}: {n} runs -> {where}  [{ex.describe()}]")
-    log = lambda msg: typer.echo(f"theorysim: {msg}", err=True)
-    try:
-        res = _with_progress(quiet, "simulating", lambda progress: sweep(
-            exp, values, out, base=base, executor=ex, progress=progress, figures=figures,
-            log=log))
-    except RunDirectoryError as err:
-        _fail(str(err))
+    res = _execute(opts, lambda progress, log: sweep(
+        exp, values, opts.out, base=base, executor=ex, progress=progress, figures=figures,
+        log=log))
     for entry, result in zip(res.runs, res.results, strict=True):
         shown = " ".join(f"{k}={v}" for k, v in entry["grid"].items())
         if result is None:

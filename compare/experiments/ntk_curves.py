@@ -1,6 +1,7 @@
-"""``ntk-learning-curve`` and ``digits-ntk-curve``: NTK regression learning curves.
+"""``ntk-learning-curve``: NTK regression learning curves on the sphere (digits:
+``digits-ntk-curve`` in ``digits_kernel_curve.py``).
 
-``ntk-learning-curve``: inputs uniform on :math:`S^{d-1}` (d = 10), the infinite-width NTK of a
+Inputs uniform on :math:`S^{d-1}` (d = 10), the infinite-width NTK of a
 depth-2 ReLU network (``kernels.mlp_kernel``), target :math:`y = \\sqrt{p_1 d}\\,x_1 +
 \\sqrt{p_2}\\,(x_2^2 - 1/d)/\\sigma_2` (degree-1 plus degree-2 harmonic). Theory: Funk-Hecke
 eigenvalues (``sphere_spectrum``) up to ``max_degree`` fed to ``theory.ridge_risk``; the
@@ -29,11 +30,9 @@ N = 1024: -57% (left the lazy regime). This is the feature-learning correction, 
 :math:`K(1) = 3/(4d)` is small: richness :math:`\\sim |y|/\\sqrt{K(1) N}` (0.16 at N = 1024).
 ``gamma0 = 0.25`` (output x 4, lr / 16: same kernel dynamics, 4x lazier; Chizat, Oyallon, Bach
 2019, arXiv 1812.07956) gives +0.02% (z = 0.01) at P = 63 and -15% (z = -2.5) at P = 158: hence
-the defaults ``gamma0 = 0.25``, ``net_P_max = 70`` and a plain 3-SE criterion (``--set
-gamma0=1`` shows the deviation).
-
-``digits-ntk-curve``: the same NTK on scikit-learn's digits (population = the 1797 images),
-theory from the eigenvalues of K/n (``gram_spectrum``), KRR on iid draws, population error.
+the defaults ``gamma0 = 0.25`` and ``net_P_max = 70`` (``--set gamma0=1`` shows the
+deviation). The networks train on the first ``net_seeds`` draws of a point (``net`` and ``gd``
+are NaN on the others) and are compared with ``gd`` draw by draw (``Sweep.against``).
 """
 
 from __future__ import annotations
@@ -41,30 +40,19 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import xarray as xr
 
 from theorysim import kernels as K
-from theorysim.sims import (
-    EnsembleSpec,
-    ModelConfig,
-    TrainConfig,
-    kernel_regression_split_errors,
-    train,
-)
+from theorysim.sims import EnsembleSpec, ModelConfig, TrainConfig, train
 from theorysim.theory import ridge_risk
 
-from .._compare import Prediction, Sweep, solve
+from .._compare import Prediction, Sweep, compare, solve
 from .._configio import param
-from .._datasets import digits_data
 from .._experiment import register
-from .._plots import legend
 from .._tasks import PGridConfig
-from .digits_kernel_curve import DigitsCurveConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,46 +133,25 @@ def train_wide_net(cfg: NTKCurveConfig, draws, tick=None) -> tuple[np.ndarray, n
     r"""Test error and final train loss of NTK-parameterised ReLU MLPs trained by GD.
 
     Network ``s`` (init seed ``cfg.seed * 10**6 + s``) is trained on ``draws[s] = (x, y, x_test,
-    y_test)``. Returns two arrays of shape ``(len(draws),)``: the test mean squared error
+    y_test)``. Returns two arrays of shape ``(cfg.seeds,)``: the test mean squared error
     :math:`\langle(f-y)^2\rangle` and the final train loss :math:`\frac{1}{2P}\sum(f-y)^2`
-    (NaN for a diverged member).
+    (NaN for a diverged member and for the draws beyond ``len(draws)``).
     """
     model = ModelConfig(width=cfg.width, depth=cfg.depth, parameterization="ntk",
                         activation="relu", centre=True, gamma0=cfg.gamma0)
     tc = TrainConfig(steps=cfg.net_steps, lr=cfg.net_lr, record_steps=(0, cfg.net_steps),
                      observables=("loss", "test_loss"))
-    test_err, train_loss = [], []
-    for s, (x, y, xt, yt) in enumerate(draws):
-        f32 = [np.asarray(a, np.float32) for a in (x, y, xt, yt)]
-        res = train(model, tc, x=f32[0], y=f32[1], x_test=f32[2], y_test=f32[3],
+    test_err, train_loss = np.full(cfg.seeds, np.nan), np.full(cfg.seeds, np.nan)
+    for s, data in enumerate(draws):
+        x, y, xt, yt = (np.asarray(a, np.float32) for a in data)
+        res = train(model, tc, x=x, y=y, x_test=xt, y_test=yt,
                     ensemble=EnsembleSpec(seeds=(cfg.seed * 10**6 + s,), shard=False))
         last = res.to_xarray().squeeze(drop=True).isel(step=-1)
-        ok = not bool(last["diverged"])
-        test_err.append(2.0 * float(last["test_loss"]) if ok else np.nan)
-        train_loss.append(float(last["loss"]) if ok else np.nan)
+        if not bool(last["diverged"]):
+            test_err[s], train_loss[s] = 2.0 * float(last["test_loss"]), float(last["loss"])
         if tick is not None:
             tick(s + 1, len(draws), "trained networks")
-    return np.asarray(test_err), np.asarray(train_loss)
-
-
-def net_agreement(ds: xr.Dataset) -> dict[str, np.ndarray]:
-    """Per-P trained-net statistics: mean and SE of its test error, the mean kernel-GD error at
-    the same time, the paired z-score and relative deviation, and GD-at-tau vs KRR (NaN where
-    no network was trained)."""
-    net, gd = ds["sim_net"].values, ds["sim_gd"].values
-    krr = ds["sim_error"].values[:, : net.shape[1]]
-    n = np.sum(np.isfinite(net), axis=1)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        sem_d = np.nanstd(net - gd, axis=1, ddof=1) / np.sqrt(n)
-        out = {"net": np.nanmean(net, axis=1),
-               "net_sem": np.nanstd(net, axis=1, ddof=1) / np.sqrt(n),
-               "gd_tau": np.nanmean(gd, axis=1)}
-        out["net_z"] = np.nanmean(net - gd, axis=1) / sem_d
-        out["net_rel"] = out["net"] / out["gd_tau"] - 1.0
-        out["gd_vs_krr"] = out["gd_tau"] / np.nanmean(np.where(np.isfinite(gd), krr, np.nan),
-                                                      axis=1) - 1.0
-    return out
+    return test_err, train_loss
 
 
 @register
@@ -193,16 +160,23 @@ class NTKLearningCurve(Sweep):
     summary = "NTK (depth-2 ReLU) regression on the sphere: Funk-Hecke theory vs KRR over seeds"
     config_type = NTKCurveConfig
     presets = {"quick": {}, "full": {"n_P": 10, "seeds": 32, "P_max": 2000, "net_seeds": 8}}
+    compared, shown, against = ("error", "net"), ("gd",), {"net": "gd", "gd": "error"}
     line_points = 120
     labels = {"P": "training samples $P$", "error": "generalisation error"}
-
-    def grid(self, cfg):
-        return {"P": cfg.P_values}
+    heading = "NTK learning curve on the sphere in d={d}, depth-{depth} ReLU, ridge={ridge}"
+    notes = ("theory: degrees <= {max_degree} exactly, the remaining kernel trace as a ridge "
+             "tail/P",
+             "error: KRR with the infinite-width NTK vs the theory; net: width-{width} "
+             "NTK-parameterised ReLU MLP (centred output, full-batch GD lr={net_lr}, "
+             "{net_steps} steps, gamma0={gamma0}) on the first {net_seeds} draws at P <= "
+             "{net_P_max} (n/a at larger P), compared draw by draw with the NTK's gradient "
+             "flow at the same time tau = lr * steps (net theory); gd: that flow vs KRR on the "
+             "same draws (gd rel. dev.: not yet fitted modes)")
 
     def sample(self, cfg, point, key):
         P, k = point["P"], _kernel(cfg.depth)
-        train_net = P in cfg.net_P_values
-        errs, gd_errs, draws = [], [], []
+        n_net = cfg.net_seeds if P in cfg.net_P_values else 0
+        errs, gd, draws = [], np.full(cfg.seeds, np.nan), []
         for s in range(cfg.seeds):
             k_tr, k_te = jax.random.split(jax.random.fold_in(key, s))
             with jax.enable_x64(True):
@@ -211,16 +185,13 @@ class NTKLearningCurve(Sweep):
                 k_xx, k_tx = k(x).ntk, k(xt, x).ntk
                 pred = K.kernel_ridge(k_xx, y, k_tx, cfg.ridge)
                 errs.append(float(np.mean((np.asarray(pred) - yt) ** 2)))
-                if train_net and s < cfg.net_seeds:
-                    gd = K.gradient_descent_mse(k_xx, y, k_tx, t=cfg.net_lr * cfg.net_steps)
-                    gd_errs.append(float(np.mean((np.asarray(gd.test) - yt) ** 2)))
+                if s < n_net:
+                    flow = K.gradient_descent_mse(k_xx, y, k_tx, t=cfg.net_lr * cfg.net_steps)
+                    gd[s] = float(np.mean((np.asarray(flow.test) - yt) ** 2))
                     draws.append((x, y, xt, yt))
             self.tick(s + 1, cfg.seeds, "kernel regressions")
-        nan = np.full(cfg.net_seeds, np.nan)
-        net_err, net_loss = train_wide_net(cfg, draws, self.tick) if train_net else (nan, nan)
-        net = ("net_seed",)
-        return {"error": errs, "net": (net, net_err), "net_train_loss": (net, net_loss),
-                "gd": (net, np.asarray(gd_errs) if train_net else nan)}
+        net, net_loss = train_wide_net(cfg, draws, self.tick)
+        return {"error": errs, "net": net, "net_train_loss": net_loss, "gd": gd}
 
     def predict(self, cfg, P):
         values, r = sphere_theory(cfg, P)
@@ -232,109 +203,22 @@ class NTKLearningCurve(Sweep):
                            "degeneracy": ("degree", spec.degeneracy)},
                           attrs={"tail_trace": tail})
 
-    def title(self, cfg):
-        return (f"NTK learning curve on S^{cfg.d - 1}, depth-{cfg.depth} ReLU, "
-                f"ridge={cfg.ridge}")
-
-    def criterion(self, cfg):
-        return (f"every KRR point within {cfg.z_max:g} SE of the theory and every trained "
-                f"network within {cfg.z_max:g} SE (paired) of the kernel's GD at tau")
-
-    def rows(self, cfg, ds, comps):
-        net = net_agreement(ds)
-        keys = ("net", "net_sem", "gd_tau", "net_z", "net_rel", "gd_vs_krr")
-        return tuple(row | {k: float(net[k][i]) for k in keys}
-                     for i, row in enumerate(super().rows(cfg, ds, comps)))
-
     def summarize(self, cfg, ds):
-        net = net_agreement(ds)
-        trained = np.isfinite(net["net"])
-        metrics = {}
-        if trained.any():
-            metrics = {
-                "net: max |z| vs kernel GD at tau": float(np.max(np.abs(net["net_z"][trained]))),
-                "net: max |relative deviation|": float(np.max(np.abs(net["net_rel"][trained]))),
-                "net: max final train loss": float(np.nanmax(ds["sim_net_train_loss"].values)),
-                "kernel GD at tau vs KRR: max |rel|": float(
-                    np.max(np.abs(net["gd_vs_krr"][trained])))}
-        tau = cfg.net_lr * cfg.net_steps
-        notes = (f"theory: degrees <= {cfg.max_degree} exactly, the remaining kernel trace "
-                 f"({float(ds.attrs.get('tail_trace', np.nan)):.3g}) as a ridge tail/P",
-                 f"trained net: width {cfg.width} NTK-parameterised ReLU MLP, centred output, "
-                 f"full-batch GD lr={cfg.net_lr}, {cfg.net_steps} steps (kernel time "
-                 f"tau={tau:g}), {cfg.net_seeds} draws at P <= {cfg.net_P_max} (n/a at larger "
-                 "P); net_z and net_rel compare it (paired per draw) with the infinite-width "
-                 "NTK's gradient-flow prediction at the same tau (gd_tau); gd_vs_krr = "
-                 f"gd_tau / KRR - 1 on the same draws; gamma0={cfg.gamma0}")
-        return metrics, notes, bool(np.all(np.abs(net["net_z"][trained]) <= cfg.z_max))
+        loss = ds["sim_net_train_loss"].values
+        return ({"net: max final train loss": float(np.nanmax(loss))} if np.isfinite(loss).any()
+                else {}), (f"tail trace {float(ds.attrs.get('tail_trace', np.nan)):.3g}",), True
 
-    def plot(self, cfg, ds):
-        fig = super().plot(cfg, ds)
-        ax = fig.axes[0]
+    def decorate(self, ax, cfg, ds):
         for c, deg in (("C1", 1), ("C2", 2)):
             ax.plot(ds["P_line"], ds[f"theory_degree{deg}_line"], "--", color=c, lw=1,
                     label=f"degree {deg} (theory)")
-        net = net_agreement(ds)
-        ok = np.isfinite(net["net"])
+        net = compare(ds, "net", against="gd")
+        ok = np.isfinite(net.stats.mean.values)
         if ok.any():
             P = ds["P"].values[ok]
-            ax.errorbar(P, net["net"][ok], yerr=net["net_sem"][ok], fmt="s", ms=5, color="C3",
-                        mfc="none", mew=1.2, ecolor="k", elinewidth=0.8, capsize=2, zorder=5,
-                        label=f"trained net N={cfg.width} (n={cfg.net_seeds}, ±SE)")
-            ax.plot(P, net["gd_tau"][ok], "x", color="k", ms=5, zorder=6,
+            ax.errorbar(P, net.stats.mean[ok], yerr=net.stats.sem[ok], fmt="s", ms=5,
+                        color="C3", mfc="none", mew=1.2, ecolor="k", elinewidth=0.8, capsize=2,
+                        zorder=5, label=f"trained net N={cfg.width} (n={cfg.net_seeds}, ±SE)")
+            ax.plot(P, net.theory[ok], "x", color="k", ms=5, zorder=6,
                     label=rf"NTK GD at $\tau$={cfg.net_lr * cfg.net_steps:g}")
         ax.set_title(f"NTK regression on $S^{{{cfg.d - 1}}}$, depth {cfg.depth} ReLU")
-        legend(ax)
-        return fig
-
-
-# ----------------------------------------------------------------------------- digits
-
-@dataclasses.dataclass(frozen=True)
-class DigitsNTKConfig(DigitsCurveConfig):
-    """Config of ``digits-ntk-curve``: the ``depth`` ReLU NTK on digits; ``rel_max``: the
-    deterministic equivalent's finite-size deviation (measured: 2.7% at P = 10, <= 1% from
-    P = 37 on, with 32 splits) declared as part of the prediction."""
-
-    depth: int = param(2, "hidden layers of the ReLU NTK", lo=0, hi=64)
-
-
-@functools.cache
-def _digits_ntk(depth: int):
-    x, y = digits_data()
-    with jax.enable_x64(True):
-        gram = np.asarray(_kernel(depth)(x).ntk)
-    lam, power = K.gram_spectrum(gram, y)
-    return gram, y, lam, power
-
-
-@register
-class DigitsNTKCurve(Sweep):
-    name = "digits-ntk-curve"
-    summary = "NTK (depth-2 ReLU) KRR learning curve on scikit-learn digits: Gram-spectrum theory"
-    config_type = DigitsNTKConfig
-    presets = {"quick": {}, "full": {"n_P": 12, "splits": 128}}
-    compared = ("population",)
-    line_points = 150
-    labels = {"P": "training images $P$", "population": "population squared error"}
-
-    def grid(self, cfg):
-        return {"P": cfg.P_values}
-
-    def sample(self, cfg, point, key):
-        gram, y, _, _ = _digits_ntk(cfg.depth)
-        return {"population": kernel_regression_split_errors(
-            key, gram, y, point["P"], cfg.ridge, n_splits=cfg.splits).population}
-
-    def predict(self, cfg, P):
-        _, _, lam, power = _digits_ntk(cfg.depth)
-        r = solve(ridge_risk, lam, power, np.asarray(P, float), cfg.ridge)
-        return Prediction({"population": r.error}, {"ridge_risk": r})
-
-    def title(self, cfg):
-        return f"digits NTK (depth {cfg.depth} ReLU) KRR, ridge={cfg.ridge}"
-
-    def summarize(self, cfg, ds):
-        return {}, ("population error over the whole set with iid draws (as "
-                    "digits-kernel-curve); theory: ridge_risk on gram_spectrum of the full set",
-                    ), True

@@ -39,8 +39,11 @@ class RFGridConfig(PowerLawConfig):
                          hi=2**13)
     n_slice: int = param(7, "N values across the slice", lo=3)
     seeds: int = param(32, "draws of (A, data) per point", lo=2)
-    z_max: float = param(3.0, "criterion: every point within z_max standard errors", lo=0.0,
-                         lo_open=True)
+
+    def axes(self) -> tuple[list[int], list[int]]:
+        """The N and P values of the heat-map grid."""
+        return (log_grid(self.N_min, self.N_max, self.n_grid),
+                log_grid(self.P_min, self.P_max, self.n_grid))
 
     @property
     def slice_N(self) -> list[int]:
@@ -60,13 +63,14 @@ class RandomFeatureGrid(Sweep):
     line_points = 300
     labels = {"N": "features $N$", "P": "samples $P$", "error": "$E_g$"}
 
+    heading = "random-feature ridge regression grid (ridge={ridge}, noise={noise})"
+
     def grid(self, cfg):
-        return {"N": sorted(set(log_grid(cfg.N_min, cfg.N_max, cfg.n_grid)) | set(cfg.slice_N)),
-                "P": sorted(set(log_grid(cfg.P_min, cfg.P_max, cfg.n_grid)) | {cfg.P_slice})}
+        gN, gP = cfg.axes()
+        return {"N": sorted(set(gN) | set(cfg.slice_N)), "P": sorted(set(gP) | {cfg.P_slice})}
 
     def points(self, cfg):
-        grid = [{"N": n, "P": p} for n in log_grid(cfg.N_min, cfg.N_max, cfg.n_grid)
-                for p in log_grid(cfg.P_min, cfg.P_max, cfg.n_grid)]
+        grid = [{"N": n, "P": p} for n in cfg.axes()[0] for p in cfg.axes()[1]]
         return grid + [{"N": n, "P": cfg.P_slice} for n in cfg.slice_N
                        if {"N": n, "P": cfg.P_slice} not in grid]
 
@@ -83,49 +87,37 @@ class RandomFeatureGrid(Sweep):
         return Prediction({"error": r.error, "error_ensemble_inf": inf.error},
                           {"random_feature_risk": r, "random_feature_risk (ensemble inf)": inf})
 
-    def title(self, cfg):
-        return f"random-feature ridge regression grid (ridge={cfg.ridge}, noise={cfg.noise})"
-
     def summarize(self, cfg, ds):
         s = compare(ds, "error").stats.mean.sel(P=cfg.P_slice)
-        N = ds["N"].values
-        below = np.isfinite(s.values) & (N < cfg.P_slice)
+        below = np.isfinite(s.values) & (ds["N"].values < cfg.P_slice)
         dip = float(np.min(s.values[below])) if below.any() else math.nan
-        n = int(np.isfinite(compare(ds, "error").z.values).sum())
-        return ({"slice: P": cfg.P_slice,
-                 "slice: theory E_g at N = P": float(ds["theory_error"].sel(N=cfg.P_slice,
-                                                                            P=cfg.P_slice)),
-                 "slice: sim E_g at N = P": float(s.sel(N=cfg.P_slice)),
-                 "slice: sim E_g(N = P) / min over N < P (peak height)":
-                     float(s.sel(N=cfg.P_slice)) / dip},
-                (f"{n} points; with calibrated errors about {n * 0.0027:.2f} are expected "
-                 "beyond 3 SE by chance",), True)
+        return {"slice: P": cfg.P_slice,
+                "slice: theory E_g at N = P": float(ds["theory_error"].sel(N=cfg.P_slice,
+                                                                           P=cfg.P_slice)),
+                "slice: sim E_g at N = P": float(s.sel(N=cfg.P_slice)),
+                "slice: sim E_g(N = P) / min over N < P (peak height)":
+                    float(s.sel(N=cfg.P_slice)) / dip}, (), True
 
     def plot(self, cfg, ds):
         fig, axes = figure(3, 1, width=3.3)
-        gN, gP = (log_grid(lo, hi, cfg.n_grid) for lo, hi in
-                  ((cfg.N_min, cfg.N_max), (cfg.P_min, cfg.P_max)))
+        gN, gP = cfg.axes()
         th = np.log10(ds["theory_error"].sel(N=gN, P=gP).values)
         sim = np.log10(compare(ds, "error").stats.mean.sel(N=gN, P=gP).values)
-        vmin, vmax = np.nanmin([th, sim]), np.nanmax([th, sim])
         for ax, data, title in ((axes[0, 0], th, "theory"), (axes[0, 1], sim, "simulation")):
-            im = ax.pcolormesh(gP, gN, data, shading="nearest", vmin=vmin, vmax=vmax,
-                               cmap="viridis")
-            ax.set(xscale="log", yscale="log", xticks=gP, yticks=gN)
+            im = ax.pcolormesh(gP, gN, data, shading="nearest", vmin=np.nanmin([th, sim]),
+                               vmax=np.nanmax([th, sim]), cmap="viridis")
+            ax.set(xscale="log", yscale="log", xlabel=self.labels["P"],
+                   ylabel=self.labels["N"], title=title)
             ax.set_xticks(gP, [str(p) for p in gP], minor=False)
             ax.set_yticks(gN, [str(n) for n in gN], minor=False)
             ax.minorticks_off()
-            ax.set_xlabel(self.labels["P"])
-            ax.set_ylabel(self.labels["N"])
-            ax.set_title(title)
         fig.colorbar(im, ax=axes[0, :2], shrink=0.8, label=r"$\log_{10} E_g$")
         ax = axes[0, 2]
         self.draw(ax, cfg, ds, where={"P": cfg.P_slice}, colors=("C3",))
         ax.plot(ds["N_line"], ds["theory_error_ensemble_inf_line"].sel(P=cfg.P_slice), "--",
                 color="0.4", lw=1, label="ensemble $K=\\infty$ theory")
         ax.axvline(cfg.P_slice, color="0.7", lw=0.8, ls=":")
-        ax.set_xlabel(self.labels["N"])
-        ax.set_ylabel("$E_g$")
-        ax.set_title(f"double descent at $N=P={cfg.P_slice}$")
+        ax.set(xlabel=self.labels["N"], ylabel="$E_g$",
+               title=f"double descent at $N=P={cfg.P_slice}$")
         legend(ax)
         return fig

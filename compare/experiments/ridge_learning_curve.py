@@ -16,10 +16,10 @@ import numpy as np
 from theorysim.sims import linear_ridge_error
 from theorysim.theory import ridge_risk
 
-from .._compare import Prediction, Sweep, power_fit, solve
+from .._compare import Check, Prediction, Sweep, power_fit, solve
 from .._configio import param
 from .._experiment import register
-from .._plots import legend, reference_power_law
+from .._plots import reference_power_law
 from .._stats import seed_stats
 from .._tasks import PGridConfig, PowerLawConfig
 
@@ -41,6 +41,14 @@ class RidgeCurveConfig(PowerLawConfig, PGridConfig):
                              "fit_max or n_P, or lower P_min")
 
 
+def _fit(cfg, ds, quantity: str):
+    """Power-law fit of the theory or the simulation's seed mean on P <= fit_max M, weighted by
+    the simulation's SE."""
+    st = seed_stats(ds["sim_error"])
+    y = st.mean if quantity == "sim" else ds["theory_error"]
+    return power_fit(ds["P"], y, st.sem, where=ds["P"] <= cfg.fit_max * cfg.M)
+
+
 @register
 class RidgeLearningCurve(Sweep):
     name = "ridge-learning-curve"
@@ -48,53 +56,31 @@ class RidgeLearningCurve(Sweep):
     config_type = RidgeCurveConfig
     presets = {"quick": {}, "full": {"M": 2000, "P_max": 2000, "n_P": 12, "seeds": 32}}
     labels = {"P": "training samples $P$", "error": "generalisation error $E_g$"}
-
-    def grid(self, cfg):
-        return {"P": cfg.P_values}
+    heading = "ridge learning curve, M={M}, a={a}, b={b}, ridge={ridge}"
+    notes = ("exponents fitted on P <= fit_max * M = {fit_max} * {M}",)
 
     def sample(self, cfg, point, key):
-        eigvals, target_power = cfg.spectrum()
-        return {"error": linear_ridge_error(key, eigvals, target_power, point["P"], cfg.ridge,
+        return {"error": linear_ridge_error(key, *cfg.spectrum(), point["P"], cfg.ridge,
                                             noise=cfg.noise, n_seeds=cfg.seeds)}
 
     def predict(self, cfg, P):
-        r = solve(ridge_risk, *cfg.spectrum(), np.asarray(P, float), cfg.ridge,
-                  cfg.noise)
+        r = solve(ridge_risk, *cfg.spectrum(), np.asarray(P, float), cfg.ridge, cfg.noise)
         return Prediction({"error": r.error, "bias": r.bias}, {"ridge_risk": r})
 
-    def title(self, cfg):
-        return f"ridge learning curve, M={cfg.M}, a={cfg.a}, b={cfg.b}, ridge={cfg.ridge}"
-
-    def fits(self, cfg, ds) -> tuple[float, float, float]:
-        """Fitted exponents of theory and simulation on P <= fit_max M, and the sim's SE."""
-        st = seed_stats(ds["sim_error"])
-        P, sel = ds["P"].values, ds["P"].values <= cfg.fit_max * cfg.M
-        th = power_fit(P, ds["theory_error"].values, st.sem.values, where=sel)
-        sim = power_fit(P, st.mean.values, st.sem.values, where=sel)
-        return th.exponent, sim.exponent, sim.exponent_stderr
+    def checks(self, cfg, ds):
+        """The decay exponent of the simulation on P <= fit_max M vs min(a-1, 2b)."""
+        sim = _fit(cfg, ds, "sim")
+        return (Check("sim exponent", sim.exponent, cfg.learning_curve_exponent, 0.1,
+                      sim.exponent_stderr),)
 
     def summarize(self, cfg, ds):
-        th, sim, sim_se = self.fits(cfg, ds)
-        pred = cfg.learning_curve_exponent
-        metrics = {"exponent predicted min(a-1,2b)": pred, "exponent fitted (theory)": th,
-                   "exponent fitted (sim)": sim, "exponent fitted (sim) stderr": sim_se}
-        return metrics, (f"exponents fitted on P <= {cfg.fit_max} M = "
-                         f"{cfg.fit_max * cfg.M:g}",), abs(sim - pred) <= 0.1
+        return {"theory exponent fitted": _fit(cfg, ds, "theory").exponent}, (), True
 
-    def criterion(self, cfg):
-        return f"{super().criterion(cfg)} and |sim exponent - min(a-1,2b)| <= 0.1"
-
-    def plot(self, cfg, ds):
-        fig = super().plot(cfg, ds)
-        ax = fig.axes[0]
+    def decorate(self, ax, cfg, ds):
         if cfg.noise > 0:
             ax.plot(ds["P_line"], ds["theory_bias_line"], ":", color="0.4", lw=1, label="bias")
-        _, sim, sim_se = self.fits(cfg, ds)
-        pred = cfg.learning_curve_exponent
-        P = ds["P_line"].values
+        (sim,), pred, P = self.checks(cfg, ds), cfg.learning_curve_exponent, ds["P_line"].values
         reference_power_law(ax, P, -pred, (P[0], float(ds["theory_error_line"][0])),
                             label=f"$P^{{-{pred:.3g}}}$ predicted; sim fit "
-                                  f"${sim:.3f} \\pm {sim_se:.3f}$")
+                                  f"${sim.fitted:.3f} \\pm {sim.stderr:.3f}$")
         ax.set_title(f"ridge regression, $M={cfg.M}$, ridge = {cfg.ridge:g}")
-        legend(ax)
-        return fig

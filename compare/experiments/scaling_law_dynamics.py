@@ -25,10 +25,10 @@ from theorysim.theory import (
     scaling_law_dynamics_gd,
 )
 
-from .._compare import Prediction, Sweep, compare, power_fit, solve
+from .._compare import Check, Prediction, Sweep, compare, power_fit, solve
 from .._configio import param
 from .._experiment import register
-from .._plots import figure, legend, reference_power_law, theory_vs_sim
+from .._plots import figure, legend, reference_power_law
 from .._tasks import PowerLawConfig
 
 
@@ -47,8 +47,6 @@ class ScalingDynamicsConfig(PowerLawConfig):
                          lo=0.0, lo_open=True)
     C_max: float = param(1e5, "compute range of the frontier: to (>= 10 C_min for a fit)",
                          lo="C_min", lo_open=True)
-    z_max: float = param(3.0, "criterion: >= 95% of points within z_max SE, none beyond "
-                         "z_max + 0.5", lo=0.0, lo_open=True)
     tol_exponent: float = param(0.1, "allowed |fitted - predicted| frontier exponent", lo=0.0,
                                 lo_open=True)
     lr: float = param(0.0, "0: gradient flow; > 0: discrete GD with this step (times rounded "
@@ -88,8 +86,10 @@ class ScalingLawDynamics(Sweep):
                  "seeds": 32},
     }
     dims, trailing, compared, line = ("N", "P"), ("t",), ("loss",), "t"
-    min_within, z_slack = 0.95, 0.5
     labels = {"t": "time $t$", "loss": "test loss $L(t)$"}
+    notes = ("frontier: theory at P = inf over C in [{C_min:g}, {C_max:g}], widths 1..M; "
+             "predicted exponents use the single-model width exponent min(a-1, b) (THEORY.md "
+             "3 writes min(a-1, 2b), equal when a-1 <= b)",)
 
     def grid(self, cfg):
         return {"N": list(cfg.widths), "P": list(cfg.P), "t": cfg.times(cfg.n_t)}
@@ -138,20 +138,11 @@ class ScalingLawDynamics(Sweep):
         how = f"GD, lr={cfg.lr:g}" if cfg.lr > 0 else "flow"
         return f"scaling-law dynamics ({how}), M={cfg.M}, a={cfg.a}, b={cfg.b}"
 
-    def criterion(self, cfg):
-        return f"{super().criterion(cfg)}; frontier exponents within {cfg.tol_exponent:g}"
-
-    def summarize(self, cfg, ds):
-        a, metrics = ds.attrs, {}
-        for k in ("N", "t", "loss"):
-            metrics[f"frontier {k} exponent fitted"] = float(a[f"fitted_compute_{k}"])
-            metrics[f"frontier {k} exponent predicted"] = float(a[f"predicted_compute_{k}"])
-        ok = all(abs(a[f"fitted_compute_{k}"] - a[f"predicted_compute_{k}"])
-                 <= cfg.tol_exponent for k in ("N", "t", "loss"))
-        return metrics, (
-            f"frontier: theory at P = inf over C in [{cfg.C_min:g}, {cfg.C_max:g}], widths "
-            "1..M; predicted exponents use the single-model width exponent min(a-1, b) "
-            "(THEORY.md 3 writes min(a-1, 2b), equal when a-1 <= b)",), ok
+    def checks(self, cfg, ds):
+        a = ds.attrs
+        return tuple(Check(f"frontier {k} exponent", a[f"fitted_compute_{k}"],
+                           a[f"predicted_compute_{k}"], cfg.tol_exponent)
+                     for k in ("N", "t", "loss"))
 
     def plot(self, cfg, ds):
         fig, axes = figure(3, 1, width=3.6)
@@ -160,18 +151,15 @@ class ScalingLawDynamics(Sweep):
         ax_t.set(xlabel=self.labels["t"], ylabel=self.labels["loss"],
                  title=f"{self.title(cfg).split(',')[0]}")
         legend(ax_t)
-        st = compare(ds, "loss").stats
         j = int(np.argmax(ds["P"].values))  # panels 2-3: the largest P
-        for i, n in enumerate(ds["N"].values):
-            sti = type(st)(*(getattr(st, f)[i, j] for f in ("mean", "sem", "lo", "hi")), st.n)
-            theory_vs_sim(ax_c, n * ds["t_line"].values, ds["theory_loss_line"][i, j],
-                          n * ds["t"].values, sti, color=f"C{i}", label=f"N={n}")
+        self.draw(ax_c, cfg, ds, where={"P": ds["P"].values[j]}, x=lambda sel: sel["N"])
         a = ds.attrs
         ax_c.plot(ds["C"], ds["frontier_loss"], "k--", lw=1.2,
                   label=(f"frontier (P=∞): fit $C^{{-{a['fitted_compute_loss']:.3f}}}$, "
                          f"pred. $C^{{-{a['predicted_compute_loss']:.3f}}}$"))
         ax_c.set(xlabel="compute $C = N t$", ylabel="test loss", title="compute-optimal frontier")
         legend(ax_c)
+        st = compare(ds, "loss").stats
         N_line = ds["N_line"].values
         ax_n.plot(N_line, ds["theory_vs_N"].values[:, j, 0], "-", color=(0.5, 0.7, 0.9), lw=2,
                   label=f"theory, t={cfg.t_max:g}")

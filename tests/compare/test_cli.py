@@ -75,7 +75,7 @@ def test_run_then_plot_small_ridge_curve(tmp_path):
     replot = runner.invoke(app, ["plot", str(run_dir)])
     assert replot.exit_code == 0, replot.output
     assert (run_dir / "figure.png").stat().st_size > 10_000
-    assert "exponent fitted (sim)" in replot.stdout
+    assert "sim exponent fitted" in replot.stdout
 
 
 def test_killed_full_run_resumes_without_redoing_points(tmp_path):

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from theorysim.compare import (
+    FAMILY_ALPHA,
     ExperimentConfig,
     Prediction,
     Sweep,
@@ -79,7 +80,7 @@ def test_a_sweep_is_grid_sample_predict(tmp_path):
     assert bool(ds["theory_converged"].all()) and float(ds["theory_residual"].max()) < 1e-13
     assert res.report.passed is True
     assert [r["solver"] for r in res.report.diagnostics] == ["fake", "fake (fine grid)"]
-    assert res.report.criterion.startswith("every point within 3 SE")
+    assert res.report.criterion.startswith("y: no point beyond the family-wise bound")
     assert len(res.report.table) == 8 and {"theory", "sim", "sem", "z"} <= set(res.report.table[0])
     assert (res.run_dir / "figure.png").stat().st_size > 0
 
@@ -162,7 +163,33 @@ def test_agreement_and_power_fit():
     # a declared systematic deviation: |diff| - rel_max |theory| in SE units
     ok, _ = agreement(np.array([4.0]), z_max=3.0, excess=np.array([1.0]))
     assert ok
-    ok, _ = agreement(np.array([1.0] * 19 + [3.6]), z_max=3.0, min_within=0.95, z_slack=0.5)
-    assert not ok
+    # 27 normal z: the Bonferroni bound is 3.74 SE and one point beyond 3 SE is chance
+    ok, m = agreement(np.array([1.0] * 26 + [3.6]), z_max=3.0)
+    assert ok and m["family-wise bound (SE)"] == pytest.approx(3.74, abs=0.01)
+    assert not agreement(np.array([1.0] * 26 + [3.8]), z_max=3.0)[0]
+    # several moderately off points fail: a systematic deviation
+    assert not agreement(np.array([1.0] * 22 + [3.3] * 5), z_max=3.0)[0]
+    # values sharing draws (one sweep point along time) count as one off point
+    z = np.array([1.0] * 20 + [3.3] * 5)
+    assert agreement(z, z_max=3.0, groups=[*range(20), *[20] * 5])[0]
+    # few seeds: the Student t bound is wider (7 dof, 27 values: 7.15 SE)
+    ok, m = agreement(np.array([1.0] * 26 + [7.0]), z_max=3.0, dof=7)
+    assert ok and m["family-wise bound (SE)"] == pytest.approx(7.15, abs=0.01)
     fit = power_fit([10, 20, 40, 80], [1.0, 0.5, 0.25, 0.125])
     assert fit.exponent == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize(("m", "seeds"), [(27, 32), (6, 12), (21, 4)])
+def test_a_correct_theory_fails_at_most_at_the_family_wise_rate(m, seeds):
+    """2000 simulated experiments whose theory is right: the criterion fails at most
+    FAMILY_ALPHA (1%) of the time (3 binomial SE of slack), where "every point within 3 SE"
+    fails 7-70% of the time; a 2.5-SE bias at each of 27 points fails nearly always."""
+    rng = np.random.default_rng(m * 100 + seeds)
+    x = rng.standard_normal((2000, m, seeds))
+    z = x.mean(-1) / (x.std(-1, ddof=1) / np.sqrt(seeds))
+    fails = np.mean([not agreement(row, dof=seeds - 1)[0] for row in z])
+    assert fails <= FAMILY_ALPHA + 3 * np.sqrt(FAMILY_ALPHA / 2000), fails
+    assert np.mean(np.any(np.abs(z) > 3, axis=1)) > 0.05  # the old rule
+    if m == 27:
+        zb = z[:300] + 2.5
+        assert np.mean([not agreement(row, dof=seeds - 1)[0] for row in zb]) > 0.9

@@ -7,14 +7,9 @@ import numpy as np
 import pytest
 
 from theorysim import kernels as K
-from theorysim.compare.experiments.ntk_curves import (
-    DigitsNTKConfig,
-    DigitsNTKCurve,
-    NTKCurveConfig,
-    NTKLearningCurve,
-    _sphere,
-    net_agreement,
-)
+from theorysim.compare import compare
+from theorysim.compare.experiments.digits_kernel_curve import DigitsNTKConfig, DigitsNTKCurve
+from theorysim.compare.experiments.ntk_curves import NTKCurveConfig, NTKLearningCurve, _sphere
 from theorysim.sims import EnsembleSpec, ModelConfig, TrainConfig, train
 
 
@@ -71,10 +66,10 @@ def test_trained_net_quick_twin():
     exp = NTKLearningCurve()
     sims = [exp.simulate(cfg, p) for p in exp.points(cfg)]
     ds = exp.combine(cfg, exp.theory(cfg), sims)
-    a = net_agreement(ds)
-    assert np.all(np.isfinite(a["net"])), a
-    assert np.all(np.abs(a["net_rel"]) <= 0.06), a
-    assert np.all(np.abs(a["gd_vs_krr"]) <= 0.01), a
+    net, gd = compare(ds, "net", against="gd"), compare(ds, "gd", against="error")
+    assert np.all(np.isfinite(net.stats.mean)), net
+    assert np.all(np.abs(net.rel) <= 0.06), net.rel
+    assert np.all(np.abs(gd.rel) <= 0.01), gd.rel  # GD at tau vs KRR on the same draws
     assert float(ds["sim_net_train_loss"].max()) < 1e-5
     report = exp.report(cfg, ds)
     assert report.passed, report.table
