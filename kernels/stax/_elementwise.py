@@ -19,6 +19,7 @@ from theorysim.checks import check_scalar
 from .. import _activations as act
 from .. import _dual as dual
 from .._analytic import quadrature_error
+from .._kinks import locate_kinks
 from ._core import KState, Layer, outer
 
 
@@ -171,7 +172,8 @@ def Elementwise(fn: Callable | None = None, nngp_fn: Callable | None = None,
                 d_nngp_fn: Callable | None = None):
     """Any elementwise ``fn``; kernels from ``nngp_fn(cov12, var1, var2)`` (and ``d_nngp_fn``,
     default: its derivative in ``cov12`` by autodiff), or by 2-D Gauss-Hermite quadrature of
-    ``fn`` (256 nodes per dimension) when ``nngp_fn`` is ``None``; quadrature kernels carry an
+    ``fn`` (256 nodes per dimension; split at the kinks of a kinked ``fn``, located
+    numerically) when ``nngp_fn`` is ``None``; quadrature kernels carry an
     error estimate and follow the solver contract (``kernel_fn(..., tol=, throw=)``)."""
     if fn is None and nngp_fn is None:
         raise ValueError("Elementwise needs fn or nngp_fn")
@@ -188,13 +190,18 @@ def Elementwise(fn: Callable | None = None, nngp_fn: Callable | None = None,
 
 
 def ElementwiseNumerical(fn: Callable, deg: int, df: Callable | None = None):
-    """``fn`` by 2-D Gauss-Hermite quadrature with ``deg`` nodes per dimension."""
+    """``fn`` by 2-D Gauss-Hermite quadrature with ``deg`` nodes per dimension; a kinked
+    ``fn`` (kinks located numerically) by the split rule of ``theorysim.kernels._kinks``
+    with ``deg // 8`` Gauss-Legendre nodes per piece (``deg >= 32``)."""
     if not callable(fn):
         raise ValueError(f"fn must be callable, got {fn!r}")
     # NumPy's Gauss-Hermite weights overflow beyond ~300 nodes
     deg = check_scalar("deg", deg, lo=2, hi=256, integer=True)
-    return _layer(act.Elementwise(fn, order=deg, deriv=df,
-                                  name=getattr(fn, "__name__", "fn")), "ElementwiseNumerical")
+    kinks = locate_kinks(fn)
+    if kinks and deg < 32:
+        raise ValueError(f"deg must be >= 32 for a kinked fn (kinks at {list(kinks)}), got {deg}")
+    return _layer(act.Elementwise(fn, order=deg, deriv=df, name=getattr(fn, "__name__", "fn"),
+                                  kinks=kinks), "ElementwiseNumerical")
 
 
 def MaxPool(*args, **kwargs):
