@@ -31,6 +31,7 @@ from ._configio import config_hash as config_hash
 from ._configio import config_to_dict as config_to_dict
 from ._configio import describe_config as describe_config
 from ._configio import param as param
+from ._datasets import SphereHarmonics as SphereHarmonics
 from ._executors import Executor as Executor
 from ._executors import LocalExecutor as LocalExecutor
 from ._executors import SequentialExecutor as SequentialExecutor

@@ -307,8 +307,8 @@ class Sweep(Experiment):
     - ``sample(cfg, point, key)`` -> ``{q: array (seeds, *trailing)}`` (or ``(dims, array)``);
     - ``predict(cfg, **coords)`` -> :class:`Prediction` with arrays over ``dims + trailing``;
     - optionally ``heading`` and ``notes`` (formatted with the config's fields), ``checks``
-      (scalar predictions, :class:`Check`), ``summarize`` (more metrics), ``decorate`` (more
-      on the default figure).
+      (scalar predictions, :class:`Check`), ``summarize`` (more metrics), and for the default
+      figure ``panels``, ``panel_width``, ``colors``, ``focus`` and ``decorate``.
     """
 
     dims: ClassVar[tuple[str, ...]] = ("P",)
@@ -321,6 +321,9 @@ class Sweep(Experiment):
     labels: ClassVar[Mapping[str, str]] = {}
     heading: ClassVar[str] = ""
     notes: ClassVar[tuple[str, ...]] = ()
+    panels: ClassVar[int] = 1
+    panel_width: ClassVar[float] = 4.2
+    colors: ClassVar[tuple[str, ...] | None] = None
     family_alpha: ClassVar[float] = FAMILY_ALPHA
 
     def grid(self, cfg) -> dict[str, Sequence]:
@@ -351,10 +354,11 @@ class Sweep(Experiment):
             allow = ", ".join(f"{v:.0%} for {k}" for k, v in r.items() if v > 0)
         else:
             allow = f"{r:.0%}" if r > 0 else ""
-        allow = f" + {allow} of the theory (declared systematic deviation)" if allow else ""
-        return (f"{', '.join(self.compared)}: no point beyond the family-wise bound and at most "
-                f"the number of sweep points beyond {cfg.z_max:g} SE{allow} that chance "
-                f"allows (a correct theory fails with probability <= {self.family_alpha:.0%})")
+        if allow:
+            allow = f"; a declared systematic deviation of {allow} of the theory is allowed"
+        return (f"{', '.join(self.compared)}: no point beyond the family-wise bound and no more "
+                f"sweep points beyond {cfg.z_max:g} SE than chance allows (family-wise level "
+                f"{self.family_alpha:.0%}: a correct theory fails at most that often){allow}")
 
     def checks(self, cfg, ds: xr.Dataset) -> Sequence[Check]:
         """Scalar predictions in the criterion (override)."""
@@ -507,17 +511,22 @@ class Sweep(Experiment):
                           st, label=label, color=(colors or [f"C{j}" for j in range(10)])[i % 10],
                           **kw)
 
-    def decorate(self, ax, cfg, ds) -> None:
-        """More on the default figure's axes (override)."""
+    def focus(self, cfg) -> Mapping[str, Any] | None:
+        """Coordinates the first panel of the default figure is restricted to (override)."""
+        return None
+
+    def decorate(self, fig, axes, cfg, ds) -> None:
+        """More on the default figure (override): ``axes[0]`` holds theory lines and simulation
+        markers of the first compared quantity, the others (``panels`` in all) are free."""
 
     def plot(self, cfg, ds):
-        fig, axes = figure(1, 1, width=4.2)
+        fig, axes = figure(self.panels, 1, width=self.panel_width)
         ax = axes[0, 0]
-        self.draw(ax, cfg, ds)
+        self.draw(ax, cfg, ds, where=self.focus(cfg), colors=self.colors)
         ax.set_xlabel(self.labels.get(self.line, self.line))
         ax.set_ylabel(self.labels.get(self.compared[0], self.compared[0]))
         ax.set_title(self.title(cfg), fontsize=8)
-        self.decorate(ax, cfg, ds)
+        self.decorate(fig, axes[0], cfg, ds)
         legend(ax)
         return fig
 

@@ -1,4 +1,5 @@
-"""Data sets shared by experiments: scikit-learn's digits, its Gram matrices and spectra.
+"""Data sets shared by experiments: scikit-learn's digits (its Gram matrices and spectra) and
+a harmonic target on the sphere.
 
 The population of the digits experiments is the whole set (n = 1797 images); the kernel
 operator on it has the eigenvalues of K/n and the one-hot target has power
@@ -7,11 +8,18 @@ operator on it has the eigenvalues of K/n and the one-hot target has power
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["N_DIGITS", "digits_data", "digits_gram", "digits_spectrum", "gram"]
+from theorysim import kernels as K
+
+__all__ = ["N_DIGITS", "SphereHarmonics", "digits_data", "digits_gram", "digits_spectrum",
+           "gram"]
 
 N_DIGITS = 1797  # images in scikit-learn's load_digits
 
@@ -28,14 +36,18 @@ def digits_data() -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.cache
-def digits_gram(kernel: str, rbf_scale: float) -> np.ndarray:
+def digits_gram(kernel: str, rbf_scale: float = 1.0, depth: int = 2) -> np.ndarray:
     """The Gram matrix of the whole digits set (cached)."""
-    return gram(kernel, digits_data()[0], rbf_scale)
+    return gram(kernel, digits_data()[0], rbf_scale, depth)
 
 
-def gram(kernel: str, X: np.ndarray, rbf_scale: float) -> np.ndarray:
+def gram(kernel: str, X: np.ndarray, rbf_scale: float = 1.0, depth: int = 2) -> np.ndarray:
     """Gram matrix of a data set: RBF exp(-|x-x'|^2 / (2 l^2)) with l = rbf_scale times the
-    median pairwise distance, or linear (x - mean) . (x' - mean) / d."""
+    median pairwise distance, linear (x - mean) . (x' - mean) / d, or ``ntk``: the
+    infinite-width NTK of a depth-``depth`` ReLU network (``kernels.mlp_kernel``, float64)."""
+    if kernel == "ntk":
+        with jax.enable_x64(True):
+            return np.asarray(K.mlp_kernel(depth, "relu")(X).ntk)
     if kernel == "linear":
         Xc = X - X.mean(axis=0)
         return Xc @ Xc.T / X.shape[1]
@@ -46,9 +58,36 @@ def gram(kernel: str, X: np.ndarray, rbf_scale: float) -> np.ndarray:
 
 
 @functools.cache
-def digits_spectrum(kernel: str, rbf_scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues of K/n (clipped at 0) and target powers summed over the 10 outputs."""
-    _, Y = digits_data()
-    K = digits_gram(kernel, rbf_scale)
-    lam, U = np.linalg.eigh(K / K.shape[0])
-    return np.clip(lam, 0.0, None), np.sum((U.T @ Y) ** 2, axis=1) / K.shape[0]
+def digits_spectrum(kernel: str, rbf_scale: float = 1.0,
+                    depth: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues of K/n (descending, clipped at 0) and target powers summed over the 10
+    outputs (``kernels.gram_spectrum``)."""
+    spec = K.gram_spectrum(digits_gram(kernel, rbf_scale, depth), digits_data()[1])
+    return spec.eigvals, spec.target_power
+
+
+@dataclasses.dataclass(frozen=True)
+class SphereHarmonics:
+    r"""Inputs uniform on :math:`S^{d-1}` and the target
+    :math:`y = \sqrt{p_1 d}\,x_1 + \sqrt{p_2}\,(x_2^2 - 1/d)/\sigma_2`: power ``p1`` in the
+    degree-1 and ``p2`` in the degree-2 spherical harmonics (:math:`\sigma_2` the sd of
+    :math:`x_2^2`).
+
+    >>> x, y = SphereHarmonics(10, 1.0, 1.0).sample(jax.random.key(0), 4000)
+    >>> bool(np.allclose(np.linalg.norm(x, axis=1), 1.0)), bool(abs(np.mean(y**2) - 2) < 0.15)
+    (True, True)
+    """
+
+    d: int
+    p1: float
+    p2: float
+
+    def sample(self, key: jax.Array, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` float64 draws ``(x (n, d), y (n,))``."""
+        d = self.d
+        with jax.enable_x64(True):
+            x = np.asarray(jax.random.normal(key, (n, d), jnp.float64))
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        sigma2 = math.sqrt(3.0 / (d * (d + 2)) - 1.0 / d**2)
+        return x, (math.sqrt(self.p1 * d) * x[:, 0]
+                   + math.sqrt(self.p2) * (x[:, 1] ** 2 - 1.0 / d) / sigma2)

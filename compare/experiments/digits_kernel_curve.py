@@ -34,13 +34,11 @@ at P = 10 and <= 1% from P = 37 on (32 splits).
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import numpy as np
 import xarray as xr
 
-from theorysim import kernels as K
 from theorysim.sims import kernel_regression_split_errors
 from theorysim.theory import ridge_risk
 
@@ -48,7 +46,7 @@ from .._compare import Prediction, Sweep, solve
 from .._configio import param
 from .._datasets import N_DIGITS, digits_data, digits_gram, digits_spectrum
 from .._experiment import register
-from .._plots import figure, legend
+from .._plots import legend
 from .._tasks import PGridConfig
 
 
@@ -91,16 +89,6 @@ def held_out_theory(cfg: DigitsCurveConfig, spectrum, P: np.ndarray):
             "held_out": (r.error - frac * train) / (1.0 - frac)}, r
 
 
-@functools.cache
-def _digits_ntk(depth: int):
-    """The depth-``depth`` ReLU NTK Gram matrix of digits and its spectrum."""
-    x, y = digits_data()
-    with jax.enable_x64(True):
-        gram = np.asarray(K.mlp_kernel(depth, "relu")(x).ntk)
-    spec = K.gram_spectrum(gram, y)
-    return gram, (spec.eigvals, spec.target_power)
-
-
 @register
 class DigitsKernelCurve(Sweep):
     name = "digits-kernel-curve"
@@ -111,6 +99,7 @@ class DigitsKernelCurve(Sweep):
     dims, compared, shown = ("kernel", "P"), ("population",), ("held_out",)
     line_points = 150
     labels = {"P": "training images $P$", "population": "population squared error"}
+    panels, panel_width, colors = 2, 3.6, ("C0", "C3")
     heading = "digits KRR learning curves (ridge={ridge}, {splits} splits)"
     notes = ("theory: ridge_risk on the eigenvalues of K/n of the full set; z, rel. dev.: "
              "population error (iid draws); held_out: held-out error (approximate theory, see "
@@ -126,44 +115,40 @@ class DigitsKernelCurve(Sweep):
         key = jax.random.fold_in(jax.random.key(cfg.seed), point["P"])
         return jax.random.fold_in(key, self.kernels.index(point["kernel"]))
 
-    def gram_and_spectrum(self, cfg, kernel: str):
-        """The kernel's Gram matrix of the whole set and its spectrum (eigvals, target power)."""
-        return digits_gram(kernel, cfg.rbf_scale), digits_spectrum(kernel, cfg.rbf_scale)
+    def kernel_args(self, cfg) -> dict:
+        """The config's kernel parameters (``compare._datasets.gram``)."""
+        return {"rbf_scale": cfg.rbf_scale}
 
     def sample(self, cfg, point, key):
-        gram = self.gram_and_spectrum(cfg, point["kernel"])[0]
+        gram = digits_gram(point["kernel"], **self.kernel_args(cfg))
         return kernel_regression_split_errors(key, gram, digits_data()[1], point["P"],
                                               cfg.ridge, n_splits=cfg.splits)._asdict()
 
     def predict(self, cfg, kernel, P):
-        out = [held_out_theory(cfg, self.gram_and_spectrum(cfg, k)[1], P) for k in kernel]
+        out = [held_out_theory(cfg, digits_spectrum(k, **self.kernel_args(cfg)), P)
+               for k in kernel]
         values = {q: np.stack([v[q] for v, _ in out]) for q in out[0][0]}
         return Prediction(values, {f"ridge_risk ({k})": r for k, (_, r) in
                                    zip(kernel, out, strict=True)})
 
     def extras(self, cfg, coords):
         return Prediction({"eigvals": (("kernel", "mode"), np.stack(
-            [self.gram_and_spectrum(cfg, k)[1][0] for k in self.kernels]))})
+            [digits_spectrum(k, **self.kernel_args(cfg))[0] for k in self.kernels]))})
 
     def rel_max(self, cfg):
         return xr.DataArray([0.0 if k == "linear" else cfg.rel_max for k in self.kernels],
                             dims="kernel", coords={"kernel": list(self.kernels)})
 
-    def plot(self, cfg, ds):
-        fig, axes = figure(2, 1, width=3.6)
-        ax = axes[0, 0]
-        self.draw(ax, cfg, ds, colors=("C0", "C3"))
-        ax.set(xlabel=self.labels["P"], ylabel=self.labels["population"],
-               title=f"digits: KRR ({', '.join(self.kernels)}), theory vs random training sets")
-        legend(ax)
-        ax = axes[0, 1]
-        for c, kernel in zip(("C0", "C3"), ds["kernel"].values, strict=False):
+    def decorate(self, fig, axes, cfg, ds):
+        axes[0].set_title(f"digits: KRR ({', '.join(self.kernels)}), theory vs random "
+                          "training sets")
+        for c, kernel in zip(self.colors, ds["kernel"].values, strict=False):
             lam = ds["eigvals"].sel(kernel=kernel).values
             lam = lam[lam > 1e-14 * lam.max()]
-            ax.loglog(np.arange(1, lam.size + 1), lam, color=c, lw=1.2, label=kernel)
-        ax.set(xlabel="mode $k$", ylabel=r"eigenvalue $\lambda_k$ of $K/n$", title="Gram spectra")
-        legend(ax, loc="upper right", bbox_to_anchor=(1.0, 1.0))
-        return fig
+            axes[1].loglog(np.arange(1, lam.size + 1), lam, color=c, lw=1.2, label=kernel)
+        axes[1].set(xlabel="mode $k$", ylabel=r"eigenvalue $\lambda_k$ of $K/n$",
+                    title="Gram spectra")
+        legend(axes[1], loc="upper right", bbox_to_anchor=(1.0, 1.0))
 
 
 @register
@@ -180,5 +165,5 @@ class DigitsNTKCurve(DigitsKernelCurve):
     def key(self, cfg, point):
         return jax.random.fold_in(jax.random.key(cfg.seed), point["P"])
 
-    def gram_and_spectrum(self, cfg, kernel: str):
-        return _digits_ntk(cfg.depth)
+    def kernel_args(self, cfg):
+        return {"depth": cfg.depth}

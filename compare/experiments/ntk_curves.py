@@ -19,7 +19,7 @@ regime the kernel gradient flow at :math:`\\tau = \\eta T` (units of
 prediction, not with the :math:`t=\\infty` KRR: modes with :math:`\\lambda\\tau/P \\lesssim 1`
 (the tail at large P) are not yet fitted. Defaults: :math:`\\tau = 2\\cdot10^4`,
 :math:`\\lambda_2\\tau \\approx 5.7`, GD-at-tau vs KRR 0.02% (P = 10) to 1.2% (P = 63)
-(``gd_vs_krr``); stability :math:`\\eta K(1) = 20\\cdot 0.075 = 1.5 < 2`; train loss < 1e-6.
+(``gd`` rel. dev.); stability :math:`\\eta K(1) = 20\\cdot 0.075 = 1.5 < 2`; train loss < 1e-6.
 
 Finite width (measured, d = 10): the empirical NTK at init fluctuates around the analytic one
 by ~4.5/sqrt(N) (max entry-wise, per network: 15% at N = 1024, 6% at N = 4096), no visible
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +50,7 @@ from theorysim.theory import ridge_risk
 
 from .._compare import Prediction, Sweep, compare, solve
 from .._configio import param
+from .._datasets import SphereHarmonics
 from .._experiment import register
 from .._tasks import PGridConfig
 
@@ -81,32 +81,11 @@ class NTKCurveConfig(PGridConfig):
                           "dynamics, lazier below 1; 1 = plain NTK network)", lo=0.0,
                           lo_open=True)
 
-    @property
-    def net_P_values(self) -> list[int]:
-        return [p for p in self.P_values if p <= self.net_P_max]
-
-
-def _kernel(depth: int) -> K.MLPKernel:
-    return K.mlp_kernel(depth, "relu")
-
-
-def _target(cfg: NTKCurveConfig, x: np.ndarray) -> np.ndarray:
-    d = cfg.d
-    sigma2 = math.sqrt(3.0 / (d * (d + 2)) - 1.0 / d**2)   # sd of x_2^2 on the sphere
-    return (math.sqrt(cfg.p1 * d) * x[:, 0]
-            + math.sqrt(cfg.p2) * (x[:, 1] ** 2 - 1.0 / d) / sigma2)
-
-
-def _sphere(key, n: int, d: int) -> np.ndarray:
-    with jax.enable_x64(True):
-        x = np.asarray(jax.random.normal(key, (n, d), jnp.float64))
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
 
 @functools.cache
 def sphere_theory_spectrum(d: int, depth: int, max_degree: int):
     """Per-degree NTK eigenvalues on the unit sphere, degeneracies, and the trace beyond."""
-    k = _kernel(depth)
+    k = K.mlp_kernel(depth, "relu")
     with jax.enable_x64(True):
         f = jax.jit(lambda t: k.dot_product(t, q=1.0 / d).ntk)
         spec = K.sphere_spectrum(lambda t: np.asarray(f(jnp.asarray(t))), d, max_degree)
@@ -174,14 +153,13 @@ class NTKLearningCurve(Sweep):
              "same draws (gd rel. dev.: not yet fitted modes)")
 
     def sample(self, cfg, point, key):
-        P, k = point["P"], _kernel(cfg.depth)
-        n_net = cfg.net_seeds if P in cfg.net_P_values else 0
+        P, task = point["P"], SphereHarmonics(cfg.d, cfg.p1, cfg.p2)
+        k, n_net = K.mlp_kernel(cfg.depth, "relu"), cfg.net_seeds if P <= cfg.net_P_max else 0
         errs, gd, draws = [], np.full(cfg.seeds, np.nan), []
         for s in range(cfg.seeds):
             k_tr, k_te = jax.random.split(jax.random.fold_in(key, s))
+            (x, y), (xt, yt) = task.sample(k_tr, P), task.sample(k_te, cfg.n_test)
             with jax.enable_x64(True):
-                x, xt = _sphere(k_tr, P, cfg.d), _sphere(k_te, cfg.n_test, cfg.d)
-                y, yt = _target(cfg, x), _target(cfg, xt)
                 k_xx, k_tx = k(x).ntk, k(xt, x).ntk
                 pred = K.kernel_ridge(k_xx, y, k_tx, cfg.ridge)
                 errs.append(float(np.mean((np.asarray(pred) - yt) ** 2)))
@@ -208,7 +186,8 @@ class NTKLearningCurve(Sweep):
         return ({"net: max final train loss": float(np.nanmax(loss))} if np.isfinite(loss).any()
                 else {}), (f"tail trace {float(ds.attrs.get('tail_trace', np.nan)):.3g}",), True
 
-    def decorate(self, ax, cfg, ds):
+    def decorate(self, fig, axes, cfg, ds):
+        ax = axes[0]
         for c, deg in (("C1", 1), ("C2", 2)):
             ax.plot(ds["P_line"], ds[f"theory_degree{deg}_line"], "--", color=c, lw=1,
                     label=f"degree {deg} (theory)")

@@ -20,7 +20,6 @@ from theorysim.theory import random_feature_risk
 from .._compare import Prediction, Sweep, compare, solve
 from .._configio import param
 from .._experiment import register
-from .._plots import figure, legend
 from .._tasks import PowerLawConfig, log_grid
 
 
@@ -62,6 +61,7 @@ class RandomFeatureGrid(Sweep):
     line = "N"
     line_points = 300
     labels = {"N": "features $N$", "P": "samples $P$", "error": "$E_g$"}
+    panels, panel_width, colors = 3, 3.3, ("C3",)
 
     heading = "random-feature ridge regression grid (ridge={ridge}, noise={noise})"
 
@@ -70,9 +70,9 @@ class RandomFeatureGrid(Sweep):
         return {"N": sorted(set(gN) | set(cfg.slice_N)), "P": sorted(set(gP) | {cfg.P_slice})}
 
     def points(self, cfg):
-        grid = [{"N": n, "P": p} for n in cfg.axes()[0] for p in cfg.axes()[1]]
-        return grid + [{"N": n, "P": cfg.P_slice} for n in cfg.slice_N
-                       if {"N": n, "P": cfg.P_slice} not in grid]
+        (gN, gP), s = cfg.axes(), cfg.P_slice
+        return [p for p in super().points(cfg) if (p["N"] in gN and p["P"] in gP)
+                or (p["P"] == s and p["N"] in cfg.slice_N)]
 
     def sample(self, cfg, point, key):
         return {"error": random_feature_ridge_error(key, *cfg.spectrum(), point["P"],
@@ -98,12 +98,19 @@ class RandomFeatureGrid(Sweep):
                 "slice: sim E_g(N = P) / min over N < P (peak height)":
                     float(s.sel(N=cfg.P_slice)) / dip}, (), True
 
-    def plot(self, cfg, ds):
-        fig, axes = figure(3, 1, width=3.3)
+    def focus(self, cfg):
+        return {"P": cfg.P_slice}
+
+    def decorate(self, fig, axes, cfg, ds):
+        ax = axes[0]
+        ax.plot(ds["N_line"], ds["theory_error_ensemble_inf_line"].sel(P=cfg.P_slice), "--",
+                color="0.4", lw=1, label="ensemble $K=\\infty$ theory")
+        ax.axvline(cfg.P_slice, color="0.7", lw=0.8, ls=":")
+        ax.set(ylabel="$E_g$", title=f"double descent at $N=P={cfg.P_slice}$")
         gN, gP = cfg.axes()
         th = np.log10(ds["theory_error"].sel(N=gN, P=gP).values)
         sim = np.log10(compare(ds, "error").stats.mean.sel(N=gN, P=gP).values)
-        for ax, data, title in ((axes[0, 0], th, "theory"), (axes[0, 1], sim, "simulation")):
+        for ax, data, title in ((axes[1], th, "theory"), (axes[2], sim, "simulation")):
             im = ax.pcolormesh(gP, gN, data, shading="nearest", vmin=np.nanmin([th, sim]),
                                vmax=np.nanmax([th, sim]), cmap="viridis")
             ax.set(xscale="log", yscale="log", xlabel=self.labels["P"],
@@ -111,13 +118,4 @@ class RandomFeatureGrid(Sweep):
             ax.set_xticks(gP, [str(p) for p in gP], minor=False)
             ax.set_yticks(gN, [str(n) for n in gN], minor=False)
             ax.minorticks_off()
-        fig.colorbar(im, ax=axes[0, :2], shrink=0.8, label=r"$\log_{10} E_g$")
-        ax = axes[0, 2]
-        self.draw(ax, cfg, ds, where={"P": cfg.P_slice}, colors=("C3",))
-        ax.plot(ds["N_line"], ds["theory_error_ensemble_inf_line"].sel(P=cfg.P_slice), "--",
-                color="0.4", lw=1, label="ensemble $K=\\infty$ theory")
-        ax.axvline(cfg.P_slice, color="0.7", lw=0.8, ls=":")
-        ax.set(xlabel=self.labels["N"], ylabel="$E_g$",
-               title=f"double descent at $N=P={cfg.P_slice}$")
-        legend(ax)
-        return fig
+        fig.colorbar(im, ax=axes[1:], shrink=0.8, label=r"$\log_{10} E_g$")

@@ -76,7 +76,8 @@ class RidgeLearningCurve(Sweep):
     def summarize(self, cfg, ds):
         return {"theory exponent fitted": _fit(cfg, ds, "theory").exponent}, (), True
 
-    def decorate(self, ax, cfg, ds):
+    def decorate(self, fig, axes, cfg, ds):
+        ax = axes[0]
         if cfg.noise > 0:
             ax.plot(ds["P_line"], ds["theory_bias_line"], ":", color="0.4", lw=1, label="bias")
         (sim,), pred, P = self.checks(cfg, ds), cfg.learning_curve_exponent, ds["P_line"].values

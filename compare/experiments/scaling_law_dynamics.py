@@ -28,7 +28,7 @@ from theorysim.theory import (
 from .._compare import Check, Prediction, Sweep, compare, power_fit, solve
 from .._configio import param
 from .._experiment import register
-from .._plots import figure, legend, reference_power_law
+from .._plots import legend, reference_power_law, theory_vs_sim
 from .._tasks import PowerLawConfig
 
 
@@ -87,6 +87,7 @@ class ScalingLawDynamics(Sweep):
     }
     dims, trailing, compared, line = ("N", "P"), ("t",), ("loss",), "t"
     labels = {"t": "time $t$", "loss": "test loss $L(t)$"}
+    panels, panel_width = 3, 3.6
     notes = ("frontier: theory at P = inf over C in [{C_min:g}, {C_max:g}], widths 1..M; "
              "predicted exponents use the single-model width exponent min(a-1, b) (THEORY.md "
              "3 writes min(a-1, 2b), equal when a-1 <= b)",)
@@ -144,13 +145,9 @@ class ScalingLawDynamics(Sweep):
                            a[f"predicted_compute_{k}"], cfg.tol_exponent)
                      for k in ("N", "t", "loss"))
 
-    def plot(self, cfg, ds):
-        fig, axes = figure(3, 1, width=3.6)
-        ax_t, ax_c, ax_n = axes[0]
-        self.draw(ax_t, cfg, ds)
-        ax_t.set(xlabel=self.labels["t"], ylabel=self.labels["loss"],
-                 title=f"{self.title(cfg).split(',')[0]}")
-        legend(ax_t)
+    def decorate(self, fig, axes, cfg, ds):
+        ax_t, ax_c, ax_n = axes
+        ax_t.set_title(self.title(cfg).split(",")[0])
         j = int(np.argmax(ds["P"].values))  # panels 2-3: the largest P
         self.draw(ax_c, cfg, ds, where={"P": ds["P"].values[j]}, x=lambda sel: sel["N"])
         a = ds.attrs
@@ -161,8 +158,9 @@ class ScalingLawDynamics(Sweep):
         legend(ax_c)
         st = compare(ds, "loss").stats
         N_line = ds["N_line"].values
-        ax_n.plot(N_line, ds["theory_vs_N"].values[:, j, 0], "-", color=(0.5, 0.7, 0.9), lw=2,
-                  label=f"theory, t={cfg.t_max:g}")
+        end = type(st)(*(getattr(st, f)[:, j, -1] for f in ("mean", "sem", "lo", "hi")), st.n)
+        theory_vs_sim(ax_n, N_line, ds["theory_vs_N"].values[:, j, 0], ds["N"].values, end,
+                      label=f"t={cfg.t_max:g}")
         keep = N_line <= cfg.M / 2  # t = inf: the loss vanishes for N >= M at P = inf
         l_inf = ds["theory_vs_N"].values[:, j, 1]
         ax_n.plot(N_line[keep], l_inf[keep], ":", color="k", lw=1, label="theory, t=∞")
@@ -173,10 +171,6 @@ class ScalingLawDynamics(Sweep):
                                 (N_line[0], l_inf[0]),
                                 label=f"$N^{{-{a['predicted_width']:.2f}}}$ predicted (t=∞ "
                                       f"fit {fit.exponent:.2f})")
-        ax_n.errorbar(ds["N"].values, st.mean.values[:, j, -1], yerr=st.sem.values[:, j, -1],
-                      fmt="o", ms=4, color="C0", mec="k", mew=0.5, ecolor="k", capsize=2,
-                      label=f"sim, t={cfg.t_max:g} (±SE)")
         ax_n.set(xscale="log", yscale="log", xlabel="width $N$", ylabel="test loss",
                  title=f"L vs N, P={ds['P'].values[j]:g}")
         legend(ax_n)
-        return fig

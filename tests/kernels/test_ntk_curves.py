@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from theorysim import kernels as K
-from theorysim.compare import compare
+from theorysim.compare import SphereHarmonics, compare
 from theorysim.compare.experiments.digits_kernel_curve import DigitsNTKConfig, DigitsNTKCurve
-from theorysim.compare.experiments.ntk_curves import NTKCurveConfig, NTKLearningCurve, _sphere
+from theorysim.compare.experiments.ntk_curves import NTKCurveConfig, NTKLearningCurve
 from theorysim.sims import EnsembleSpec, ModelConfig, TrainConfig, train
 
 
@@ -37,7 +37,7 @@ def test_engine_ntk_matches_mlp_kernel_at_init():
     would be off by >= 50%.
     """
     n, d, width, seeds = 6, 10, 1024, 8
-    x = _sphere(jax.random.key(0), n, d)
+    x = SphereHarmonics(d, 1.0, 1.0).sample(jax.random.key(0), n)[0]
     with jax.enable_x64(True):
         k_inf = np.asarray(K.mlp_kernel(2, "relu", parameterization="ntk")(x).ntk)
     res = train(ModelConfig(width, 2, "ntk", "relu"),
