@@ -23,9 +23,10 @@ iteration, so the map is deterministic); (iii) fields per sample by forward time
 integration by parts (Stein), :math:`\langle\partial F/\partial r\rangle C^{1/2} =
 \langle F\epsilon^\top\rangle` for :math:`r = C^{1/2}\epsilon`, estimated with antithetic
 copies (:math:`r\to-r`, resp. :math:`u\to-u`) and a least-squares fit on :math:`\epsilon`
-(exact for linear networks once the sample count exceeds ``T P``; for nonlinear ones the
-source-covariance directions below ``response_cut`` times the largest eigenvalue are dropped,
-which the iteration needs to stay stable); (v) new
+and a causal ridge regression of each time on the past sources (exact for linear networks once
+the sample count exceeds ``T P``; for nonlinear ones the ridge, ``response_cut`` times the
+largest source eigenvalue, shrinks the weak directions, which the iteration needs to stay
+stable; see :func:`causal_response`); (v) new
 :math:`\Phi, G`; damped update. Samples are processed in chunks, so memory is
 :math:`O(L(TP)^2 + \text{chunk}\cdot TP)`.
 """
@@ -61,33 +62,53 @@ from ._dmft_deep_linear import equal_time, ntk_from_kernels
 
 
 def causal_factor(C, cut: float):
-    r"""Time-ordered (Cholesky) factor of a source covariance for causal Stein responses.
+    r"""Time-ordered (Cholesky) factors of a source covariance for causal Stein responses.
 
-    Returns ``(R, (Lg, good))`` with sources ``u = eps @ R`` (``R = L^T``, :math:`C \approx LL^T`,
-    ``L`` lower triangular in the time-major order, a relative jitter of 1e-12) and the factor
-    with its weak innovations (pivot :math:`L_{kk}^2` below ``cut`` times the largest diagonal
-    of ``C``) replaced by unit columns. A symmetric root would make the Stein estimate
-    :math:`\langle F\epsilon^\top\rangle C^{-1/2} = \langle\partial F/\partial u\rangle P_C`
-    with :math:`P_C` the (non-causal) projector on the range of ``C``: truncating that to the
-    past is wrong whenever ``C`` is singular (e.g. :math:`\Phi^1` of a linear network, of
-    rank ``P + T``), which biased ``dmft(activation="linear")`` at depth 2 by +2.5%. With a
-    causal factor, :math:`\langle F\epsilon^\top\rangle = \langle\partial F/\partial u
-    \rangle L` is strictly causal and :func:`causal_response` inverts it exactly."""
+    Returns ``(R, (Lr, C))``: the sampling factor ``R = L^T`` (sources ``u = eps @ R``,
+    :math:`C \approx LL^T` with ``L`` lower triangular in the time-major order, relative jitter
+    1e-12) and the Cholesky factor ``Lr`` of the ridged covariance
+    :math:`C + \rho I`, :math:`\rho` = ``cut`` times the largest eigenvalue of ``C``, that
+    :func:`causal_response` uses. Why time-ordered: a symmetric root would make the Stein
+    estimate :math:`\langle F\epsilon^\top\rangle C^{-1/2} = \langle\partial F/\partial u
+    \rangle P_C` with :math:`P_C` the (non-causal) projector on the range of ``C``; truncating
+    that to the past is wrong whenever ``C`` is singular (e.g. :math:`\Phi^1` of a linear
+    network, of rank ``P + T``), which biased ``dmft(activation="linear")`` at depth 2 by
+    +2.5%."""
     C = 0.5 * (C + C.T)
     n = C.shape[0]
-    scale = jnp.maximum(jnp.max(jnp.diagonal(C)), 1e-300)
-    Lf = jnp.linalg.cholesky(C + 1e-12 * scale * jnp.eye(n, dtype=C.dtype))
-    good = jnp.diagonal(Lf) ** 2 > cut * scale
-    Lg = Lf * good[None, :] + jnp.diag(jnp.where(good, 0.0, 1.0))
-    return Lf.T, (Lg, good)
+    eye = jnp.eye(n, dtype=C.dtype)
+    diag = jnp.maximum(jnp.max(jnp.diagonal(C)), 1e-300)
+    top = jnp.maximum(jnp.linalg.eigvalsh(C)[-1], diag)
+    Lf = jnp.linalg.cholesky(C + 1e-12 * diag * eye)
+    Lr = jnp.linalg.cholesky(C + (cut * top + 1e-12 * diag) * eye)
+    return Lf.T, (Lr, Lf)
 
 
 def causal_response(M, factor, strict):
-    r"""The strictly causal response :math:`D` with :math:`DL = M` on the well-determined
-    innovations (``M`` the Stein estimate :math:`\langle F\epsilon^\top\rangle`)."""
-    Lg, good = factor
-    M = strict * M * good[None, :].astype(M.dtype)
-    D = jax.scipy.linalg.solve_triangular(Lg.T, M.T, lower=False).T
+    r"""The strictly causal response :math:`D = \langle\partial F/\partial u\rangle` from the
+    Stein estimate ``M`` :math:`= \langle F\epsilon^\top\rangle = D L` (sources
+    :math:`u = L\epsilon`), by causal ridge regression: every row ``n`` (time :math:`t_n`) is
+    regressed on the past sources only,
+
+    .. math::
+        D_{n,<n} = \langle F_n u_{<n}^\top\rangle\,(C_{<n,<n} + \rho I)^{-1},\qquad
+        \langle F u^\top\rangle = M L^\top .
+
+    The past blocks are leading blocks of the time-major order, so one Cholesky factor
+    :math:`C + \rho I = L_\rho L_\rho^\top` serves every row: ``D = strict(strict(X)
+    L_rho^{-T}) L_rho^{-1}`` (leading blocks of triangular inverses are the inverses of the
+    leading blocks). At :math:`\rho \to 0` this is exact on the range of ``C`` (the only
+    directions the response ever acts on: the fields it multiplies have covariance ``C``),
+    so linear networks stay exact; for nonlinear ones :math:`\rho` shrinks the response
+    smoothly in the directions of each past block with source variance below :math:`\rho`,
+    where the Monte-Carlo estimate is noise. (Dropping weak *innovations* instead, i.e.
+    cutting Cholesky pivots, zeroes the response to everything a smooth source adds after
+    the first few times, and switching pivots on and off as the kernels move stalled the
+    deep ReLU iteration at a residual of 0.07.)"""
+    Lr, Lf = factor
+    X = (strict * M) @ Lf.T
+    Y = strict * jax.scipy.linalg.solve_triangular(Lr, (strict * X).T, lower=True).T
+    D = jax.scipy.linalg.solve_triangular(Lr, Y.T, lower=True, trans="T").T
     return strict * D
 
 
@@ -397,11 +418,11 @@ def dmft(
       max_iter: iteration cap (per solve).
       chunk_size: samples per chunk (memory).
       n_groups: independent solves for the standard errors (``>= 2``).
-      response_cut: relative eigenvalue cut of the source covariance in the Stein estimate of
-        the responses (``depth >= 2``). Default ``1e-9`` for ``"linear"`` (where the estimate is
-        exact) and ``1e-3`` otherwise: smaller cuts let Monte-Carlo noise in weak directions
-        destabilise the iteration (observed for tanh at depth 2), larger ones bias the responses
-        by dropping weak directions.
+      response_cut: ridge of the causal response regression, relative to the largest
+        eigenvalue of the source covariance (``depth >= 2``; :func:`causal_response`). Default
+        ``1e-9`` for ``"linear"`` (where the estimate is exact) and ``1e-3`` otherwise: smaller
+        values let Monte-Carlo noise in weak directions destabilise the iteration (observed for
+        tanh at depth 2), larger ones shrink the responses in weak directions.
       error: how the error is obtained: ``"ntk"`` steps :math:`\dot\Delta = -K\Delta/P` with
         :math:`K = \sum_l G^{l+1}\Phi^l`; ``"fields"`` reads
         :math:`f = \langle z^L\phi(h^L)\rangle/\gamma_0` off the fields (exactly the discrete
@@ -416,7 +437,9 @@ def dmft(
         ReLU at ``depth >= 2``: with finitely many samples the map is piecewise (each sample's
         :math:`\phi'(h)` flips as the kernels move) and the residual stalls at a level falling
         like ``1/S`` (measured 9e-3 / 3e-3 / 7e-4 at S = 512 / 2048 / 8192, gamma0 = 1,
-        ``response_cut=1e-2``); pass a ``tol`` above it, or ``throw=False`` and read
+        ``response_cut=1e-2``, with the earlier symmetric-root responses; 3.8e-3 at S = 2048
+        with the causal ridge ones, where cutting Cholesky pivots instead stalled at 7e-2);
+        pass a ``tol`` above it, or ``throw=False`` and read
         ``residuals``.
 
     Returns:

@@ -53,6 +53,11 @@ return; a point is converged when that residual is ``<= tol``.
 
 ``kappa_equation(lam, mult, P, N, s, kappa) -> (g, dg)``
     ``g = kappa a b - s`` and its derivative in ``kappa``.
+
+Public host-side helper
+-----------------------
+``spectral_edge(lam, mult, P, N) -> x_max`` (NumPy): the top of the deterministic-equivalent
+spectrum of :math:`BC` (random features) from the same equation on the negative real axis.
 """
 
 from __future__ import annotations
@@ -61,10 +66,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 __all__ = ["KAPPA_TOL", "KappaSolution", "NewtonSolution", "kappa_equation", "newton_kappa",
-           "solve_kappa", "spectral_sums"]
+           "solve_kappa", "spectral_edge", "spectral_sums"]
 
 #: default tolerance of the kappa solves (relative defect of the equation)
 KAPPA_TOL = 1e-12
@@ -212,3 +218,52 @@ def newton_kappa(lam, mult, P, N, s, kappa0, tol=KAPPA_TOL, max_iter: int = 40
     x, it, _ = lax.while_loop(cond, body, (x0, jnp.asarray(0), real > 0))
     g, dg = kappa_equation(lam, mult, P, N, s, x)
     return NewtonSolution(x, err_of(g, x), it, dg)
+
+
+def spectral_edge(lam, mult, P, N) -> np.ndarray:
+    r"""Top of the deterministic-equivalent spectrum of :math:`BC` (``B = A^T A/N``,
+    ``C = Psi^T Psi/P``; ``P = N = inf``: the top eigenvalue of the population covariance).
+
+    The resolvent of :math:`BC` at ridge :math:`-x` solves the kappa equation with
+    :math:`s = -x`; for :math:`x` above the spectrum the physical root is real with
+    :math:`\kappa = -y < -\lambda_1`. Writing :math:`q(y) = \sum_k m_k\lambda_k/(y-\lambda_k)`,
+    the equation reads :math:`x = f(y) = y(1 + q/P)(1 + q/N)`, and the spectrum ends where that
+    map stops being invertible (free-probability edge):
+
+    .. math::
+        x_{\max} = \min_{y > \lambda_1} y\Big(1 + \frac{q(y)}{P}\Big)\Big(1 + \frac{q(y)}{N}\Big).
+
+    Gradient descent :math:`v \to (1 - \eta BC)v` is stable iff :math:`\eta < 2/x_{\max}`.
+    NumPy float64 over broadcast ``P``, ``N`` (``inf`` allowed): a log grid in
+    :math:`y - \lambda_1` (the minimiser lies below :math:`f(2\lambda_1 + 2\,\mathrm{tr})`
+    since :math:`f(y) \ge y`), then golden-section refinement (relative accuracy ~1e-12).
+    """
+    lam = np.asarray(lam, np.float64)
+    mult = np.asarray(mult, np.float64)
+    keep = (lam > 0) & (mult > 0)
+    lam, w = lam[keep], (mult * lam)[keep]
+    top, trace = float(np.max(lam)), float(np.sum(w))
+    P, N = np.broadcast_arrays(np.asarray(P, np.float64), np.asarray(N, np.float64))
+    out = np.empty(P.shape)
+    golden = (np.sqrt(5.0) - 1.0) / 2.0
+    for idx in np.ndindex(P.shape):
+        ip = 0.0 if np.isinf(P[idx]) else 1.0 / P[idx]
+        iN = 0.0 if np.isinf(N[idx]) else 1.0 / N[idx]
+
+        def f(u, ip=ip, iN=iN):  # u = log(y - top), 1-D
+            y = top + np.exp(u)
+            q = (w[:, None] / (y[None, :] - lam[:, None])).sum(0)
+            return y * (1.0 + q * ip) * (1.0 + q * iN)
+
+        y0 = 2.0 * top + 2.0 * trace
+        bound = max(float(f(np.array([np.log(y0 - top)]))[0]), 2.0 * top)
+        grid = np.linspace(np.log(1e-14 * top), np.log(bound - top), 257)
+        vals = f(grid)
+        j = int(np.clip(np.argmin(vals), 1, grid.size - 2))
+        a, b = grid[j - 1], grid[j + 1]
+        for _ in range(80):
+            c, d = b - golden * (b - a), a + golden * (b - a)
+            fc, fd = f(np.array([c, d]))
+            a, b = (a, d) if fc < fd else (c, b)
+        out[idx] = min(float(f(np.array([0.5 * (a + b)]))[0]), float(vals.min()))
+    return out

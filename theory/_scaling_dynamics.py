@@ -36,9 +36,19 @@ continued along the contour (predictor + Newton), which keeps it on the physical
 spurious roots with :math:`\\mathrm{df}_1 > \\max(N, P)` are never visited). Times within a
 factor ``time_block`` share one contour (tuned to the block's geometric-mean time), which cuts
 the kappa solves by the block size at ~1e-8 relative cost in accuracy.
-Conditioning: as :math:`t \\to \\infty` the nodes approach ``s = 0`` and the kappa equation
-loses about :math:`\\log_{10}(\\kappa/s)` digits, so keep :math:`t \\lesssim 10^7` times the
-slowest relaxation time scale rather than using ``t = 1e12`` for "infinity".
+Conditioning: as :math:`t \\to \\infty` the nodes approach ``s = 0``; the difference
+quotients of :math:`\\kappa_1` across node pairs then cancel to a relative precision of about
+:math:`\\epsilon\\,\\kappa/|s|`, and the Talbot sum (weights up to :math:`e^{2n/5}` per dimension)
+amplifies that: measured at ``N = 200, P = 20, M = 2000`` the loss at ``t = 1e12`` is 0.2% /
+3.6% / 44% off at 12 / 16 / 20 nodes, while every kappa solve meets its ``1e-12`` tolerance.
+The kappa residual therefore cannot certify the inversion; each call also inverts with
+``nodes - 4`` nodes and reports the difference as ``point_inversion_error`` (relative to
+:math:`L(0)`; it estimates the coarser rule's truncation error where truncation dominates, and
+the finer rule's cancellation error where that dominates, which grows with the node count), and
+a point is converged only if it is below ``inversion_tol``. ``t = inf`` (``np.inf`` as the last
+time) is the exact limit: gradient flow from ``w = 0`` ends at the minimum-norm least-squares
+solution, so :math:`L(\\infty)` is the ridgeless random-feature risk
+(:func:`~theorysim.theory.random_feature_risk` at ``ridge = 0``, the same kappa solver).
 """
 
 from __future__ import annotations
@@ -53,6 +63,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from theorysim.checks import (
+    as_finite_array,
     check_bool,
     check_increasing,
     check_scalar,
@@ -62,6 +73,7 @@ from theorysim.checks import (
 from theorysim.contract import check_throw, finish
 
 from ._kappa import KAPPA_TOL, kappa_equation, newton_kappa, solve_kappa
+from ._random_features import random_feature_risk
 from ._ridge import check_noise
 
 __all__ = ["ScalingDynamicsResult", "scaling_law_dynamics"]
@@ -73,7 +85,8 @@ class ScalingDynamicsResult:
     """Deterministic-equivalent learning curves of the random-feature gradient-flow model.
 
     Attributes:
-        t: ``(T,)`` the times evaluated (the time-grid convention of :mod:`theorysim.theory`).
+        t: ``(T,)`` the times evaluated (the time-grid convention of :mod:`theorysim.theory`);
+            a last ``inf`` is the closed-form limit.
         N: ``(nN,)`` widths (``inf`` = kernel limit).
         P: ``(nP,)`` sample counts (``inf`` = online / population gradient flow).
         loss: ``(nN, nP, T)`` test loss :math:`L(t)` against the clean target.
@@ -81,18 +94,23 @@ class ScalingDynamicsResult:
             :math:`\\sum_k \\lambda_k w_k^2 H_k(t)^2` (``None`` unless ``modes=True``).
         modes: ``(nN, nP, T, M)`` mean-residual profile :math:`H_k(t)` (``None`` unless asked).
         point_residual: ``(nN, nP, T)`` worst relative residual of the kappa equation on the
-            contour that served each time.
+            contour that served each time (``t = inf``: of the ridgeless kappa solve).
+        point_inversion_error: ``(nN, nP, T)`` estimated error of the inverse Laplace transform,
+            ``|L_n(t) - L_{n-4}(t)| / L(0)`` (``n`` = ``nodes``; 0 at ``t = inf``).
         point_iterations: ``(nN, nP, T)`` Newton iterations (real root + continuation over all
             nodes) of that contour.
         nodes: Talbot nodes per dimension.
         converged: every ``point_residual <= tol`` (the tolerance the kappa solves iterate to),
-            the loss finite and not clearly negative (a failed inversion).
-        residual, iterations: the worst over the grid (the solver contract,
-            :mod:`theorysim.contract`).
+            every ``point_inversion_error <= inversion_tol``, the loss finite and not clearly
+            negative (a failed inversion).
+        residual, iterations: the worst kappa residual and most iterations over the grid (the
+            solver contract, :mod:`theorysim.contract`).
+        inversion_error: the worst ``point_inversion_error``.
     """
 
-    #: ``inf`` widths / sample counts are the documented limits
-    _allow_inf = ("N", "P")
+    #: ``inf`` widths / sample counts / time are the documented limits (the ridgeless loss at
+    #: ``t = inf`` is ``inf`` only at the interpolation threshold ``N = P < M``: flagged)
+    _allow_inf = ("N", "P", "t")
 
     t: np.ndarray
     N: np.ndarray
@@ -102,10 +120,12 @@ class ScalingDynamicsResult:
     modes: np.ndarray | None
     point_residual: np.ndarray
     point_iterations: np.ndarray
+    point_inversion_error: np.ndarray
     nodes: int
     converged: bool
     residual: float
     iterations: int
+    inversion_error: float
 
 
 def _talbot(n: int):
@@ -237,6 +257,22 @@ T_RANGE = (1e-150, 1e150)
 INVERSION_SLACK = 1e-4
 
 
+def _check_times(t) -> np.ndarray:
+    """Strictly increasing positive times in :data:`T_RANGE`, optionally ending with ``inf``."""
+    times = as_finite_array("t", np.atleast_1d(t), ndim=1, positive=True, allow_inf=True,
+                            min_size=1)
+    finite = times[np.isfinite(times)]
+    if finite.size < times.size - 1 or (finite.size < times.size and np.isfinite(times[-1])):
+        raise ValueError("t may hold inf only once, as its last entry (the t -> inf limit)")
+    if finite.size:
+        check_increasing("t", finite)
+    if finite.size and (finite[0] < T_RANGE[0] or finite[-1] > T_RANGE[1]):
+        raise ValueError(f"t must lie in [{T_RANGE[0]:g}, {T_RANGE[1]:g}] or be inf (the Laplace "
+                         f"contour leaves the float64 range), got {finite[0]:g} .. "
+                         f"{finite[-1]:g}")
+    return times
+
+
 def scaling_law_dynamics(
     eigvals: Float[Array, " M"],
     target_power: Float[Array, " M"],
@@ -250,6 +286,7 @@ def scaling_law_dynamics(
     modes: bool = False,
     batch_size: int = 8,
     tol: float = KAPPA_TOL,
+    inversion_tol: float = 1e-5,
     max_iter: int = 80,
     throw: bool = True,
 ) -> ScalingDynamicsResult:
@@ -266,6 +303,13 @@ def scaling_law_dynamics(
     the kernel limit. The loss is measured against the clean target (label noise of standard
     deviation ``noise`` enters the training labels only). Times follow the convention of
     :mod:`theorysim.theory`: ``loss[..., i]`` is at ``t[i]``, returned as ``result.t``.
+    ``t = inf`` (``np.inf`` as the last time) is the end point of the flow, the minimum-norm
+    least-squares solution: :math:`L(\\infty)` is the ridgeless random-feature risk
+    (:func:`~theorysim.theory.random_feature_risk` at ``ridge = 0``; ``inf`` at the
+    interpolation threshold ``N = P < M``) and :math:`H_k(\\infty) = \\kappa_2^*/(\\kappa_2^* +
+    \\lambda_k)` with :math:`\\mathrm{df}_1(\\kappa_2^*) = \\min(N, P)`. Use it instead of a
+    huge finite time: the inversion loses accuracy as :math:`t \\to \\infty` (module docstring),
+    which ``point_inversion_error`` reports.
 
     Args:
         eigvals: ``(M,)`` feature spectrum :math:`\\lambda_k > 0`.
@@ -273,41 +317,50 @@ def scaling_law_dynamics(
         P: sample count(s), scalar or 1-D, each > 0 (``inf`` allowed).
         N: width(s), scalar or 1-D, each > 0 (``inf`` allowed).
         t: ``(T,)`` strictly increasing positive times in :data:`T_RANGE` (``1e-150..1e150``;
-            accuracy is lost long before the upper end, see the module docstring).
+            accuracy is lost long before the upper end, see the module docstring), optionally
+            ending with ``inf``.
         noise: label-noise standard deviation :math:`\\sigma \\ge 0` (as in ``ridge_risk``).
         nodes: fixed-Talbot nodes per dimension, 8..32 (16 gives about 1e-9 relative to
-            :math:`L(0)`; more nodes lose digits to float64 cancellation).
+            :math:`L(0)`; more nodes lose digits to float64 cancellation). The error estimate
+            also inverts with ``nodes - 4`` nodes (about 1.6x the work).
         time_block: times within this factor of each other share one contour (its scale tuned
             to the block's geometric-mean time); 1 = one contour per time. Must be in [1, 4].
         modes: also return the mean-residual profile :math:`H_k(t)` (memory ``nN*nP*T*M``
             floats, refused above :data:`MODES_MAX_BYTES`: split the call).
         batch_size: (N, P) pairs solved together (memory about ``batch_size * T * M`` complex).
         tol: tolerance on the relative residual of every kappa solve on the contours.
+        inversion_tol: tolerance on ``point_inversion_error`` (relative to :math:`L(0)`).
+            The estimate is conservative where truncation dominates (it measures the
+            ``nodes - 4`` rule: 2.5e-6 at 12 nodes, 2e-7 at 16, for a 12-node or 16-node result
+            accurate to ~1e-8 / ~1e-9), so the default 1e-5 passes 12..24 nodes at ordinary
+            times and flags the large-``t`` failures (3e-3 at ``t = 1e12`` in the example of
+            the module docstring).
         max_iter: cap on the Newton steps of each kappa solve (real root and each node).
-        throw: raise :class:`~theorysim.ConvergenceError` when a kappa solve missed ``tol``
-            or the loss is not finite; ``False`` returns the result flagged.
+        throw: raise :class:`~theorysim.ConvergenceError` when a kappa solve missed ``tol``,
+            the inversion missed ``inversion_tol`` or the loss is not finite; ``False`` returns
+            the result flagged.
 
     Returns:
         :class:`ScalingDynamicsResult`; ``loss`` has shape ``(nN, nP, T)``.
 
     Example:
         >>> k = np.arange(1, 301.0)
-        >>> r = scaling_law_dynamics(k**-1.5, k**-2.0, P=60, N=120, t=[10.0])
-        >>> round(float(r.loss[0, 0, 0]), 3), r.converged
-        (0.167, True)
+        >>> r = scaling_law_dynamics(k**-1.5, k**-2.0, P=60, N=120, t=[10.0, np.inf])
+        >>> np.round(r.loss[0, 0], 3).tolist(), r.converged
+        ([0.167, 0.081], True)
     """
     lam, lw2 = check_spectrum(eigvals, target_power, positive=True)
     samples, widths = check_size_grid("P", P), check_size_grid("N", N)
-    times = check_increasing("t", t)
-    if times[0] < T_RANGE[0] or times[-1] > T_RANGE[1]:
-        raise ValueError(f"t must lie in [{T_RANGE[0]:g}, {T_RANGE[1]:g}] (the Laplace contour "
-                         f"leaves the float64 range), got {times[0]:g} .. {times[-1]:g}")
-    noise2 = check_noise(noise) ** 2
+    times = _check_times(t)
+    noise = check_noise(noise)
+    noise2 = noise**2
     nodes = check_scalar("nodes", nodes, lo=8, hi=32, integer=True)
     time_block = check_scalar("time_block", time_block, lo=1.0, hi=4.0)
     modes = check_bool("modes", modes)
     batch_size = check_scalar("batch_size", batch_size, lo=1, hi=4096, integer=True)
     tol = check_scalar("tol", tol, lo=0.0, lo_open=True, hi=1.0, hi_open=True)
+    inversion_tol = check_scalar("inversion_tol", inversion_tol, lo=0.0, lo_open=True,
+                                 hi=1.0)
     max_iter = check_scalar("max_iter", max_iter, lo=1, hi=10_000, integer=True)
     throw = check_throw(throw)
     if modes:
@@ -319,37 +372,64 @@ def scaling_law_dynamics(
                 f"{MODES_MAX_BYTES / 2**30:.0f} GiB: pass modes=False or split N, P or t "
                 "over several calls")
 
-    s_unit, c_unit = _talbot(nodes)
-    refs, block_of = _time_blocks(times, time_block)
-    r_block = 2.0 * nodes / (5.0 * refs)
+    shape = (widths.size, samples.size)
+    finite = times[np.isfinite(times)]
     pairs = np.stack(np.meshgrid(_inv(widths), _inv(samples), indexing="ij"), -1).reshape(-1, 2)
-    with jax.enable_x64(True):
-        out = _solve_pairs(
-            jnp.asarray(pairs), jnp.asarray(lam), jnp.asarray(lw2), jnp.asarray(noise2),
-            jnp.asarray(times), jnp.asarray(r_block), jnp.asarray(block_of),
-            jnp.asarray(s_unit), jnp.asarray(c_unit), jnp.asarray(tol), jnp.asarray(max_iter),
-            batch_size=batch_size, modes=modes)
-        loss, iters, res, prof = jax.device_get(out)
-    shape = (widths.size, samples.size, times.size)
-    loss = np.asarray(loss, np.float64).reshape(shape)
-    res = np.asarray(res, np.float64).reshape(shape)
-    iters = np.asarray(iters).reshape(shape)
-    loss_mean = None
-    if prof is not None:
-        prof = np.asarray(prof, np.float64).reshape(*shape, lam.size)
-        loss_mean = np.sum(lw2 * prof**2, axis=-1)
+    parts = []  # (loss, residual, iterations, profile, inversion error) over time
+    if finite.size:
+        refs, block_of = _time_blocks(finite, time_block)
+
+        def invert(n, want_modes):
+            s_unit, c_unit = _talbot(n)
+            with jax.enable_x64(True):
+                out = _solve_pairs(
+                    jnp.asarray(pairs), jnp.asarray(lam), jnp.asarray(lw2), jnp.asarray(noise2),
+                    jnp.asarray(finite), jnp.asarray(2.0 * n / (5.0 * refs)),
+                    jnp.asarray(block_of), jnp.asarray(s_unit), jnp.asarray(c_unit),
+                    jnp.asarray(tol), jnp.asarray(max_iter), batch_size=batch_size,
+                    modes=want_modes)
+                loss, iters, res, prof = jax.device_get(out)
+            return (np.asarray(loss, np.float64).reshape(*shape, -1),
+                    np.asarray(res, np.float64).reshape(*shape, -1),
+                    np.asarray(iters).reshape(*shape, -1),
+                    None if prof is None else np.asarray(prof, np.float64).reshape(
+                        *shape, finite.size, lam.size))
+
+        loss, res, iters, prof = invert(nodes, modes)
+        coarse, res_c, iters_c, _ = invert(nodes - 4, False)
+        err = np.abs(loss - coarse) / np.sum(lw2)
+        parts.append((loss, np.maximum(res, res_c), np.maximum(iters, iters_c), prof,
+                      np.where(np.isfinite(err), err, np.inf)))
+    if finite.size < times.size:
+        end = random_feature_risk(lam, lw2, samples[None, :], widths[:, None], 0.0, noise,
+                                  tol=tol, max_iter=max(int(max_iter), 200), throw=False)
+        kappa = np.broadcast_to(end.kappa, shape)
+        prof = (kappa[..., None, None] / (kappa[..., None, None] + lam) if modes else None)
+        parts.append((np.asarray(end.error, np.float64)[..., None],
+                      np.asarray(end.point_residual, np.float64)[..., None],
+                      np.asarray(end.point_iterations)[..., None], prof, np.zeros((*shape, 1))))
+    loss, res, iters, prof, inv_err = (
+        None if parts[0][k] is None else np.concatenate([p[k] for p in parts], axis=2)
+        for k in range(5))
+    loss_mean = None if prof is None else np.sum(lw2 * prof**2, axis=-1)
     finite_res = np.where(np.isfinite(res), res, np.inf)
     # the loss is >= 0; a clearly negative value means the inversion failed (its error is
     # ~1e-9 L(0) at 16 nodes), even where every kappa solve met tol
     inverted = not np.any(loss < -INVERSION_SLACK * np.sum(lw2))
+    accurate = bool(np.all(inv_err <= inversion_tol))
     result = ScalingDynamicsResult(
         t=times, N=widths, P=samples, loss=loss, loss_mean=loss_mean, modes=prof,
-        point_residual=res, point_iterations=iters, nodes=nodes,
-        converged=bool(np.all(res <= tol)) and inverted, residual=float(np.max(finite_res)),
-        iterations=int(np.max(iters)),
+        point_residual=res, point_iterations=iters, point_inversion_error=inv_err,
+        nodes=nodes, converged=bool(np.all(res <= tol)) and inverted and accurate,
+        residual=float(np.max(finite_res)), iterations=int(np.max(iters)),
+        inversion_error=float(np.max(inv_err)),
     )
+    why = "" if inverted else "the inverse Laplace transform failed (negative loss); "
+    if not accurate:
+        why += (f"the inversion error estimate {float(np.max(inv_err)):.3g} exceeds "
+                f"inversion_tol={inversion_tol:g} (times far beyond the slowest relaxation: "
+                "use t = inf for the limit, fewer nodes, or raise inversion_tol); ")
     return finish(result, throw=throw, solver="scaling_law_dynamics",
-                  hint=("" if inverted else "the inverse Laplace transform failed (negative "
-                        "loss); ") + "times far beyond the slowest relaxation "
-                  "(t >~ 1e7 / lambda_min) lose digits as the contour nears s = 0; raise "
-                  "max_iter or tol, or pass throw=False to inspect the flagged result")
+                  hint=why + "times far beyond the slowest relaxation (t >~ 1e7 / lambda_min) "
+                  "lose digits as the contour nears s = 0; raise max_iter or tol, or pass "
+                  "throw=False to inspect the flagged result")

@@ -11,6 +11,7 @@ import pytest
 
 from tests._tolerances import assert_allclose
 from tests.theory.test_ridge import assert_stated_digits, theory_md
+from theorysim import ConvergenceError
 from theorysim.sims import random_feature_dynamics
 from theorysim.theory import (
     compute_optimal,
@@ -96,6 +97,49 @@ def test_long_time_limits_match_static_theory():
         assert_allclose(r.loss[0, 0, 0], want, rtol=1e-6)
 
 
+def test_t_inf_is_the_ridgeless_random_feature_limit():
+    """t = inf is the closed form: the ridgeless random-feature risk (with label noise, the
+    kernel and population limits, and the interpolation peak N = P, where it is inf and
+    flagged), and H_k(inf) = kappa*/(kappa* + lam_k); finite times before it are unchanged."""
+    P = np.array([30.0, 100.0, math.inf])
+    N = np.array([60.0, 100.0, math.inf])
+    t = [10.0, 1e3]
+    r = scaling_law_dynamics(LAM300, TP300, P, N, [*t, math.inf], noise=0.3, modes=True,
+                             throw=False)
+    want = random_feature_risk(LAM300, TP300, P[None, :], N[:, None], 0.0, noise=0.3)
+    assert_allclose(r.loss[..., -1], want.error, rtol=1e-14, atol=0.0)
+    assert np.isinf(r.loss[1, 1, -1]) and not r.converged      # N = P = 100 < M
+    kappa = np.broadcast_to(want.kappa, (3, 3))
+    assert_allclose(r.modes[..., -1, :], kappa[..., None] / (kappa[..., None] + LAM300),
+                    rtol=1e-14, atol=0.0)
+    assert np.all(r.point_inversion_error[..., -1] == 0.0)
+    finite = scaling_law_dynamics(LAM300, TP300, P, N, t, noise=0.3, throw=False)
+    # (a different program: modes=True compiles other fusions, rounding differs by ~1e-13)
+    assert_allclose(r.loss[..., :-1], finite.loss, rtol=1e-10, atol=0.0)
+    # away from the threshold everything converges, and L(1e7) has reached the limit
+    ok = scaling_law_dynamics(LAM300, TP300, 60.0, 120.0, [1e7, math.inf], noise=0.3)
+    assert ok.converged and ok.t[-1] == math.inf
+    assert_allclose(ok.loss[0, 0, 0], ok.loss[0, 0, 1], rtol=1e-6)
+
+
+def test_huge_finite_time_is_flagged_not_converged():
+    """t = 1e12 as "infinity": every kappa solve meets its tolerance, yet the difference
+    quotients near s = 0 cancel and the Talbot sum amplifies that (3.6% off at N = 200, P = 20,
+    M = 2000). The inversion error estimate (nodes vs nodes - 4) catches it: the result is
+    flagged, the estimate bounds the actual error, and throw=True raises."""
+    lam, tp = power_law_spectrum(2000, 1.5, 2.0)
+    exact = random_feature_risk(lam, tp, 20.0, 200.0, 0.0).error
+    r = scaling_law_dynamics(lam, tp, 20.0, 200.0, [1e3, 1e12], throw=False)
+    assert r.residual < 1e-12                      # the kappa residual cannot see it
+    assert not r.converged
+    actual = np.abs(r.loss[0, 0] - exact) / np.sum(tp)
+    assert actual[1] > 1e-3                         # the wrong answer the issue reported
+    assert r.point_inversion_error[0, 0, 1] > 0.3 * actual[1]
+    assert r.point_inversion_error[0, 0, 0] < 1e-7  # t = 1e3 is fine and says so
+    with pytest.raises(ConvergenceError, match="inversion"):
+        scaling_law_dynamics(lam, tp, 20.0, 200.0, [1e12])
+
+
 def test_mean_profile_long_time_and_online_noise():
     # P = inf: H_k(inf) = kappa*/(kappa* + lam_k) with df1(kappa*) = N
     N = 40.0
@@ -131,9 +175,9 @@ def test_fitted_exponents(a, b):
     t = np.geomspace(10, 1e3, 8)
     L_t = scaling_law_dynamics(lam, tp, math.inf, math.inf, t).loss.ravel()
     P = np.geomspace(20, 200, 6)
-    L_p = scaling_law_dynamics(lam, tp, P, math.inf, [1e12]).loss.ravel()
+    L_p = scaling_law_dynamics(lam, tp, P, math.inf, [math.inf]).loss.ravel()
     N = np.geomspace(20, 200, 6)
-    L_n = scaling_law_dynamics(lam, tp, math.inf, N, [1e12]).loss.ravel()
+    L_n = scaling_law_dynamics(lam, tp, math.inf, N, [math.inf]).loss.ravel()
     assert abs(fit_power_law(t, L_t).exponent - pred.time) < 0.1
     assert abs(fit_power_law(P, L_p).exponent - pred.samples) < 0.1
     assert abs(fit_power_law(N, L_n).exponent - pred.width) < 0.1
@@ -204,6 +248,10 @@ def test_theory_vs_simulation_full():
         ({"target_power": np.r_[TP300[:-1], math.nan]}, "target_power"),
         ({"noise": -0.1}, "noise"),
         ({"nodes": 100}, "nodes"),
+        ({"t": [math.inf, 1.0]}, "t"),
+        ({"t": [1.0, math.inf, math.inf]}, "t"),
+        ({"t": [-math.inf]}, "t"),
+        ({"inversion_tol": 0.0}, "inversion_tol"),
     ],
 )
 def test_bad_input(kwargs, name):

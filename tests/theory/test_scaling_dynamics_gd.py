@@ -165,3 +165,24 @@ def test_unstable_learning_rate_raises():
         scaling_law_dynamics_gd(LAM300, TP300, math.inf, math.inf, 50.0, 400)
     flagged = scaling_law_dynamics_gd(LAM300, TP300, math.inf, math.inf, 50.0, 400, throw=False)
     assert not flagged.converged and not np.all(np.isfinite(flagged.loss))
+
+
+def test_stability_edge():
+    """lr_max = 2 / x_max, x_max the top of the deterministic-equivalent spectrum of BC: the
+    exact 2 / lam_1 at N = P = inf, the Marchenko-Pastur edge (1 + sqrt(M/N))^2 for a flat
+    spectrum at P = inf, and where the predicted loss starts to diverge at finite N, P: just
+    below the edge it stays bounded and converged, just above it grows while still finite
+    (the 1e203-and-converged case of the past) and is flagged, and throw=True names lr."""
+    r = scaling_law_dynamics_gd(LAM300, TP300, math.inf, math.inf, 0.1, 2)
+    assert_allclose(r.lr_max, [[2.0]], rtol=1e-12)
+    flat = scaling_law_dynamics_gd(np.ones(300), np.full(300, 1 / 300), math.inf, 120.0, 0.1, 2)
+    assert_allclose(flat.lr_max, [[2.0 / (1.0 + math.sqrt(300 / 120)) ** 2]], rtol=1e-9)
+    edge = float(scaling_law_dynamics_gd(LAM300, TP300, 60.0, 120.0, 0.1, 2).lr_max[0, 0])
+    below = scaling_law_dynamics_gd(LAM300, TP300, 60.0, 120.0, 0.99 * edge, 400)
+    assert below.converged and below.loss[0, 0, -1] < below.loss[0, 0, 0]
+    above = scaling_law_dynamics_gd(LAM300, TP300, 60.0, 120.0, 1.01 * edge, 400, throw=False)
+    L = above.loss[0, 0]
+    assert np.all(np.isfinite(L)) and L[-1] > 2 * L[0] and L[-1] > 1.5 * L[300]
+    assert not above.converged
+    with pytest.raises(ConvergenceError, match=rf"lr={1.01 * edge:g} is past the GD stability"):
+        scaling_law_dynamics_gd(LAM300, TP300, [60.0, math.inf], 120.0, 1.01 * edge, 400)
