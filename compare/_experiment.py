@@ -70,6 +70,9 @@ class Experiment(abc.ABC):
     summary: ClassVar[str]
     config_type: ClassVar[type[ExperimentConfig]]
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {"quick": {}, "full": {}}
+    #: presets of a variant chosen by ``--set key=value``: ``{(key, value): {preset: {...}}}``,
+    #: applied over the preset (e.g. coord-check's ``model=transformer`` sizes)
+    variants: ClassVar[Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]]] = {}
     #: set by the runner: called as ``progress(done, total, what)`` from inside a sweep point
     #: (e.g. per seed or per trained network), so long points are visibly alive.
     progress: ProgressFn | None = None
@@ -84,6 +87,9 @@ class Experiment(abc.ABC):
         if preset not in self.presets:
             raise ValueError(f"preset must be one of {sorted(self.presets)}, got {preset!r}")
         values = dict(self.presets[preset])
+        for (key, value), by_preset in self.variants.items():
+            if (overrides or {}).get(key) == value:
+                values.update(by_preset.get(preset, {}))
         for key, text in (overrides or {}).items():
             values[key] = parse_field(self.config_type, key, text)
         return self.config_type(**values)

@@ -2,6 +2,7 @@
 ensembles and sharding. Float32 by default; float64 on request (with x64 enabled).
 """
 
+from ._adapt import activation_updates as activation_updates
 from ._adapt import with_params as with_params
 from ._cnn import CNN as CNN
 from ._cnn import CNNConfig as CNNConfig

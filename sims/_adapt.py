@@ -127,3 +127,33 @@ def with_params(module, params: dict):
     new = jax.tree.unflatten(jax.tree.structure(state),
                              [jnp.asarray(params[path_name(p)]) for p, _ in leaves])
     return nnx.merge(graphdef, new, rest)
+
+
+def activation_updates(cfg, before: dict, after: dict, x) -> tuple[tuple[str, ...], Any]:
+    r"""RMS over the inputs ``x`` of the change of every recorded activation and of the output
+    between two parameter sets of the built-in CNN or transformer config ``cfg``:
+    :math:`\mathrm{RMS}(h^l_{\rm after} - h^l_{\rm before})` (the update a coordinate check
+    measures; the random-init part cancels).
+
+    Args:
+        cfg: a :class:`CNNConfig` or :class:`TransformerConfig`.
+        before, after: ``TrainResult.params`` of two runs with the same seeds (``{path: (E,
+            ...)}``), e.g. ``steps=0`` and ``steps=T`` with ``return_params=True``.
+        x: inputs (P, D) as given to :func:`theorysim.sims.train`.
+
+    Returns:
+        ``(names, rms)``: ``cfg.layer_names() + ("output",)`` and an array (E, len(names)).
+    """
+    import numpy as np
+
+    if not hasattr(cfg, "layer_names") or isinstance(cfg, MODEL_CONFIGS[0]):
+        raise ValueError(f"cfg must be a CNNConfig or TransformerConfig, got {type(cfg).__name__}")
+    x = jnp.asarray(cfg.check_inputs(x))
+    model = make_model(cfg, x.shape[1], key=jax.random.key(0))
+    rms = []
+    for e in range(len(next(iter(after.values())))):
+        m0, m1 = (with_params(model, {k: v[e] for k, v in p.items()}) for p in (before, after))
+        a0, a1 = m0.activations(x), m1.activations(x)
+        diffs = [a1[k] - a0[k] for k in cfg.layer_names()] + [m1(x) - m0(x)]
+        rms.append([float(jnp.sqrt(jnp.mean(jnp.square(d)))) for d in diffs])
+    return (*cfg.layer_names(), "output"), np.asarray(rms)

@@ -59,15 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ._param import (
-    ACTIVATIONS,
-    PRESETS,
-    LayerScale,
-    activation_fn,
-    check_gamma0,
-    is_int,
-    layer_scale,
-)
+from ._param import LayerScale, activation_fn, check_preset_activation_gamma0, is_int, layer_scale
 
 PADDINGS = ("SAME", "VALID")
 READOUTS = ("gap", "flatten")
@@ -145,16 +137,7 @@ class CNNConfig:
                 raise ValueError(f"padding must be one of {list(PADDINGS)}, got {self.padding!r}")
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {list(READOUTS)}, got {self.readout!r}")
-        if self.parameterization not in PRESETS:
-            raise ValueError(
-                f"parameterization must be one of {list(PRESETS)}, got {self.parameterization!r}")
-        if not callable(self.activation) and self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be a callable or one of {sorted(ACTIVATIONS)}, "
-                             f"got {self.activation!r}")
-        check_gamma0(self.gamma0)
-        for name in ("bias", "centre"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        check_preset_activation_gamma0(self, ("bias", "centre"))
         w = self.w_std
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
             raise ValueError(f"w_std must be a finite number > 0, got {w!r}")

@@ -192,6 +192,13 @@ def validate_model_config(cfg: ModelConfig) -> None:
         raise ValueError(f"depth must be an integer >= 1, got {cfg.depth!r}")
     if not _is_int(cfg.out_dim) or cfg.out_dim < 1:
         raise ValueError(f"out_dim must be an integer >= 1, got {cfg.out_dim!r}")
+    check_preset_activation_gamma0(cfg)
+
+
+def check_preset_activation_gamma0(cfg, bools: tuple[str, ...] = ()) -> None:
+    """``ValueError`` naming the field unless ``cfg.parameterization`` is a preset,
+    ``cfg.activation`` a name in :data:`ACTIVATIONS` or a callable, ``cfg.gamma0`` finite
+    and > 0, and every field named in ``bools`` a bool (the checks every model config shares)."""
     if cfg.parameterization not in PRESETS:
         raise ValueError(
             f"parameterization must be one of {list(PRESETS)}, got {cfg.parameterization!r}")
@@ -200,6 +207,9 @@ def validate_model_config(cfg: ModelConfig) -> None:
             f"activation must be a callable or one of {sorted(ACTIVATIONS)}, "
             f"got {cfg.activation!r}")
     check_gamma0(cfg.gamma0)
+    for name in bools:
+        if not isinstance(getattr(cfg, name), bool):
+            raise ValueError(f"{name} must be a bool, got {getattr(cfg, name)!r}")
 
 
 def activation_fn(activation: str | Callable) -> Callable:

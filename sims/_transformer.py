@@ -86,7 +86,7 @@ import numpy as np
 from flax import nnx
 
 from ._cnn import _layer_observables
-from ._param import ACTIVATIONS, PRESETS, activation_fn, check_gamma0, is_int, layer_scale
+from ._param import PRESETS, activation_fn, check_preset_activation_gamma0, is_int, layer_scale
 
 BRANCH_SCALES = ("none", "sqrt_depth", "depth")
 SEQ_READOUTS = ("last", "mean")
@@ -139,6 +139,10 @@ class TransformerConfig:
         gamma0: richness (> 0).
         out_dim: number of outputs (classes for cross-entropy).
         centre: train and report f(x) - f_0(x).
+        zero_query: initialise :math:`W^Q = 0` (microsoft/mup's ``query_zero_init``, the
+            practice of arXiv 2203.03466): attention starts uniform, and the logits are their
+            own update, O(1) under muP however large d_head (the random-init part is
+            :math:`O(d_{\rm head}^{-1/2})` under muP). The rate table is unchanged.
 
     Example:
         >>> cfg = TransformerConfig(width=32, heads=4, depth=2, vocab_size=10, max_len=8)
@@ -163,6 +167,7 @@ class TransformerConfig:
     gamma0: float = 1.0
     out_dim: int = 1
     centre: bool = False
+    zero_query: bool = False
 
     def __post_init__(self):
         for name in ("width", "heads", "depth", "max_len", "mlp_ratio", "out_dim"):
@@ -180,21 +185,13 @@ class TransformerConfig:
             v = getattr(self, name)
             if v is not None and (not is_int(v) or v < 1):
                 raise ValueError(f"{name} must be None or an integer >= 1, got {v!r}")
-        for name in ("causal", "layer_norm", "pos_embedding", "centre"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.branch_scale not in BRANCH_SCALES:
             raise ValueError(f"branch_scale must be one of {list(BRANCH_SCALES)}, "
                              f"got {self.branch_scale!r}")
         if self.readout not in SEQ_READOUTS:
             raise ValueError(f"readout must be one of {list(SEQ_READOUTS)}, got {self.readout!r}")
-        if self.parameterization not in PRESETS:
-            raise ValueError(
-                f"parameterization must be one of {list(PRESETS)}, got {self.parameterization!r}")
-        if not callable(self.activation) and self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be a callable or one of {sorted(ACTIVATIONS)}, "
-                             f"got {self.activation!r}")
-        check_gamma0(self.gamma0)
+        check_preset_activation_gamma0(
+            self, ("causal", "layer_norm", "pos_embedding", "centre", "zero_query"))
 
     @property
     def d_head(self) -> int:
@@ -273,7 +270,8 @@ class Block(nnx.Module):
         shapes = {"wq": (n, n), "wk": (n, n), "wv": (n, n), "wo": (n, n), "w1": (n, m),
                   "w2": (m, n)}
         for name, shp in shapes.items():
-            setattr(self, name, _param(rngs, self.scales[name].init_std, shp, dtype))
+            std = 0.0 if name == "wq" and cfg.zero_query else self.scales[name].init_std
+            setattr(self, name, _param(rngs, std, shp, dtype))
 
     def _dense(self, name, u):
         return self.scales[name].multiplier * (u @ getattr(self, name)[...])

@@ -7,6 +7,11 @@ update of a hidden layer scales like :math:`\\eta N`) and stays flat under muP. 
 is the asymptotic width exponent of each coordinate after the first step: 0 for muP in every
 layer; for SP 0 in the first layer (fixed input dimension) and 1 in deeper layers and the
 output. The report fits the exponent at the last step over the widths.
+
+``--set model=cnn`` (synthetic images) and ``model=transformer`` (in-context regression; width
+through heads or d_head: ``--set vary=heads|d_head``) fit the RMS of the update h_T - h_0 of
+every layer, attention logits included (``sims.activation_updates``: muP's O(N^-1/2) init
+parts would hide O(1) updates). SP logits move like N d_head^(1/2): exponent 1 or 1.5.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ import dataclasses
 import numpy as np
 import xarray as xr
 
-from theorysim.sims import EnsembleSpec, ModelConfig, TrainConfig, train
+from theorysim.sims import EnsembleSpec, TrainConfig, activation_updates, train
 
 from .._compare import agreement_report, power_fit, theory_dataset
 from .._configio import ExperimentConfig, param
 from .._experiment import Experiment, register
 from .._plots import figure, legend, reference_power_law
 from .._stats import seed_stats
+from .._tasks import MODELS, InContextRegression, SyntheticImages, TanhTeacher, model_for
 
 PARAMS = ("sp", "mup")
 
@@ -42,6 +48,34 @@ class CoordCheckConfig(ExperimentConfig):
     seeds: int = param(3, "seeds per width", lo=2, hi=1000)
     flat_tol: float = param(0.15, "muP passes when every |width exponent| at the last step is "
                             "below this", lo=0.0, lo_open=True)
+    model: str = param("mlp", "network: mlp, cnn (8x8 images) or transformer", choices=MODELS)
+    vary: str = param("heads", "transformer: widths through heads (at d_head) or d_head (at "
+                      "heads)", choices=("heads", "d_head"))
+    d_head: int = param(16, "transformer head size when vary=heads", lo=1, hi=2**14)
+    heads: int = param(4, "transformer heads when vary=d_head", lo=1, hi=2**14)
+
+    def check(self):
+        name, per = ("d_head", self.d_head) if self.vary == "heads" else ("heads", self.heads)
+        if self.model == "transformer" and any(n % per for n in self.widths):
+            raise ValueError(f"widths must be multiples of {name} = {per} (width = heads x "
+                             f"d_head), got {self.widths}")
+
+    def network(self, width: int, parameterization: str):
+        """The task and the model config at one width."""
+        task = {"mlp": TanhTeacher(self.D, 32, self.seed), "cnn": SyntheticImages(seed=self.seed),
+                "transformer": InContextRegression(D=3, n_context=3)}[self.model]
+        kw = {"heads": width // self.d_head if self.vary == "heads" else self.heads,
+              "mlp_ratio": 1} if self.model == "transformer" else {}
+        return task, model_for(self.model, task, width, self.depth, parameterization, **kw)
+
+    def expected(self) -> dict[str, float]:
+        """SP's asymptotic width exponent per recorded layer (muP: 0 everywhere)."""
+        _, model = self.network(self.widths[0], "sp")
+        names = (model.layer_names() if self.model != "mlp" else
+                 tuple(f"h{i}" for i in range(1, self.depth + 1)))
+        logit = 1.5 if self.vary == "d_head" else 1.0
+        return {n: 0.0 if i == 0 else logit if "logits" in n else 1.0
+                for i, n in enumerate((*names, "output"))}
 
 
 def _fitted(ds) -> dict[str, np.ndarray]:
@@ -51,6 +85,11 @@ def _fitted(ds) -> dict[str, np.ndarray]:
                          for layer in ds["layer"].values]) for p in PARAMS}
 
 
+def _quick(widths, **kw):
+    return {"quick": {"widths": widths, "steps": 3, "seeds": 2, "depth": 2, "P": 8, **kw},
+            "full": {"widths": (64, 128, 256, 512, 1024), "steps": 5, "seeds": 3, "depth": 2}}
+
+
 @register
 class CoordCheck(Experiment):
     name = "coord-check"
@@ -58,51 +97,60 @@ class CoordCheck(Experiment):
     config_type = CoordCheckConfig
     presets = {"quick": {}, "full": {"widths": (64, 128, 256, 512, 1024, 2048, 4096),
                                      "seeds": 5, "steps": 5}}
+    variants = {("model", "cnn"): _quick((64, 128, 256)),
+                ("model", "transformer"): _quick((128, 256, 512), P=4)}
 
     def points(self, cfg):
         return [{"param": p, "width": n} for p in PARAMS for n in cfg.widths]
 
     def simulate(self, cfg, point):
-        rng = np.random.default_rng(cfg.seed)
-        x = rng.standard_normal((cfg.P, cfg.D))
-        y = np.tanh(x @ rng.standard_normal(cfg.D) / np.sqrt(cfg.D))
-        model = ModelConfig(width=point["width"], depth=cfg.depth,
-                            parameterization=point["param"])
-        res = train(model, TrainConfig(steps=cfg.steps, lr=cfg.lr, optimizer="adam",
-                                       record_steps=tuple(range(cfg.steps + 1)),
-                                       observables=("act_rms", "outputs")),
-                    x=x, y=y, ensemble=EnsembleSpec(seeds=tuple(range(cfg.seed,
-                                                                      cfg.seed + cfg.seeds))))
-        ds = res.to_xarray().isel(lr=0, gamma0=0, drop=True)
-        out = np.sqrt((ds["outputs"] ** 2).mean(("probe", "out")))  # the output as layer L+1
-        out = out.expand_dims(layer=[cfg.depth + 1]).transpose(*ds["act_rms"].dims)
-        rms = xr.concat([ds["act_rms"], out], "layer")
+        task, model = cfg.network(point["width"], point["param"])
+        x, y = task.sample(cfg.P, cfg.seed)
+        ens = EnsembleSpec(seeds=tuple(range(cfg.seed, cfg.seed + cfg.seeds)))
+        res = [train(model, TrainConfig(steps=t, lr=cfg.lr, optimizer="adam",
+                                        record_steps=tuple(range(t + 1)), return_params=True,
+                                        observables=("act_rms", "outputs")), x=x, y=y,
+                     ensemble=ens) for t in ((0, cfg.steps) if cfg.model != "mlp" else
+                                             (cfg.steps,))]
+        if cfg.model != "mlp":  # the update h_T - h_0 of every layer at the last step
+            names, upd = activation_updates(model, res[0].params, res[-1].params, x)
+            rms = xr.DataArray(upd[None, :, None], dims=("width", "seed", "step", "layer"),
+                               coords={"width": [point["width"]], "step": [cfg.steps],
+                                       "layer": list(names)})
+        else:
+            ds = res[-1].to_xarray().isel(lr=0, gamma0=0, drop=True)
+            out = np.sqrt((ds["outputs"] ** 2).mean(("probe", "out")))  # the output: L+1
+            out = out.expand_dims(layer=["output"]).transpose(*ds["act_rms"].dims)
+            act = ds["act_rms"].assign_coords(layer=list(cfg.expected())[:-1])
+            rms = xr.concat([act, out], "layer")
         rms = rms.assign_coords(seed=np.arange(cfg.seeds)).expand_dims(param=[point["param"]])
         return xr.Dataset({"rms": rms.astype(np.float64)})
 
     def theory(self, cfg):
-        layers = np.arange(1, cfg.depth + 2)
-        sp = np.where(layers == 1, 0.0, 1.0)
+        sp = np.array(list(cfg.expected().values()))
         return theory_dataset({"expected_exponent": (("param", "layer"),
-                                                         np.stack([sp, np.zeros_like(sp)]))},
-                                  {"param": list(PARAMS), "layer": layers})
+                                                     np.stack([sp, np.zeros_like(sp)]))},
+                              {"param": list(PARAMS), "layer": list(cfg.expected())})
 
     def report(self, cfg, ds):
         fits = _fitted(ds)
-        rows = tuple({"param": p, "layer": int(layer),
+        grows = ds["expected_exponent"].sel(param="sp").values > 0
+        rows = tuple({"param": p, "layer": str(layer),
                       "expected": float(ds["expected_exponent"].sel(param=p, layer=layer)),
                       "fitted": float(fits[p][i])}
                      for p in PARAMS for i, layer in enumerate(ds["layer"].values))
         return agreement_report(
-            ds, title=f"coord check: Adam lr={cfg.lr}, {cfg.steps} steps, depth {cfg.depth}",
+            ds, title=f"coord check ({cfg.model}): Adam lr={cfg.lr}, {cfg.steps} steps, depth "
+                      f"{cfg.depth}" + (f", width via {cfg.vary}" if cfg.model == "transformer"
+                                        else ""),
             table=rows,
             metrics={"max |muP exponent|": float(np.max(np.abs(fits["mup"]))),
-                     "min SP exponent (layers >= 2)": float(np.min(fits["sp"][1:]))},
+                     "min SP exponent (layers >= 2)": float(np.min(fits["sp"][grows]))},
             notes=("exponent of RMS(h^l) at the last step vs width; last layer = output f",),
             criterion=f"muP |exponent| < {cfg.flat_tol:g} everywhere, SP exponent > 0.2 in "
                       "layers >= 2 and the output",
             passed=bool(np.all(np.abs(fits["mup"]) < cfg.flat_tol)
-                        and np.all(fits["sp"][1:] > 0.2)))
+                        and np.all(fits["sp"][grows] > 0.2)))
 
     def plot(self, cfg, ds):
         fig, axes = figure(2, 1, width=3.6)
@@ -111,7 +159,7 @@ class CoordCheck(Experiment):
             for j, layer in enumerate(ds["layer"].values):
                 for t in ds["step"].values[1:]:
                     st = seed_stats(ds["rms"].sel(param=p, layer=layer, step=t))
-                    name = f"$h^{{{layer}}}$" if layer <= cfg.depth else "output $f$"
+                    name = f"$h^{{{layer[1:]}}}$" if layer[0] == "h" else str(layer)
                     ax.errorbar(widths, st.mean, yerr=st.sem, fmt="o-", color=f"C{j}", ms=3,
                                 lw=0.8, capsize=1.5, alpha=0.35 + 0.65 * t / cfg.steps,
                                 label=name if t == cfg.steps else None)

@@ -41,3 +41,34 @@ def test_mup_transfer_optimum_stays_under_mup_and_moves_under_sp(tmp_path):
     assert res.report.passed is True
     ds = res.dataset
     assert np.isfinite(ds["final_loss"].sel(param="mup")).all()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["coord-check", "--set", "model=rnn"], "model"),
+    (["coord-check", "--set", "model=transformer", "--set", "vary=depth"], "vary"),
+    (["coord-check", "--set", "model=transformer", "--set", "widths=64,100"], "widths"),
+    (["cntk-vs-width", "--set", "widths=64"], "widths"),
+    (["cntk-vs-width", "--set", "lr_frac=2"], "lr_frac"),
+    (["cntk-vs-width", "--set", "n_test=5000"], "n_test"),
+])
+def test_hostile_sets_exit_2_naming_the_key(args, needle, tmp_path):
+    from typer.testing import CliRunner
+
+    from theorysim.compare.cli import app
+
+    result = CliRunner().invoke(app, ["run", *args, "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert needle in result.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_coord_check_variants_size_the_new_models():
+    """model=cnn|transformer pick their own quick sizes; an explicit --set still wins."""
+    exp = get_experiment("coord-check")
+    cfg = exp.make_config("quick", {"model": "transformer", "vary": "d_head"})
+    assert cfg.widths == (128, 256, 512) and cfg.P == 4
+    _, model = cfg.network(256, "mup")
+    assert (model.heads, model.d_head) == (4, 64)
+    assert exp.make_config("quick", {"model": "cnn", "widths": "8,16"}).widths == (8, 16)
+    assert list(cfg.expected())[1] == "block0/attn_logits" and cfg.expected()[
+        "block0/attn_logits"] == 1.5

@@ -178,3 +178,33 @@ def test_causal_mask_and_readout():
 def test_bad_input(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_zero_query_starts_with_uniform_attention():
+    x, _ = _seq_data(3)
+    m = make_model(_cfg(2, 4, "mup", zero_query=True), T, key=jax.random.key(0))
+    assert not np.any(np.asarray(m.blocks[0].wq[...]))
+    assert not np.any(np.asarray(m.activations(x)["block1/attn_logits"]))
+    assert np.any(np.asarray(m.blocks[0].wk[...]))  # only the query
+
+
+def test_activation_updates_match_the_recorded_outputs():
+    """sims.activation_updates: zero between equal parameters; its output column is the RMS
+    change of the outputs train records on the same inputs."""
+    from theorysim.sims import activation_updates
+
+    x, y = _seq_data()
+    cfg = _cfg(2, 4, "sp")
+    runs = [train(cfg, TrainConfig(steps=t, lr=0.05, optimizer="adam",
+                                   record_steps=tuple(sorted({0, t})),
+                                   observables=("outputs",), return_params=True), x=x, y=y,
+                  ensemble=EnsembleSpec(seeds=(0, 1))) for t in (0, 3)]
+    names, same = activation_updates(cfg, runs[0].params, runs[0].params, x)
+    assert names == (*cfg.layer_names(), "output") and not np.any(same)
+    _, upd = activation_updates(cfg, runs[0].params, runs[1].params, x)
+    f = runs[1].records["outputs"]
+    want = np.sqrt(np.mean((f[:, -1] - f[:, 0]) ** 2, axis=(1, 2)))
+    assert_allclose(upd[:, -1], want, rtol=1e-5, atol=1e-7)
+    assert np.all(upd[:, 1:] > 0)
+    with pytest.raises(ValueError, match="cfg"):
+        activation_updates(TrainConfig(steps=1), runs[0].params, runs[0].params, x)
