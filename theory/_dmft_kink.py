@@ -40,15 +40,16 @@ import numpy as np
 from theorysim.checks import as_finite_array, check_scalar
 
 
-def filippov_slopes(h, z, delta, phi0, gamma0, step):
+def filippov_slopes(h, z, delta, phi0, gamma0, step, indicator=None):
     r"""ReLU slopes with Filippov values on the kink: ``(S, P_all)`` from pre-activations
     ``h (S, P_all)`` (training points first), readouts ``z (S,)``, the training error
     ``delta (P,)``, :math:`\Phi^0` ``(P_all, P_all)`` and the time ``step`` (a neuron is on the
     kink when :math:`|h| \le 2\,\mathrm{step}\,(|v(0)| + |v(1)|)`, two steps at its speed).
     Test points never slide (they do not drive the dynamics), so their slope stays
-    :math:`1[h>0]`. Jittable."""
+    :math:`1[h>0]`. ``indicator`` replaces the step function :math:`1[h>0]` (e.g. by one with
+    a smoothed derivative, for the finite-width theory's sensitivities). Jittable."""
     P = delta.shape[0]
-    s = (h > 0).astype(h.dtype)
+    s = (h > 0).astype(h.dtype) if indicator is None else indicator(h)
     st = s[:, :P]
     coef = (gamma0 / P) * z[:, None]
     v = coef * ((st * delta[None, :]) @ phi0[:P, :P].T)
