@@ -117,7 +117,7 @@ class ScalingLawDynamics(Sweep):
         lam, tp = cfg.spectrum()
         P = np.asarray(cfg.P, float)
         N_line = np.geomspace(min(cfg.widths) / 4, max(cfg.widths) * 4, 48)
-        r = solve(scaling_law_dynamics, lam, tp, P, N_line, [cfg.t_max, 1e12], cfg.noise)
+        r = solve(scaling_law_dynamics, lam, tp, P, N_line, [cfg.t_max, math.inf], cfg.noise)
         vs_n, solvers = np.array(r.loss), {"scaling_law_dynamics (L vs N)": r}
         if cfg.lr > 0:
             # one vmapped call over all widths; narrow widths can put lr past the stability
@@ -126,7 +126,7 @@ class ScalingLawDynamics(Sweep):
             vs_n[:, :, 0] = np.where(np.isfinite(end), end, np.nan)
         front = solve(compute_optimal, lam, tp, cfg.C_min, cfg.C_max, N_min=1.0,
                       N_max=float(cfg.M), per_decade=4, a=cfg.a, b=cfg.b, noise=cfg.noise)
-        coords.update(N_line=N_line, t_end=[cfg.t_max, 1e12], C=front.C)
+        coords.update(N_line=N_line, t_end=[cfg.t_max, math.inf], C=front.C)
         attrs = {f"fitted_compute_{k}": front.fitted.get(k, np.nan) for k in ("N", "t", "loss")}
         pred = front.predicted
         attrs.update(predicted_compute_N=pred.compute_N, predicted_compute_t=pred.compute_t,
