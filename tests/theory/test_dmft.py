@@ -403,3 +403,22 @@ def test_monte_carlo_error_matches_scatter_over_keys():
     ntk = np.stack([r.ntk for r in rs])
     ratio = ntk.std(0, ddof=1)[1:] / np.mean([r.ntk_se for r in rs], 0)[1:]
     assert 0.5 < np.median(ratio) < 2.0, np.median(ratio)
+
+
+def test_gd_past_the_stability_edge_is_flagged():
+    """GD steps Delta -> (1 - lr K/P) Delta amplify the top mode while lr * lambda_max(K) / P
+    >= 2. Deep linear, gamma0 = 0.75: at 1.05-1.4x the edge of K(0) the kernel moves and the
+    run recovers (catapult: converged, the loss falls); at 1.7x it grows, and after 4 steps
+    the finite losses (formerly returned as converged) are flagged; throw=True names lr."""
+    X, y = _data(P=3)
+    K0 = dmft_deep_linear(X, y, [0.1], 0.75, depth=2, dynamics="gd", lr=0.1).ntk[0]
+    edge = 2 * 3 / np.linalg.eigvalsh(K0)[-1]
+    ok = dmft_deep_linear(X, y, 1.2 * edge * np.arange(1, 9), 0.75, depth=2, dynamics="gd",
+                          lr=1.2 * edge)
+    assert ok.converged and ok.train_loss[-1] < 0.05 * ok.train_loss[0]
+    t = 1.7 * edge * np.arange(1, 5)
+    r = dmft_deep_linear(X, y, t, 0.75, depth=2, dynamics="gd", lr=1.7 * edge, throw=False)
+    assert np.all(np.isfinite(r.train_loss)) and r.train_loss[-1] > r.train_loss[0]
+    assert not r.converged
+    with pytest.raises(ConvergenceError, match="past the GD stability edge"):
+        dmft_deep_linear(X, y, t, 0.75, depth=2, dynamics="gd", lr=1.7 * edge)
