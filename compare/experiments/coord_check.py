@@ -87,7 +87,8 @@ def _fitted(ds) -> dict[str, np.ndarray]:
 
 def _quick(widths, **kw):
     return {"quick": {"widths": widths, "steps": 3, "seeds": 2, "depth": 2, "P": 8, **kw},
-            "full": {"widths": (64, 128, 256, 512, 1024), "steps": 5, "seeds": 3, "depth": 2}}
+            "full": {"widths": (64, 128, 256, 512, 1024), "steps": 5, "seeds": 3, "depth": 2,
+                     **kw}}
 
 
 @register

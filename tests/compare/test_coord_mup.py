@@ -87,3 +87,15 @@ def test_cntk_vs_width_kernel_and_predictions_approach_the_cntk(tmp_path):
     ds = res.dataset
     assert float(ds["sim_kernel_dev"].mean("seed").isel(width=-1)) < float(
         ds["sim_kernel_dev"].mean("seed").isel(width=0)) / 2  # 8x the width: about 1/sqrt(8)
+
+
+@pytest.mark.slow  # 147 s (cnn) and 446 s (transformer) under load 5-12 on 2 cores
+@pytest.mark.parametrize("model", ["cnn", "transformer"])
+def test_coord_check_new_models_quick_preset(model, tmp_path):
+    """Measured 2026-12-06 (seed 0, quick presets): cnn max |muP exponent| 0.02, min SP 0.99;
+    transformer (vary=heads, widths 128..512, P=4) max |muP| 0.09, min SP 0.60."""
+    res = _run("coord-check", tmp_path, {"model": model})
+    m = res.report.metrics
+    assert m["max |muP exponent|"] < 0.15 and m["min SP exponent (layers >= 2)"] > 0.2, m
+    assert res.report.passed is True
+    assert "block1/attn_logits" in res.dataset["layer"].values or model == "cnn"
