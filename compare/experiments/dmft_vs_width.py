@@ -1,226 +1,136 @@
-"""``dmft-vs-width``: mean-field two-layer networks at growing width converge to DMFT.
+"""``dmft-vs-width``: the O(1/N) finite-width corrections of two-layer mean-field networks.
 
-Theory: :func:`theorysim.theory.dmft_two_layer` (Bordelon & Pehlevan 2022, arXiv 2205.09653)
-with ``dynamics="gd", lr=eta``: infinite-width full-batch GD on the ``1/(2P)`` squared error
-with step ``eta gamma0^2 N``, the dynamics the networks are trained on. Simulation: the
-engine's ``mean_field`` networks (the same parameterisation) trained by full-batch GD with base
-step ``eta`` (so step ``k`` is DMFT time ``eta k``), several seeds per width, outputs not
-centred (the real network). Expected (arXiv 2304.03408): the seed-mean loss approaches DMFT like
-``1/N`` and a single run's NTK fluctuates around it like ``1/sqrt(N)``. A gamma0 sweep shows the
-lazy -> rich transition in the relative kernel motion.
+Theory: :func:`theorysim.theory.dmft_two_layer_finite_width` (Bordelon & Pehlevan 2023, arXiv
+2304.03408) with ``dynamics="gd", lr=eta``: N times the variance over initialisations of the
+NTK (mean over its upper-triangle entries) and N times the mean-loss gap
+:math:`E\\mathcal L_N - \\mathcal L_\\infty`, both width-independent at leading order.
+Simulation: the engine's ``mean_field`` networks (the same parameterisation, outputs not
+centred) trained by full-batch GD with base step ``eta`` (step ``k`` is DMFT time ``eta k``),
+many seeds per width. Smooth activations only: the engine's NTK observable uses the
+instantaneous ReLU slope, not the Filippov kernel the theory returns across the kink (the ReLU
+comparison is ``tests/theory/test_dmft_finite.py``'s slow test).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import numpy as np
-import xarray as xr
 
-from theorysim.checks import check_scalar
 from theorysim.sims import EnsembleSpec, ModelConfig, TrainConfig, train
-from theorysim.theory import dmft_two_layer
+from theorysim.theory import dmft_two_layer_finite_width
 
-from .._experiment import Experiment, ExperimentConfig, Report, register
-from .._plots import figure, theory_vs_sim
-from .._stats import seed_stats
+from .._compare import Prediction, Sweep, compare, solve
+from .._configio import param
+from .._experiment import register
+from .._plots import figure, legend
+from .._tasks import SweepConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class DMFTVsWidthConfig(ExperimentConfig):
-    """Config of ``dmft-vs-width``.
+class DMFTVsWidthConfig(SweepConfig):
+    """Config of ``dmft-vs-width`` (``theorysim show dmft-vs-width``)."""
 
-    Attributes:
-        widths: network widths N.
-        gamma0s: richness values (the first two also get the width sweep's report).
-        P, D: training points and input dimension (Gaussian inputs, sign targets).
-        eta: base GD step (DMFT time per step). steps: GD steps. records: logged steps.
-        seeds: seeds per width (>= 2). samples: DMFT particles.
-    """
-
-    widths: tuple[int, ...] = (128, 512, 2048)
-    gamma0s: tuple[float, ...] = (0.1, 1.0)
-    P: int = 8
-    D: int = 10
-    eta: float = 0.02
-    steps: int = 200
-    records: int = 6
-    seeds: int = 8
-    samples: int = 20000
-
-    def __post_init__(self):
-        if not self.widths or not self.gamma0s:
-            raise ValueError("widths and gamma0s must be non-empty")
-        for n in self.widths:
-            check_scalar("widths", n, lo=1, integer=True)
-        for g in self.gamma0s:
-            check_scalar("gamma0s", g, lo=0.0, lo_open=True)
-        check_scalar("P", self.P, lo=1, integer=True)
-        check_scalar("D", self.D, lo=1, integer=True)
-        check_scalar("eta", self.eta, lo=0.0, lo_open=True)
-        check_scalar("steps", self.steps, lo=1, integer=True)
-        check_scalar("records", self.records, lo=2, integer=True)
-        check_scalar("seeds", self.seeds, lo=2, integer=True)
-        check_scalar("samples", self.samples, lo=2, integer=True)
-
-
-def _data(cfg):
-    rng = np.random.default_rng(cfg.seed)
-    X = rng.standard_normal((cfg.P, cfg.D))
-    return X, np.sign(rng.standard_normal(cfg.P))
-
-
-def _steps(cfg):
-    return tuple(int(s) for s in np.unique(np.linspace(0, cfg.steps, cfg.records).round()))
-
-
-def _slope(x, y):
-    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
-    return float(np.polyfit(lx, ly, 1)[0])
-
-
-def _resolved_slope(widths, gap, floor):
-    """Log-log slope of ``gap`` over the widths where it exceeds twice its noise floor (NaN
-    with fewer than 3 such widths), and how many there are."""
-    ok = gap > 2 * floor
-    return (_slope(widths[ok], gap[ok]) if ok.sum() >= 3 else np.nan), int(ok.sum())
+    widths: tuple[int, ...] = param((64, 128, 256), "network widths N", lo=8, hi=2**14)
+    gamma0s: tuple[float, ...] = param((0.5, 1.5), "richness values gamma0", lo=0.0,
+                                       lo_open=True, hi=10.0)
+    activation: str = param("tanh", "activation (smooth: see the module docstring)",
+                            choices=("tanh", "erf"))
+    P: int = param(4, "training points (on the sphere of radius sqrt(D))", lo=1, hi=32)
+    D: int = param(5, "input dimension", lo=1, hi=256)
+    eta: float = param(0.05, "GD step in DMFT time", lo=0.0, lo_open=True, hi=1.0)
+    times: tuple[float, ...] = param((0.5, 1.0), "DMFT times compared (multiples of eta)",
+                                     lo=0.0, lo_open=True)
+    seeds: int = param(1024, "network seeds per width", lo=16, hi=2**16)
+    samples: int = param(2048, "theory particles (a power of 2)", lo=64, hi=2**20)
 
 
 @register
-class DMFTVsWidth(Experiment):
+class DMFTVsWidth(Sweep):
     name = "dmft-vs-width"
-    summary = "mean-field 2-layer ReLU nets vs DMFT: loss gap ~ 1/N, NTK fluctuations ~ N^-1/2"
+    summary = "two-layer mean-field nets: N x NTK variance and N x mean-loss gap vs theory"
     config_type = DMFTVsWidthConfig
-    # full preset (measured 2026-11-24, 54 s on 2 cores): NTK-fluctuation slopes -0.50 / -0.49
-    # / -0.51 / -0.30 for gamma0 = 0.1 / 1 / 0.3 / 3; loss-gap slope -0.88 at gamma0 = 0.1
-    # (all six widths resolved), -0.56 / -0.68 at gamma0 = 1 / 0.3 (128..512 resolved). Those
-    # numbers predate the theory solving GD (it solved gradient flow then, and the gamma0 = 3
-    # gap levelled off at ~1e-3, the flow-vs-GD difference); not re-measured since.
-    # 256 seeds are needed: the seed-mean noise ~ (N seeds)^-1/2 falls slower than the bias.
     presets = {"quick": {},
-               "full": {"widths": (128, 256, 512, 1024, 2048, 4096),
-                        "gamma0s": (0.1, 1.0, 0.3, 3.0), "seeds": 256, "samples": 40000}}
+               "full": {"widths": (128, 256, 512, 1024), "D": 7, "P": 6,
+                        "times": (1.0, 2.0, 3.0), "seeds": 4096, "samples": 8192}}
+    dims = ("gamma0", "width")
+    trailing = ("t",)
+    compared = ("ntk_var", "loss_gap")
+    line = "width"
+    labels = {"gamma0": r"$\gamma_0$", "width": "width $N$", "t": "$t$",
+              "ntk_var": r"$N\,\mathrm{Var}\,K$ (mean entry)",
+              "loss_gap": r"$N\,(\mathbb{E}\mathcal{L}_N-\mathcal{L}_\infty)$"}
 
-    def points(self, cfg):
-        return [{"gamma0": g, "width": n} for g in cfg.gamma0s for n in cfg.widths]
+    @staticmethod
+    def data(cfg):
+        rng = np.random.default_rng(cfg.seed)
+        X = rng.standard_normal((cfg.P, cfg.D))
+        return X * np.sqrt(cfg.D) / np.linalg.norm(X, axis=1, keepdims=True), \
+            rng.standard_normal(cfg.P)
 
-    def simulate(self, cfg, point):
-        X, y = _data(cfg)
-        rec = _steps(cfg)
+    def grid(self, cfg):
+        return {"gamma0": list(cfg.gamma0s), "width": list(cfg.widths), "t": list(cfg.times)}
+
+    @staticmethod
+    @functools.lru_cache(maxsize=16)
+    def _theory(cfg, g):
+        X, y = DMFTVsWidth.data(cfg)
+        return solve(dmft_two_layer_finite_width, X, y, list(cfg.times), g,
+                     key=jax.random.key(cfg.seed), activation=cfg.activation, lr=cfg.eta,
+                     n_samples=cfg.samples, n_mean=max(2**16, cfg.samples))
+
+    def sample(self, cfg, point, key):
+        X, y = self.data(cfg)
+        steps = tuple(int(round(t / cfg.eta)) for t in cfg.times)
         model = ModelConfig(width=point["width"], depth=1, parameterization="mean_field",
-                            activation="relu", gamma0=point["gamma0"])
-        res = train(model, TrainConfig(steps=cfg.steps, lr=cfg.eta, record_steps=rec,
+                            activation=cfg.activation, gamma0=point["gamma0"])
+        seeds = tuple(int(s) for s in jax.random.randint(key, (cfg.seeds,), 0, 2**30))
+        res = train(model, TrainConfig(steps=steps[-1], lr=cfg.eta, record_steps=steps,
                                        observables=("loss", "ntk")),
                     x=X.astype(np.float32), y=y.astype(np.float32),
-                    ensemble=EnsembleSpec(seeds=tuple(range(cfg.seeds))))
-        loss = res.grid("loss")[:, 0, 0].astype(np.float64)  # (seed, step)
-        ntk = res.grid("ntk")[:, 0, 0].astype(np.float64)  # (seed, step, P, P)
-        return xr.Dataset(
-            {"loss": (("gamma0", "width", "seed", "step"), loss[None, None]),
-             "ntk": (("gamma0", "width", "seed", "step", "mu", "nu"), ntk[None, None])},
-            coords={"gamma0": [point["gamma0"]], "width": [point["width"]],
-                    "seed": np.arange(cfg.seeds), "step": np.asarray(res.steps)})
+                    ensemble=EnsembleSpec(seeds=seeds))
+        loss = res.grid("loss")[:, 0, 0].astype(np.float64)  # (seed, t)
+        ntk = res.grid("ntk")[:, 0, 0].astype(np.float64)  # (seed, t, P, P)
+        iu = np.triu_indices(cfg.P)
+        dev = (ntk - ntk.mean(0))[..., iu[0], iu[1]] ** 2
+        n, N = cfg.seeds, point["width"]
+        L_inf = self._theory(cfg, point["gamma0"]).train_loss[1:]
+        return {"ntk_var": N * dev.mean(-1) * n / (n - 1), "loss_gap": N * (loss - L_inf)}
 
-    def theory(self, cfg):
-        X, y = _data(cfg)
-        rec = np.asarray(_steps(cfg))
-        t = cfg.eta * rec[1:].astype(float)
-        loss, ntk, se = [], [], []
-        for i, g in enumerate(cfg.gamma0s):
-            r = dmft_two_layer(X, y, t, g, key=jax.random.key(cfg.seed + i),
-                               n_samples=cfg.samples, dynamics="gd", lr=cfg.eta)
-            loss.append(r.train_loss)
-            se.append(r.train_loss_se)
-            ntk.append(r.ntk)
-        return xr.Dataset(
-            {"loss_theory": (("gamma0", "step"), np.stack(loss)),
-             "loss_theory_se": (("gamma0", "step"), np.stack(se)),
-             "ntk_theory": (("gamma0", "step", "mu", "nu"), np.stack(ntk))},
-            coords={"gamma0": list(cfg.gamma0s), "step": rec})
+    def predict(self, cfg, gamma0, width, t):
+        vals, solvers = {"ntk_var": [], "loss_gap": []}, {}
+        iu = np.triu_indices(cfg.P)
+        for g in gamma0:
+            r = self._theory(cfg, g)
+            solvers[f"dmft_two_layer_finite_width (gamma0={g:g})"] = r
+            vals["ntk_var"].append(r.ntk_var[1:, iu[0], iu[1]].mean(-1))
+            vals["loss_gap"].append(r.loss_gap[1:])
+        shape = (len(gamma0), len(width), len(t))
+        return Prediction({k: np.broadcast_to(np.asarray(v)[:, None, :], shape)
+                           for k, v in vals.items()}, solvers)
 
-    def _gaps(self, ds, g):
-        """Per width: |seed-mean loss - DMFT| (mean over logged t > 0), its noise floor (the
-        standard error of the seed mean and of the DMFT Monte Carlo, same average), and the
-        RMS over seeds of the single-run NTK distance ||K_N - K_DMFT||_F / ||K_DMFT||_F (mean
-        over t)."""
-        th = ds["loss_theory"].sel(gamma0=g)
-        sim = ds["loss"].sel(gamma0=g)
-        later = slice(1, None)
-        mean_gap = np.abs(sim.mean("seed") - th).isel(step=later).mean("step")
-        floor = np.sqrt(seed_stats(sim).sem**2 + ds["loss_theory_se"].sel(gamma0=g) ** 2)
-        floor = floor.isel(step=later).mean("step")
-        kth = ds["ntk_theory"].sel(gamma0=g)
-        diff = ds["ntk"].sel(gamma0=g) - kth
-        rel = np.sqrt((diff**2).sum(("mu", "nu")) / (kth**2).sum(("mu", "nu")))
-        kfluct = np.sqrt((rel**2).mean("seed")).mean("step")
-        return mean_gap.values, floor.values, kfluct.values
-
-    def report(self, cfg, ds):
-        widths = ds["width"].values
-        rows, metrics, ok = [], {}, True
-        for g in cfg.gamma0s:
-            gap, floor, kf = self._gaps(ds, g)
-            for n, a, f, b in zip(widths, gap, floor, kf, strict=True):
-                rows.append({"gamma0": g, "width": int(n), "loss gap": float(a),
-                             "gap noise floor": float(f), "NTK rel. distance": float(b)})
-            if len(widths) >= 2:
-                slope, n_ok = _resolved_slope(widths, gap, floor)
-                metrics[f"loss-gap slope (gamma0={g})"] = slope
-                metrics[f"widths with gap > 2x noise floor (gamma0={g})"] = n_ok
-                s_ntk = _slope(widths, kf)
-                metrics[f"NTK-fluctuation slope (gamma0={g})"] = s_ntk
-                ok &= abs(s_ntk + 0.5) < 0.2
-            st = seed_stats(ds["loss"].sel(gamma0=g, width=widths[-1]))
-            se = np.sqrt(st.sem**2 + ds["loss_theory_se"].sel(gamma0=g) ** 2)
-            z = np.abs(st.mean - ds["loss_theory"].sel(gamma0=g)) / se
-            metrics[f"max |z| at N={widths[-1]} (gamma0={g})"] = float(z[1:].max())
-        motion = ds["ntk_theory"].isel(step=-1) - ds["ntk_theory"].isel(step=0)
-        rel = np.sqrt((motion**2).sum(("mu", "nu")) /
-                      (ds["ntk_theory"].isel(step=0) ** 2).sum(("mu", "nu")))
-        for g in cfg.gamma0s:
-            metrics[f"DMFT kernel motion |K(T)-K(0)|/|K(0)| (gamma0={g})"] = float(
-                rel.sel(gamma0=g))
-        return Report(
-            title=f"DMFT vs width: 2-layer ReLU mean-field, P={cfg.P}, t={cfg.eta * cfg.steps}",
-            table=tuple(rows), metrics=metrics,
-            notes=("loss gap: |seed-mean loss - DMFT| averaged over logged t > 0 (expected "
-                   "slope -1: O(1/N), includes the un-centred initial output, whose variance "
-                   "1/(2 gamma0^2 N) dominates at small gamma0); its slope is fitted only over "
-                   "widths where the gap exceeds twice its noise floor (seed-mean SE ~ "
-                   "1/sqrt(N seeds) falls slower than the O(1/N) bias, so at large N or large "
-                   "gamma0 the bias sinks below the noise: NaN = fewer than 3 such widths)",
-                   "NTK distance: RMS over seeds of ||K_N - K_DMFT||_F/||K_DMFT||_F "
-                   "(expected slope -1/2)",
-                   "criterion: NTK-fluctuation slope within 0.2 of -1/2 for every gamma0"),
-            passed=bool(ok))
+    def title(self, cfg):
+        return (f"finite-width corrections, 2-layer {cfg.activation} mean-field, P={cfg.P}, "
+                f"D={cfg.D}, GD eta={cfg.eta}")
 
     def plot(self, cfg, ds):
-        fig, axes = figure(3, 1, width=3.4)
-        widths = ds["width"].values
-        steps = ds["step"].values
-        t = cfg.eta * steps
-        ax = axes[0, 0]
-        for i, g in enumerate(cfg.gamma0s):
-            st = seed_stats(ds["loss"].sel(gamma0=g, width=widths[-1]))
-            theory_vs_sim(ax, t, ds["loss_theory"].sel(gamma0=g), t, st, color=f"C{i}",
-                          label=f"g0={g}", log=False, band="sem")
-        ax.set_xlabel("time $t=\\eta\\,$step")
-        ax.set_ylabel("train loss")
-        ax.set_title(f"N={widths[-1]} vs DMFT")
-        ax.legend()
-        for i, g in enumerate(cfg.gamma0s):
-            gap, floor, kf = self._gaps(ds, g)
-            slope = _resolved_slope(widths, gap, floor)[0]
-            fit = "" if np.isnan(slope) else f", slope {slope:.2f}"
-            axes[0, 1].loglog(widths, gap, "o-", color=f"C{i}", label=f"g0={g}{fit}")
-            axes[0, 1].loglog(widths, 2 * floor, ":", color=f"C{i}", lw=0.8)
-            axes[0, 2].loglog(widths, kf, "s-", color=f"C{i}",
-                              label=f"g0={g}, slope {_slope(widths, kf):.2f}")
-        axes[0, 1].set_title("|mean loss - DMFT| (expect $N^{-1}$); dotted: 2 SE")
-        axes[0, 2].set_title("NTK distance, single run ($N^{-1/2}$)")
-        for ax in axes[0, 1:]:
+        fig, axes = figure(2, 1, width=3.6)
+        for ax, q in zip(axes[0], self.compared, strict=True):
+            c = compare(ds, q)
+            for i, (g, t) in enumerate((g, t) for g in cfg.gamma0s for t in cfg.times):
+                st, col = c.stats, f"C{i}"
+                sel = {"gamma0": g, "t": t}
+                ax.plot(ds["width_line"], ds[f"theory_{q}_line"].sel(sel), "-", lw=2,
+                        color=col, alpha=0.45, label=rf"$\gamma_0={g:g}$, $t={t:g}$ theory")
+                ax.errorbar(ds["width"], st.mean.sel(sel), yerr=st.sem.sel(sel), fmt="o",
+                            ms=4, color=col, mec="k", mew=0.5, ecolor="k", capsize=2,
+                            label=f"sim (n={st.n}, ±SE)")
             ax.set_xscale("log", base=2)
-            ax.set_xlabel("width $N$")
-            ax.legend()
+            ax.set_xlabel(self.labels["width"])
+            ax.set_ylabel(self.labels[q])
+            legend(ax)
+        axes[0, 0].set_title("NTK fluctuations", fontsize=8)
+        axes[0, 1].set_title("mean training-loss gap", fontsize=8)
         return fig
