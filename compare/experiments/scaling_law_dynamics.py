@@ -121,9 +121,10 @@ class ScalingLawDynamics(Sweep):
         vs_n, solvers = np.array(r.loss), {"scaling_law_dynamics (L vs N)": r}
         if cfg.lr > 0:
             # one vmapped call over all widths; narrow widths can put lr past the stability
-            # edge, where the flagged (throw=False) loss is not finite: NaN there
-            end = _gd(cfg, tuple(N_line), tuple(cfg.P)).loss[:, :, -1]
-            vs_n[:, :, 0] = np.where(np.isfinite(end), end, np.nan)
+            # edge lr_max, where the flagged (throw=False) loss grows geometrically: NaN there
+            gd = _gd(cfg, tuple(N_line), tuple(cfg.P))
+            end = gd.loss[:, :, -1]
+            vs_n[:, :, 0] = np.where((cfg.lr < gd.lr_max) & np.isfinite(end), end, np.nan)
         front = solve(compute_optimal, lam, tp, cfg.C_min, cfg.C_max, N_min=1.0,
                       N_max=float(cfg.M), per_decade=4, a=cfg.a, b=cfg.b, noise=cfg.noise)
         coords.update(N_line=N_line, t_end=[cfg.t_max, math.inf], C=front.C)

@@ -34,8 +34,9 @@ def _cfg(tmp_path, **kw):
     ("name", "sets"),
     [
         ("ridge-learning-curve", {"M": "100", "P_max": "50", "n_P": "3", "seeds": "2"}),
-        ("random-feature-grid", {"M": "200", "N_max": "32", "P_max": "32", "n_grid": "2",
-                                 "n_slice": "3", "seeds": "4", "P_slice": "32"}),
+        pytest.param("random-feature-grid", {"M": "200", "N_max": "32", "P_max": "32",
+                                             "n_grid": "2", "n_slice": "3", "seeds": "4",
+                                             "P_slice": "32"}, marks=pytest.mark.slow),
     ],
 )
 def test_local_jobs_2_is_identical_to_sequential(tmp_path, name, sets):

@@ -37,6 +37,7 @@ def test_digits_linear_kernel_matches_gram_spectrum_theory(tmp_path):
     assert all(r["converged"] for r in res.report.diagnostics)
 
 
+@pytest.mark.slow  # suite budget: ~20-70 s on 2 cores
 def test_random_feature_grid_agrees_within_three_standard_errors(tmp_path):
     cfg, res = _run("random-feature-grid", tmp_path, M=300, N_max=64, P_max=64, n_grid=3,
                     P_slice=32, n_slice=5, seeds=24)
@@ -52,6 +53,7 @@ def test_random_feature_grid_agrees_within_three_standard_errors(tmp_path):
     assert res.report.passed is True
 
 
+@pytest.mark.slow  # suite budget: ~20-70 s on 2 cores
 def test_scaling_law_dynamics_flow_and_gd(tmp_path):
     """The experiment end to end, gradient flow and discrete GD (lr = 1): the simulated bands
     cover the theory (its own criterion) and GD theory is the time-domain solver's."""

@@ -53,6 +53,7 @@ def test_engine_ntk_matches_mlp_kernel_at_init():
     assert np.median(per_net) < 6.0 / np.sqrt(width), per_net
 
 
+@pytest.mark.slow  # suite budget: ~20-70 s on 2 cores
 def test_trained_net_quick_twin():
     """Width-1024 NTK nets trained by GD (centred output, tau = lr * steps = 2e4) vs the
     infinite-width NTK gradient flow at the same tau, paired over 3 draws at P = 10, 25.

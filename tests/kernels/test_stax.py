@@ -158,6 +158,7 @@ def test_relu_diagonal_exact_in_float32():
     np.testing.assert_allclose(np.diag(k), q / 2, rtol=8 * eps)
 
 
+@pytest.mark.slow  # suite budget: ~20-70 s on 2 cores
 def test_large_W_std_stays_finite():
     """NT issue #36: deep ReLU networks with large W_std overflow to NaN/inf in float32; the
     kernel here grows as (W_std^2/2)^depth and stays finite while it is representable."""

@@ -85,6 +85,7 @@ def test_train_step_is_the_abc_step(preset):
         assert_allclose(got[k], np.asarray(v), err_msg=k)
 
 
+@pytest.mark.slow  # suite budget: ~20-70 s on 2 cores
 def test_mup_and_mean_field_same_function_dynamics():
     """The abc symmetry with conv fan-ins: mup and mean_field give the same f(t) under SGD."""
     rng = np.random.default_rng(3)

@@ -154,6 +154,7 @@ def test_two_layer_relu_lazy_limit_matches_mlp_kernel():
     assert_allclose(r.ntk[-1], r.ntk[0], rtol=1e-5)  # no kernel motion in the lazy limit
 
 
+@pytest.mark.slow  # suite budget: ~20-70 s on 2 cores
 def test_deep_relu_lazy_limit_matches_mlp_kernel():
     X, y = _data(P=3)
     t = np.linspace(0.5, 4, 8)

@@ -78,6 +78,7 @@ def test_infinite_width_and_data_closed_form():
     assert_allclose(r.loss_mean[0, 0], exact, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.slow  # suite budget: ~20-70 s on 2 cores
 def test_long_time_limits_match_static_theory():
     P = np.array([30.0, 100.0, 1000.0])
     N = np.array([30.0, 100.0, 1000.0])
@@ -168,7 +169,7 @@ def test_online_loss_is_one_dimensional_inverse():
     assert_allclose(r2.loss[:, 0], via_modes, rtol=1e-6, atol=1e-10)
 
 
-@pytest.mark.parametrize("a,b", [(2.0, 1.5), (3.0, 1.2)])
+@pytest.mark.parametrize("a,b", [pytest.param(2.0, 1.5, marks=pytest.mark.slow), (3.0, 1.2)])
 def test_fitted_exponents(a, b):
     lam, tp = power_law_spectrum(2000, b, a)
     pred = scaling_exponents(a, b)

@@ -95,6 +95,7 @@ def _gd_vs_sim(Ns, P, lr, steps, n_seeds, key):
     return lam, tp, out
 
 
+@pytest.mark.slow  # suite budget: ~20-70 s on 2 cores
 def test_discrete_gd_theory_vs_simulation():
     """lr = 1 (far from gradient flow: the top mode is removed in one step), M = 1000,
     P = 512, 32 seeds: DMFT within 3 SE of simulated GD at N = 256 and 1024, steps 1..300.
@@ -167,6 +168,7 @@ def test_unstable_learning_rate_raises():
     assert not flagged.converged and not np.all(np.isfinite(flagged.loss))
 
 
+@pytest.mark.slow  # suite budget: ~20-70 s on 2 cores
 def test_stability_edge():
     """lr_max = 2 / x_max, x_max the top of the deterministic-equivalent spectrum of BC: the
     exact 2 / lam_1 at N = P = inf, the Marchenko-Pastur edge (1 + sqrt(M/N))^2 for a flat
