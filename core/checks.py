@@ -138,11 +138,15 @@ def check_gram_and_targets(k_name: str, K, y_name: str, y) -> tuple[np.ndarray, 
     k = as_finite_array(k_name, K, ndim=2)
     if k.shape[0] != k.shape[1]:
         raise ValueError(f"{k_name} must be square, got shape {k.shape}")
-    yy = as_finite_array(y_name, y)
-    if yy.ndim not in (1, 2) or yy.shape[0] != k.shape[0]:
-        raise ValueError(f"{y_name} must have shape (n,) or (n, c) with n = {k.shape[0]}, "
-                         f"got {yy.shape}")
-    return k, yy
+    return k, check_targets(y_name, y, k.shape[0])
+
+
+def check_targets(name: str, y, n: int) -> np.ndarray:
+    """Finite targets of shape ``(n,)`` or ``(n, c)`` for ``n`` training points."""
+    yy = as_finite_array(name, y)
+    if yy.ndim not in (1, 2) or yy.shape[0] != n:
+        raise ValueError(f"{name} must have shape (n,) or (n, c) with n = {n}, got {yy.shape}")
+    return yy
 
 
 def check_bool(name: str, value) -> bool:

@@ -26,7 +26,13 @@ import jax.scipy.linalg as jsl
 import numpy as np
 from jaxtyping import Array, Float
 
-from theorysim.checks import as_finite_array, check_choice, check_gram_and_targets, check_scalar
+from theorysim.checks import (
+    as_finite_array,
+    check_choice,
+    check_gram_and_targets,
+    check_scalar,
+    check_targets,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,11 +78,7 @@ def _check_train(k_train_train, y_train, name="k_train_train"):
         if n_bad:
             raise ValueError(f"{name} must be finite; found {int(n_bad)} bad entries")
         _raise_if_asymmetric(name, asym, scale)
-        y = as_finite_array("y_train", y_train)
-        if y.ndim not in (1, 2) or y.shape[0] != k.shape[0]:
-            raise ValueError(f"y_train must have shape (n,) or (n, c) with n = {k.shape[0]}, "
-                             f"got {y.shape}")
-        return k, jnp.asarray(y, dt)
+        return k, jnp.asarray(check_targets("y_train", y_train, k.shape[0]), dt)
     k, y = check_gram_and_targets(name, k_train_train, "y_train", y_train)
     check_symmetric(name, k)
     return jnp.asarray(k, dt), jnp.asarray(y, dt)
