@@ -1,7 +1,10 @@
 r"""Kernel predictions: gradient flow on MSE at many times, KRR, GP posterior, wide-net ensembles.
 
-All time evolutions come from one eigendecomposition :math:`K = V\Lambda V^\top` of the
-(regularised) train kernel; the infinite-time limits use a Cholesky solve. No explicit inverse.
+All time evolutions come from one spectral decomposition of the (regularised) train kernel:
+the outputs alone from its tridiagonal reduction :math:`K = QTQ^\top` and the eigenpairs of
+:math:`T` (no eigenvectors of :math:`K` are formed), covariances from one ``eigh``
+:math:`K = V\Lambda V^\top`; the infinite-time limits use a Cholesky solve. No explicit
+inverse.
 
 Conventions (as neural-tangents' ``predict`` module, Lee et al. 2019, arXiv 1902.06720):
 continuous-time gradient descent with learning rate :math:`\eta` on
@@ -24,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
+import scipy.linalg as sl
 from jaxtyping import Array, Float
 
 from theorysim.checks import (
@@ -151,8 +155,10 @@ def gradient_descent_mse(k_train_train: Float[Array, "n n"], y_train: Float[Arra
         f_{train}(t) = Y + V e^{-\eta t\Lambda/|Y|}V^\top(f_0 - Y),\quad
         f_{test}(t) = f_{test,0} + K_{*}V\frac{1 - e^{-\eta t\Lambda/|Y|}}{\Lambda}V^\top(Y - f_0)
 
-    with :math:`K + \text{diag\_reg}\,\mathrm{tr}K/n = V\Lambda V^\top` (one ``eigh`` for all
-    times); ``t=None`` is the infinite-time limit by Cholesky (train outputs are then ``Y``).
+    with :math:`K + \text{diag\_reg}\,\mathrm{tr}K/n = V\Lambda V^\top`, evaluated for all
+    times from one tridiagonal reduction :math:`K = QTQ^\top` and the eigenpairs
+    :math:`T = Z\Lambda Z^\top` (:math:`V = QZ` is never formed); ``t=None`` is the
+    infinite-time limit by Cholesky (train outputs are then ``Y``).
     Regime: NTK / linearised dynamics (Jacot et al. 2018, arXiv 1806.07572; Lee et al. 2019,
     1902.06720), neural-tangents' ``predict.gradient_descent_mse`` conventions.
 
@@ -184,14 +190,138 @@ def gradient_descent_mse(k_train_train: Float[Array, "n n"], y_train: Float[Arra
             test = g0 + kt @ _positive_definite(
                 "k_train_train", jsl.cho_solve(jsl.cho_factor(kr, lower=True), y - f0))
         return Prediction(train, test)
-    train, test, lam_lo, lam_hi = _gd_mse_flow(k, y, kt, ts, f0, g0, eta, diag_reg)
-    _nonnegative_spectrum("k_train_train", jnp.stack([lam_lo, lam_hi]))
+    return _gd_mse_finite_time(k, y, kt, ts, f0, g0, eta, diag_reg)
+
+
+def _gd_mse_finite_time(k, y, kt, ts, f0, g0, eta, diag_reg) -> Prediction:
+    r"""Train and test outputs at the times ``ts`` from a tridiagonal reduction of the kernel.
+
+    The outputs need only :math:`g(K)\,r` for a few functions :math:`g` and one residual
+    :math:`r = f_0 - Y` (one column per output), not the eigenvectors of :math:`K`. So
+    :math:`K = Q T Q^\top` (Householder tridiagonalisation, ``sytrd``, :math:`\tfrac43 n^3`
+    flops), :math:`Q^\top r` from the reflectors (:math:`O(n^2)`), the eigenpairs
+    :math:`T = Z\Lambda Z^\top` of the tridiagonal matrix by divide and conquer (``stevd``, on
+    the host: :math:`O(n^2)` data, cheap with the strong deflation of kernel spectra), then
+    :math:`Q Z g(\Lambda) Z^\top Q^\top r` for every time. That skips the :math:`\approx 2n^3`
+    back-transformation :math:`V = QZ` of a full ``eigh`` (``syevd`` = ``sytrd`` + ``stedc`` +
+    ``ormtr``). If ``stevd`` fails the full ``eigh`` path (:func:`_gd_mse_flow`) gives the
+    outputs.
+    """
+    dt = k.dtype
+    d, e, qr, refl = _tridiagonalise(k, jnp.broadcast_to(f0 - y, y.shape), diag_reg)
+    eig = _tridiagonal_eigenpairs(np.asarray(d), np.asarray(e))
+    if eig is None:
+        train, test, lam_lo, lam_hi = _gd_mse_flow(k, y, kt, ts, f0, g0, eta, diag_reg)
+        _nonnegative_spectrum("k_train_train", jnp.stack([lam_lo, lam_hi]))
+        return Prediction(train, test)
+    lam, z = eig
+    _nonnegative_spectrum("k_train_train", lam)
+    lam = np.maximum(lam, 0.0)
+    tau = float(eta) * np.asarray(ts)[..., None] / y.size          # (*T, 1)
+    decay, gain = _flow_factors(lam, tau, np)                      # (*T, n) each
+    n = lam.shape[0]
+    s = z.T @ np.asarray(qr).reshape(n, -1)                        # (n, c): Z^T Q^T r
+    f = np.stack([decay] if kt is None else [decay, gain])[..., None] * s   # (F, *T, n, c)
+    w = z @ np.moveaxis(f, -2, 0).reshape(n, -1)                  # one gemm for all columns
+    w = np.moveaxis(w.reshape((n,) + f.shape[:-2] + f.shape[-1:]), 0, -2)
+    train, test = _gd_mse_back(refl, jnp.asarray(w, dt), y, kt, g0)
+    if y.ndim == 1:
+        train = train[..., 0]
+        test = None if test is None else test[..., 0]
     return Prediction(train, test)
+
+
+def _flow_factors(lam, tau, xp):
+    r"""Spectral factors of gradient flow: :math:`e^{-\lambda\tau}` and
+    :math:`(1 - e^{-\lambda\tau})/\lambda` (:math:`\tau` at :math:`\lambda = 0`), with the
+    array module ``xp`` (NumPy on the host, ``jax.numpy`` inside compiled code)."""
+    pos = lam > 0
+    gain = xp.where(pos, -xp.expm1(-lam * tau) / xp.where(pos, lam, 1.0), tau)
+    return xp.exp(-lam * tau), gain
+
+
+#: Householder reflectors applied per block (one small triangular solve per block).
+_BLOCK = 32
+
+
+@jax.jit
+def _tridiagonalise(k, r, diag_reg):
+    """``sytrd`` of the regularised kernel; returns its diagonal and off-diagonal, ``Q^T r`` and
+    the reflectors in the blocked form :func:`_apply_reflectors` uses."""
+    a, d, e, taus = jax.lax.linalg.tridiagonal(_regularise(k, diag_reg), lower=True)
+    refl = _reflector_blocks(a, taus)
+    r2 = r.reshape(r.shape[0], -1)
+    return d, e, _apply_reflectors(refl, r2, transpose=True).reshape(r.shape), refl
+
+
+def _reflector_blocks(a, taus, block=_BLOCK):
+    r"""The reflectors :math:`H_i = I - \tau_i v_i v_i^\top` of ``sytrd`` (lower), :math:`Q =
+    H_0 H_1\cdots H_{n-2}`, as rows :math:`v_i` (:math:`v_{i,i+1} = 1`, entries below in column
+    ``i`` of ``a``), in blocks of ``block`` rows zero-padded with identities (:math:`\tau = 0`),
+    and the Gram matrix :math:`v_i^\top v_j` within each block."""
+    n = a.shape[0]
+    r = max(n - 1, 0)
+    v = jnp.tril(a, -2).T[:r] + jnp.eye(r, n, k=1, dtype=a.dtype)
+    nb = max(-(-r // block), 1)
+    pad = nb * block - r
+    v = jnp.pad(v, ((0, pad), (0, 0))).reshape(nb, block, n)
+    tau = jnp.pad(taus[:r], (0, pad)).reshape(nb, block)
+    return v, tau, jnp.einsum("bin,bjn->bij", v, v)
+
+
+def _apply_reflectors(refl, x, *, transpose):
+    r""":math:`Q^\top x` (``transpose=True``) or :math:`Q x` for ``x`` of shape ``(n, k)``.
+
+    Within a block the reflectors act one after another; with :math:`p = V x` and the block's
+    Gram matrix :math:`G = V V^\top`, the coefficients :math:`s_j = \tau_j v_j^\top
+    x^{(j)}` of :math:`x \to x - V^\top s` solve the triangular system
+    :math:`(I + \mathrm{diag}(\tau) G_{<}) s = \mathrm{diag}(\tau) p`, where :math:`G_{<}` is
+    the strictly lower (``Q^T``: :math:`H_0` first) or strictly upper (``Q``: last reflector
+    first) part of :math:`G` (the compact WY form, Schreiber & Van Loan 1989).
+    """
+    v, tau, gram = refl
+    eye = jnp.eye(tau.shape[1], dtype=x.dtype)
+
+    def step(x, blk):
+        vb, tb, gb = blk
+        part = jnp.tril(gb, -1) if transpose else jnp.triu(gb, 1)
+        s = jax.lax.linalg.triangular_solve(eye + tb[:, None] * part, tb[:, None] * (vb @ x),
+                                            left_side=True, lower=transpose)
+        return x - vb.T @ s, None
+
+    return jax.lax.scan(step, x, refl, reverse=not transpose)[0]
+
+
+@jax.jit
+def _gd_mse_back(refl, w, y, kt, g0):
+    """Train (and test) outputs from ``w = Z g(Lambda) Z^T Q^T r`` (``(F, *T, n, c)``)."""
+    shape = w.shape
+    x = jnp.moveaxis(w, -2, 0).reshape(shape[-2], -1)              # (n, F * T * c)
+    x = jnp.moveaxis(_apply_reflectors(refl, x, transpose=False).reshape(
+        (shape[-2],) + shape[:-2] + shape[-1:]), 0, -2)             # (F, *T, n, c)
+    train = y.reshape(y.shape[0], -1) + x[0]
+    test = None if kt is None else g0 - jnp.einsum("mn,...nc->...mc", kt, x[1])
+    return train, test
+
+
+def _tridiagonal_eigenpairs(d, e):
+    """Eigenvalues and eigenvectors of the symmetric tridiagonal matrix (``d``, ``e``) by
+    divide and conquer (LAPACK ``stevd``: the tridiagonal solver inside ``syevd``, so the
+    eigenvectors are orthogonal to a few eps; Cuppen 1981, Gu & Eisenstat 1995), or ``None``
+    where it fails or returns non-finite numbers."""
+    if d.shape[0] == 1:
+        return d.copy(), np.ones((1, 1), d.dtype)
+    stevd = sl.lapack.get_lapack_funcs("stevd", (d,))
+    lam, z, info = stevd(d, e)
+    if info != 0 or not (np.all(np.isfinite(lam)) and np.all(np.isfinite(z))):
+        return None
+    return lam, z
 
 
 @jax.jit
 def _gd_mse_flow(k, y, kt, ts, f0, g0, eta, diag_reg):
-    """The finite-time part of :func:`gradient_descent_mse` as one compiled program.
+    """The finite-time part of :func:`gradient_descent_mse` from one full ``eigh`` (the
+    fallback where ``stevd`` fails), as one compiled program.
 
     One ``eigh`` of the regularised kernel (its input was checked symmetric, so the
     symmetrising pass is skipped), then train and test outputs at every time. Returns the
@@ -201,14 +331,12 @@ def _gd_mse_flow(k, y, kt, ts, f0, g0, eta, diag_reg):
     lam_lo, lam_hi = jnp.min(lam), jnp.max(jnp.abs(lam))
     lam = jnp.maximum(lam, 0.0)
     tau = eta * ts[..., None] / y.size                          # (*T, 1)
-    decay = jnp.exp(-lam * tau)                                 # (*T, n)
+    decay, gain = _flow_factors(lam, tau, jnp)                  # (*T, n)
     r0 = v.T @ jnp.broadcast_to(f0 - y, y.shape)                # residual in the eigenbasis
     r0 = r0 if r0.ndim == 2 else r0[:, None]
     train = y.reshape(y.shape[0], -1) + jnp.einsum("in,...n,nc->...ic", v, decay, r0)
     test = None
     if kt is not None:
-        gain = -jnp.expm1(-lam * tau) / jnp.where(lam > 0, lam, 1.0)
-        gain = jnp.where(lam > 0, gain, tau)                    # limit lam -> 0: tau
         # K_* (V (gain r0)): n^2 T c + m n T c flops, not the m n^2 of forming K_* V first
         test = g0 - jnp.einsum("mn,...nc->...mc", kt, jnp.einsum("in,...n,nc->...ic", v, gain, r0))
     if y.ndim == 1:
@@ -341,24 +469,26 @@ def gradient_descent_mse_ensemble(k_train_train, y_train, k_test_train, k_test_t
     th_td = _check_test_train(nngp_td if get == "nngp" else ntk_td, n)
     if th_td is None:
         raise ValueError("k_test_train must be given (a Kernel or an (nngp, ntk) pair)")
+    if k_test_test is None:
+        # the mean alone is Theta_* A_t Y: the test output of gradient flow from f_0 = 0, which
+        # needs no eigenvectors of Theta (see _gd_mse_finite_time)
+        zero = jnp.zeros((), y.dtype)
+        return Posterior(_gd_mse_finite_time(th_dd, y, th_td, ts, zero, zero, eta,
+                                             diag_reg).test, None)
     lam, v = jnp.linalg.eigh(_regularise(th_dd, diag_reg))
     _nonnegative_spectrum("k_train_train", lam)
     lam = jnp.maximum(lam, 0.0)
     tau = eta * ts[..., None] / y.size
-    gain = jnp.where(lam > 0, -jnp.expm1(-lam * tau) / jnp.where(lam > 0, lam, 1.0), tau)
+    _, gain = _flow_factors(lam, tau, jnp)
     b = jnp.einsum("mn,...n->...mn", th_td @ v, gain)          # Theta_* V diag(gain)
-    yv = v.T @ y
-    mean = b @ yv
-    if k_test_test is None:
-        return Posterior(mean, None)
+    mean = b @ (v.T @ y)
     tt_nngp, _ = _nngp_ntk("k_test_test", k_test_test)
     k_tt = _arr("k_test_test", tt_nngp, 2)
     k_dd = _arr("k_train_train.nngp", nngp_dd, 2)
     k_td = _check_test_train(nngp_td, n)
     if get == "nngp":
         # Theta = K (regularised): Sigma_t = K_** - K_* K^{-1}(I - e^{-2 eta t K/|Y|}) K_*^T
-        gain2 = jnp.where(lam > 0, -jnp.expm1(-2.0 * lam * tau) / jnp.where(lam > 0, lam, 1.0),
-                          2.0 * tau)
+        _, gain2 = _flow_factors(lam, 2.0 * tau, jnp)
         kv = k_td @ v
         cov = k_tt - jnp.einsum("mn,...n,ln->...ml", kv, gain2, kv)
         return Posterior(mean, cov)
