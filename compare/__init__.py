@@ -22,6 +22,7 @@ from ._compare import agreement_report as agreement_report
 from ._compare import compare as compare
 from ._compare import diagnostics_rows as diagnostics_rows
 from ._compare import power_fit as power_fit
+from ._compare import seed_mean_fit as seed_mean_fit
 from ._compare import solve as solve
 from ._compare import solver_diagnostics as solver_diagnostics
 from ._compare import theory_dataset as theory_dataset
@@ -48,8 +49,11 @@ from ._grid import open_sweep as open_sweep
 from ._grid import run_status as run_status
 from ._grid import sweep as sweep
 from ._plots import figure as figure
+from ._plots import heatmaps as heatmaps
 from ._plots import legend as legend
+from ._plots import predicted_slope as predicted_slope
 from ._plots import reference_power_law as reference_power_law
+from ._plots import sim_markers as sim_markers
 from ._plots import theory_vs_sim as theory_vs_sim
 from ._report import Ratio as Ratio
 from ._report import render_markdown as render_markdown

@@ -61,13 +61,13 @@ import xarray as xr
 from theorysim.theory import fit_power_law
 
 from ._experiment import Experiment, Report
-from ._plots import figure, legend, theory_vs_sim
+from ._plots import figure, legend, sim_markers, theory_vs_sim
 from ._report import Ratio
 from ._stats import SeedStats, seed_stats, z_scores
 
 __all__ = ["FAMILY_ALPHA", "Check", "Comparison", "Prediction", "Sweep", "agreement",
-           "agreement_report", "compare", "diagnostics_rows", "power_fit", "solve",
-           "solver_diagnostics", "theory_dataset", "theory_failure"]
+           "agreement_report", "compare", "diagnostics_rows", "power_fit", "seed_mean_fit",
+           "solve", "solver_diagnostics", "theory_dataset", "theory_failure"]
 
 
 # ----------------------------------------------------------------------------- theory side
@@ -228,7 +228,7 @@ def agreement(z, *, z_max: float = 3.0, dof=np.inf, excess=None, groups=None,
         bound and the largest excess over it, and the sweep points beyond ``z_max`` SE with
         the number allowed by chance.
     """
-    from scipy import stats
+    from scipy.special import stdtr, stdtrit  # Student t: scipy.stats costs ~1 s of import
 
     shape = np.shape(z)
     z = np.asarray(z, float).ravel()
@@ -239,9 +239,9 @@ def agreement(z, *, z_max: float = 3.0, dof=np.inf, excess=None, groups=None,
     z, m = z[ok], int(ok.sum())
     if m == 0:
         return False, {"max |z|": np.nan, f"points within {z_max:g} SE{allowance}": Ratio(0, 0)}
-    bound = stats.t.isf(alpha / (4 * m), dof)
+    bound = -stdtrit(dof, alpha / (4 * m))  # upper alpha/(4m) quantile of t_dof
     _, inv = np.unique(groups[ok], return_inverse=True)
-    p_group = np.minimum(1.0, np.bincount(inv, weights=2.0 * stats.t.sf(z_max, dof)))
+    p_group = np.minimum(1.0, np.bincount(inv, weights=2.0 * stdtr(dof, -z_max)))
     beyond = int(np.sum(np.bincount(inv, weights=exc > z_max) > 0))
     allowed = _chance_count(p_group, alpha / 2)
     per_dof = {float(d): float(b) for d, b in zip(dof, bound, strict=True)}
@@ -265,6 +265,11 @@ class Check:
     predicted: float
     tol: float
     stderr: float | None = None
+
+    @classmethod
+    def exponent(cls, name: str, fit, predicted: float, tol: float) -> Check:
+        """``|fitted - predicted| <= tol`` for the exponent of a :func:`power_fit`."""
+        return cls(name, fit.exponent, predicted, tol, fit.exponent_stderr)
 
     @property
     def passed(self) -> bool:
@@ -290,6 +295,13 @@ def power_fit(x, y, sigma=None, *, where=None):
                          np.asarray(sigma, float)[keep])
 
 
+def seed_mean_fit(ds: xr.Dataset, name: str, along: str, *, theory: bool = False, where=None):
+    """:func:`power_fit` along coordinate ``along`` of the seed mean of ``sim_<name>`` (or, with
+    ``theory``, of ``theory_<name>`` at the sweep points), weighted by the simulation's SE."""
+    st = seed_stats(ds[f"sim_{name}"])
+    return power_fit(ds[along], ds[f"theory_{name}"] if theory else st.mean, st.sem, where=where)
+
+
 # ----------------------------------------------------------------------------- the sweep
 
 class Sweep(Experiment):
@@ -307,8 +319,11 @@ class Sweep(Experiment):
     - ``sample(cfg, point, key)`` -> ``{q: array (seeds, *trailing)}`` (or ``(dims, array)``);
     - ``predict(cfg, **coords)`` -> :class:`Prediction` with arrays over ``dims + trailing``;
     - optionally ``heading`` and ``notes`` (formatted with the config's fields), ``checks``
-      (scalar predictions, :class:`Check`), ``summarize`` (more metrics), and for the default
-      figure ``panels``, ``panel_width``, ``colors``, ``focus`` and ``decorate``.
+      (scalar predictions, :class:`Check`), ``summarize`` (more metrics), ``key_dims`` (the
+      coordinates folded into a point's PRNG key, in order; default ``dims``), and for the
+      default figure ``panels``, ``panel_width``, ``colors``, ``focus``, ``extra_lines``
+      (further theory curves ``theory_<q>_line`` on the first panel: ``q -> label``) and
+      ``decorate``.
     """
 
     dims: ClassVar[tuple[str, ...]] = ("P",)
@@ -325,6 +340,8 @@ class Sweep(Experiment):
     panel_width: ClassVar[float] = 4.2
     colors: ClassVar[tuple[str, ...] | None] = None
     family_alpha: ClassVar[float] = FAMILY_ALPHA
+    key_dims: ClassVar[tuple[str, ...] | None] = None
+    extra_lines: ClassVar[Mapping[str, str]] = {}
 
     def grid(self, cfg) -> dict[str, Sequence]:
         return {d: getattr(cfg, f"{d}_values") for d in (*self.dims, *self.trailing)}
@@ -375,10 +392,11 @@ class Sweep(Experiment):
                 for vals in itertools.product(*(g[d] for d in self.dims))]
 
     def key(self, cfg, point) -> jax.Array:
-        """The point's PRNG key: ``cfg.seed`` folded with each coordinate of the point."""
+        """The point's PRNG key: ``cfg.seed`` folded with each coordinate of the point (those of
+        ``key_dims``; a string coordinate by its index in the grid)."""
         key = jax.random.key(cfg.seed)
         g = self.grid(cfg)
-        for d in self.dims:
+        for d in self.dims if self.key_dims is None else self.key_dims:
             v = point[d]
             if isinstance(v, str):
                 v = list(g[d]).index(v)
@@ -500,16 +518,27 @@ class Sweep(Experiment):
         values = [ds[d].values if d not in (where or {}) else [where[d]] for d in others]
         for i, combo in enumerate(itertools.product(*values)):
             sel = dict(zip(others, combo, strict=True))
-            st = SeedStats(*(getattr(comp.stats, f).sel(sel) for f in
-                             ("mean", "sem", "lo", "hi")), comp.stats.n)
+            st = comp.stats.map(lambda a: a.sel(sel))  # noqa: B023
             ok = np.isfinite(st.mean.values)
-            st = SeedStats(st.mean[ok], st.sem[ok], st.lo[ok], st.hi[ok], st.n)
+            st = st.map(lambda a: a[ok])  # noqa: B023
             label = ", ".join(f"{self.labels.get(d, d)}={_short(v)}" for d, v in sel.items())
             scale = 1.0 if x is None else x(sel)
             theory_vs_sim(ax, scale * ds[f"{self.line}_line"].values,
                           ds[f"theory_{name}_line"].sel(sel), scale * ds[self.line].values[ok],
                           st, label=label, color=(colors or [f"C{j}" for j in range(10)])[i % 10],
                           **kw)
+
+    def draw_paired(self, ax, ds, name: str, label: str, ref_label: str, color="C3") -> None:
+        """Markers of ``sim_<name>`` (hollow, +-SE) and of its draw-by-draw reference
+        ``sim_<against[name]>`` on the same draws (crosses), where simulated, along ``line``."""
+        comp = compare(ds, name, against=self.against[name])
+        ok = np.isfinite(comp.stats.mean.values)
+        if ok.any():
+            x = ds[self.line].values[ok]
+            sim_markers(ax, x, comp.stats.mean[ok], comp.stats.sem[ok], color=color, fmt="s",
+                        ms=5, mfc="none", mec=color, mew=1.2, zorder=5,
+                        label=f"{label} (n={int(comp.dof.max()) + 1}, ±SE)")
+            ax.plot(x, comp.theory[ok], "x", color="k", ms=5, zorder=6, label=ref_label)
 
     def focus(self, cfg) -> Mapping[str, Any] | None:
         """Coordinates the first panel of the default figure is restricted to (override)."""
@@ -523,6 +552,11 @@ class Sweep(Experiment):
         fig, axes = figure(self.panels, 1, width=self.panel_width)
         ax = axes[0, 0]
         self.draw(ax, cfg, ds, where=self.focus(cfg), colors=self.colors)
+        sel = self.focus(cfg) or {}
+        for i, (q, label) in enumerate(self.extra_lines.items()):
+            y = ds[f"theory_{q}_line"].sel(sel)
+            if not np.allclose(y, ds[f"theory_{self.compared[0]}_line"].sel(sel)):  # else: hidden
+                ax.plot(ds[f"{self.line}_line"], y, "--", color=f"C{i + 1}", lw=1, label=label)
         ax.set_xlabel(self.labels.get(self.line, self.line))
         ax.set_ylabel(self.labels.get(self.compared[0], self.compared[0]))
         ax.set_title(self.title(cfg), fontsize=8)

@@ -16,7 +16,8 @@ import numpy as np  # noqa: E402
 
 from ._stats import SeedStats  # noqa: E402
 
-__all__ = ["STYLE", "figure", "legend", "reference_power_law", "theory_vs_sim", "tint"]
+__all__ = ["STYLE", "figure", "heatmaps", "legend", "predicted_slope", "reference_power_law",
+           "sim_markers", "theory_vs_sim", "tint"]
 
 STYLE = {
     "figure.dpi": 110,
@@ -71,8 +72,7 @@ def theory_vs_sim(ax, x_theory, y_theory, x_sim, stats: SeedStats, *, color=None
             lo, hi = ((np.asarray(stats.lo), np.asarray(stats.hi)) if band == "log"
                       else (mean - sem, mean + sem))
             ax.fill_between(np.asarray(x_sim), lo, hi, color=c, alpha=0.15, lw=0)
-        ax.errorbar(np.asarray(x_sim), mean, yerr=sem, fmt=marker, ms=4, color=c, mec="k",
-                    mew=0.5, ecolor="k", elinewidth=0.9, capsize=2, zorder=3,
+        sim_markers(ax, x_sim, mean, sem, color=c, fmt=marker,
                     label=f"{label} sim (n={stats.n}, ±SE)" if label else
                     f"sim (n={stats.n}, ±SE)")
         if log:
@@ -81,6 +81,15 @@ def theory_vs_sim(ax, x_theory, y_theory, x_sim, stats: SeedStats, *, color=None
             for axis in (ax.xaxis, ax.yaxis):  # short labels at 2 and 5 on a narrow axis
                 axis.set_minor_formatter(_MinorLabels())
     return c
+
+
+def sim_markers(ax, x, mean, sem, *, color="C0", fmt: str = "o", label: str | None = None,
+                **kwargs):
+    """Simulation means as markers (black edge) with black +-SE bars over theory lines."""
+    style = {"ms": 4, "mec": "k", "mew": 0.5, "ecolor": "k", "elinewidth": 0.9, "capsize": 2,
+             "zorder": 3} | kwargs
+    return ax.errorbar(np.asarray(x), np.asarray(mean), yerr=np.asarray(sem), fmt=fmt,
+                       color=color, label=label, **style)
 
 
 class _MinorLabels(mticker.Formatter):
@@ -103,3 +112,27 @@ def reference_power_law(ax, x, exponent: float, anchor: tuple[float, float], *,
     x0, y0 = anchor
     kwargs = {"color": "0.45", "lw": 0.9, "ls": "--", "zorder": 0} | kwargs
     return ax.plot(x, y0 * (x / x0) ** exponent, label=label, **kwargs)
+
+
+def predicted_slope(ax, x, check, y0: float, var: str = "P", **kwargs):
+    """:func:`reference_power_law` of a fitted-exponent :class:`~theorysim.compare.Check`
+    (``y ~ var^-predicted`` through ``(x[0], y0)``), labelled with the prediction and the fit."""
+    x = np.asarray(x, float)
+    fit = f"${check.fitted:.3f}" + (f" \\pm {check.stderr:.3f}$" if check.stderr else "$")
+    return reference_power_law(ax, x, -check.predicted, (x[0], y0),
+                               label=f"${var}^{{-{check.predicted:.3g}}}$ predicted; "
+                                     f"{check.name.split(' exponent')[0]} fit {fit}", **kwargs)
+
+
+def heatmaps(fig, axes, x, y, panels, *, xlabel: str, ylabel: str, label: str):
+    """One panel per ``title -> data[y, x]`` on log axes ticked at the grid values, sharing
+    colour limits and one labelled colourbar."""
+    values = np.concatenate([np.ravel(v) for v in panels.values()])
+    lo, hi = np.nanmin(values), np.nanmax(values)
+    for ax, (title, data) in zip(axes, panels.items(), strict=True):
+        im = ax.pcolormesh(x, y, data, shading="nearest", vmin=lo, vmax=hi, cmap="viridis")
+        ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel, title=title)
+        ax.set_xticks(x, [str(v) for v in x], minor=False)
+        ax.set_yticks(y, [str(v) for v in y], minor=False)
+        ax.minorticks_off()
+    fig.colorbar(im, ax=list(axes), shrink=0.8, label=label)

@@ -23,6 +23,10 @@ class SeedStats:
     hi: xr.DataArray
     n: int
 
+    def map(self, fn) -> SeedStats:
+        """The same statistics with ``fn`` applied to each array (e.g. a selection)."""
+        return SeedStats(fn(self.mean), fn(self.sem), fn(self.lo), fn(self.hi), self.n)
+
 
 def seed_stats(values: xr.DataArray, dim: str = "seed") -> SeedStats:
     """Mean, standard error and a log-space band of ``values`` over ``dim``."""

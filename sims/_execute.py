@@ -61,15 +61,18 @@ def compile_strategy(member, strategy: str, mesh: Mesh, progress: Progress):
 
 
 def _vmap_runner(member, mesh, progress):
-    v_step = jax.vmap(member.step, in_axes=(0, 0, None, None))
+    v_step = jax.vmap(member.step, in_axes=(0, 0, None, None, 0))
     v_obs = jax.vmap(member.observe, in_axes=(0, 0, None, None))
+    v_f0 = jax.vmap(member.fixed_f0, in_axes=(0, 0, None))
     report = member.config.progress
 
     def run(states, hypers, d, starts, lengths):
+        f0 = v_f0(states, hypers, d)
+
         def segment(states, xs):
             start, length = xs
             states = jax.lax.fori_loop(start, start + length,
-                                       lambda t, s: v_step(s, hypers, d, t), states)
+                                       lambda t, s: v_step(s, hypers, d, t, f0), states)
             end = start + length
             if report:
                 jax.debug.callback(progress, end)
@@ -84,10 +87,12 @@ def _map_runner(member, mesh, progress):
     report = member.config.progress
 
     def run_member(state, hyper, d, starts, lengths):
+        f0 = member.fixed_f0(state, hyper, d)
+
         def segment(state, xs):
             start, length = xs
             state = jax.lax.fori_loop(start, start + length,
-                                      lambda t, s: member.step(s, hyper, d, t), state)
+                                      lambda t, s: member.step(s, hyper, d, t, f0), state)
             end = start + length
             if report:
                 jax.debug.callback(progress, end, hyper["index"])
