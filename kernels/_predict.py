@@ -22,6 +22,7 @@ and ``diag_reg`` is relative: :math:`K \to K + \text{diag\_reg}\cdot\mathrm{tr}(
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -131,6 +132,24 @@ def _check_test_train(k_test_train, n):
     return k
 
 
+def _check_test_test(k, m):
+    """``k_test_test`` ``(m, m)`` for ``m`` test points."""
+    if k.shape != (m, m):
+        raise ValueError(f"k_test_test must have shape (m, m) = ({m}, {m}) for the {m} test "
+                         f"points of k_test_train, got {k.shape}")
+    return k
+
+
+def _check_initial(name, f, shape):
+    """An initial output ``f`` (scalar or array) that broadcasts against outputs ``shape``."""
+    try:
+        np.broadcast_shapes(f.shape, shape)
+    except ValueError:
+        raise ValueError(f"{name} must be a scalar or broadcast to the outputs' shape {shape}, "
+                         f"got shape {f.shape}") from None
+    return f
+
+
 def _times(t):
     if t is None:
         return None
@@ -177,11 +196,14 @@ def gradient_descent_mse(k_train_train: Float[Array, "n n"], y_train: Float[Arra
     """
     k, y = _check_train(k_train_train, y_train)
     kt = _check_test_train(k_test_train, k.shape[0])
-    eta = check_scalar("learning_rate", learning_rate, lo=0.0, lo_open=True)
+    eta = check_scalar("learning_rate", learning_rate, lo=0.0, lo_open=True, hi=math.inf,
+                       hi_open=True)
     diag_reg = check_scalar("diag_reg", diag_reg, lo=0.0)
     ts = _times(t)
-    f0 = _arr("fx_train_0", fx_train_0)
+    f0 = _check_initial("fx_train_0", _arr("fx_train_0", fx_train_0), y.shape)
     g0 = _arr("fx_test_0", fx_test_0)
+    if kt is not None:
+        _check_initial("fx_test_0", g0, (kt.shape[0], *y.shape[1:]))
     if ts is None:
         train = jnp.broadcast_to(y, y.shape)
         test = None
@@ -204,27 +226,28 @@ def _gd_mse_finite_time(k, y, kt, ts, f0, g0, eta, diag_reg) -> Prediction:
     the host: :math:`O(n^2)` data, cheap with the strong deflation of kernel spectra), then
     :math:`Q Z g(\Lambda) Z^\top Q^\top r` for every time. That skips the :math:`\approx 2n^3`
     back-transformation :math:`V = QZ` of a full ``eigh`` (``syevd`` = ``sytrd`` + ``stedc`` +
-    ``ormtr``). If ``stevd`` fails the full ``eigh`` path (:func:`_gd_mse_flow`) gives the
-    outputs.
+    ``ormtr``). If ``stevd`` fails, one full ``eigh`` :math:`K = V\Lambda V^\top` stands in
+    (:math:`Q = V`, :math:`Z = I`) and the same code gives the outputs.
     """
-    dt = k.dtype
-    d, e, qr, refl = _tridiagonalise(k, jnp.broadcast_to(f0 - y, y.shape), diag_reg)
+    n = k.shape[0]
+    r = jnp.broadcast_to(f0 - y, y.shape).reshape(n, -1)            # (n, c)
+    d, e, qr, q = _tridiagonalise(k, r, diag_reg)
     eig = _tridiagonal_eigenpairs(np.asarray(d), np.asarray(e))
     if eig is None:
-        train, test, lam_lo, lam_hi = _gd_mse_flow(k, y, kt, ts, f0, g0, eta, diag_reg)
-        _nonnegative_spectrum("k_train_train", jnp.stack([lam_lo, lam_hi]))
-        return Prediction(train, test)
-    lam, z = eig
+        lam, q = _eigh(k, diag_reg)
+        qr, (lam, z) = _apply_q_jit(q, r, transpose=True), (np.asarray(lam), None)
+    else:
+        lam, z = eig
     _nonnegative_spectrum("k_train_train", lam)
     lam = np.maximum(lam, 0.0)
     tau = float(eta) * np.asarray(ts)[..., None] / y.size          # (*T, 1)
     decay, gain = _flow_factors(lam, tau, np)                      # (*T, n) each
-    n = lam.shape[0]
-    s = z.T @ np.asarray(qr).reshape(n, -1)                        # (n, c): Z^T Q^T r
-    f = np.stack([decay] if kt is None else [decay, gain])[..., None] * s   # (F, *T, n, c)
-    w = z @ np.moveaxis(f, -2, 0).reshape(n, -1)                  # one gemm for all columns
-    w = np.moveaxis(w.reshape((n,) + f.shape[:-2] + f.shape[-1:]), 0, -2)
-    train, test = _gd_mse_back(refl, jnp.asarray(w, dt), y, kt, g0)
+    s = np.asarray(qr) if z is None else z.T @ np.asarray(qr)      # (n, c): Z^T Q^T r
+    w = np.stack([decay] if kt is None else [decay, gain])[..., None] * s   # (F, *T, n, c)
+    if z is not None:                                              # one gemm for all columns
+        w = np.moveaxis((z @ np.moveaxis(w, -2, 0).reshape(n, -1)).reshape(
+            (n,) + w.shape[:-2] + w.shape[-1:]), 0, -2)
+    train, test = _gd_mse_back(q, jnp.asarray(w, k.dtype), y, kt, g0)
     if y.ndim == 1:
         train = train[..., 0]
         test = None if test is None else test[..., 0]
@@ -246,12 +269,29 @@ _BLOCK = 32
 
 @jax.jit
 def _tridiagonalise(k, r, diag_reg):
-    """``sytrd`` of the regularised kernel; returns its diagonal and off-diagonal, ``Q^T r`` and
-    the reflectors in the blocked form :func:`_apply_reflectors` uses."""
+    """``sytrd`` of the regularised kernel; returns its diagonal and off-diagonal, ``Q^T r``
+    (``r`` of shape ``(n, c)``) and the reflectors in the blocked form
+    :func:`_apply_reflectors` uses."""
     a, d, e, taus = jax.lax.linalg.tridiagonal(_regularise(k, diag_reg), lower=True)
     refl = _reflector_blocks(a, taus)
-    r2 = r.reshape(r.shape[0], -1)
-    return d, e, _apply_reflectors(refl, r2, transpose=True).reshape(r.shape), refl
+    return d, e, _apply_reflectors(refl, r, transpose=True), refl
+
+
+@jax.jit
+def _eigh(k, diag_reg):
+    """One full ``eigh`` of the regularised kernel (input checked symmetric: no symmetrising
+    pass); the fallback of :func:`_gd_mse_finite_time` and the basis of the covariances."""
+    return jnp.linalg.eigh(_regularise(k, diag_reg), symmetrize_input=False)
+
+
+def _apply_q(q, x, *, transpose):
+    """``Q^T x`` or ``Q x`` for ``Q`` given as blocked reflectors (a tuple) or a dense matrix."""
+    if isinstance(q, tuple):
+        return _apply_reflectors(q, x, transpose=transpose)
+    return q.T @ x if transpose else q @ x
+
+
+_apply_q_jit = jax.jit(_apply_q, static_argnames="transpose")
 
 
 def _reflector_blocks(a, taus, block=_BLOCK):
@@ -293,11 +333,11 @@ def _apply_reflectors(refl, x, *, transpose):
 
 
 @jax.jit
-def _gd_mse_back(refl, w, y, kt, g0):
+def _gd_mse_back(q, w, y, kt, g0):
     """Train (and test) outputs from ``w = Z g(Lambda) Z^T Q^T r`` (``(F, *T, n, c)``)."""
     shape = w.shape
     x = jnp.moveaxis(w, -2, 0).reshape(shape[-2], -1)              # (n, F * T * c)
-    x = jnp.moveaxis(_apply_reflectors(refl, x, transpose=False).reshape(
+    x = jnp.moveaxis(_apply_q(q, x, transpose=False).reshape(
         (shape[-2],) + shape[:-2] + shape[-1:]), 0, -2)             # (F, *T, n, c)
     train = y.reshape(y.shape[0], -1) + x[0]
     test = None if kt is None else g0 - jnp.einsum("mn,...nc->...mc", kt, x[1])
@@ -316,33 +356,6 @@ def _tridiagonal_eigenpairs(d, e):
     if info != 0 or not (np.all(np.isfinite(lam)) and np.all(np.isfinite(z))):
         return None
     return lam, z
-
-
-@jax.jit
-def _gd_mse_flow(k, y, kt, ts, f0, g0, eta, diag_reg):
-    """The finite-time part of :func:`gradient_descent_mse` from one full ``eigh`` (the
-    fallback where ``stevd`` fails), as one compiled program.
-
-    One ``eigh`` of the regularised kernel (its input was checked symmetric, so the
-    symmetrising pass is skipped), then train and test outputs at every time. Returns the
-    outputs and the smallest / largest-modulus eigenvalue for the positive-semidefinite check.
-    """
-    lam, v = jnp.linalg.eigh(_regularise(k, diag_reg), symmetrize_input=False)
-    lam_lo, lam_hi = jnp.min(lam), jnp.max(jnp.abs(lam))
-    lam = jnp.maximum(lam, 0.0)
-    tau = eta * ts[..., None] / y.size                          # (*T, 1)
-    decay, gain = _flow_factors(lam, tau, jnp)                  # (*T, n)
-    r0 = v.T @ jnp.broadcast_to(f0 - y, y.shape)                # residual in the eigenbasis
-    r0 = r0 if r0.ndim == 2 else r0[:, None]
-    train = y.reshape(y.shape[0], -1) + jnp.einsum("in,...n,nc->...ic", v, decay, r0)
-    test = None
-    if kt is not None:
-        # K_* (V (gain r0)): n^2 T c + m n T c flops, not the m n^2 of forming K_* V first
-        test = g0 - jnp.einsum("mn,...nc->...mc", kt, jnp.einsum("in,...n,nc->...ic", v, gain, r0))
-    if y.ndim == 1:
-        train = train[..., 0]
-        test = None if test is None else test[..., 0]
-    return train, test, lam_lo, lam_hi
 
 
 def kernel_ridge(k_train_train: Float[Array, "n n"], y_train: Float[Array, "n c"],
@@ -417,7 +430,8 @@ def gp_inference(k_train_train, y_train, k_test_train, k_test_test=None, *,
     if k_test_test is None:
         return Posterior(mean, None)
     tt_nngp, tt_ntk = _nngp_ntk("k_test_test", k_test_test)
-    k_tt = _arr("k_test_test", tt_ntk if get == "ntkgp" else tt_nngp, 2)
+    k_tt = _check_test_test(_arr("k_test_test", tt_ntk if get == "ntkgp" else tt_nngp, 2),
+                            k_td.shape[0])
     if get in ("nngp", "ntkgp"):
         cov = k_tt - k_td @ jsl.cho_solve(cho, k_td.T)
     else:
@@ -456,7 +470,8 @@ def gradient_descent_mse_ensemble(k_train_train, y_train, k_test_train, k_test_t
       get: ``"nngp"`` or ``"ntk"``. learning_rate: ``> 0``. diag_reg: relative, ``>= 0``.
     """
     check_choice("get", get, ("nngp", "ntk"))
-    eta = check_scalar("learning_rate", learning_rate, lo=0.0, lo_open=True)
+    eta = check_scalar("learning_rate", learning_rate, lo=0.0, lo_open=True, hi=math.inf,
+                       hi_open=True)
     diag_reg = check_scalar("diag_reg", diag_reg, lo=0.0)
     ts = _times(t)
     if ts is None:
@@ -475,7 +490,7 @@ def gradient_descent_mse_ensemble(k_train_train, y_train, k_test_train, k_test_t
         zero = jnp.zeros((), y.dtype)
         return Posterior(_gd_mse_finite_time(th_dd, y, th_td, ts, zero, zero, eta,
                                              diag_reg).test, None)
-    lam, v = jnp.linalg.eigh(_regularise(th_dd, diag_reg))
+    lam, v = _eigh(th_dd, diag_reg)
     _nonnegative_spectrum("k_train_train", lam)
     lam = jnp.maximum(lam, 0.0)
     tau = eta * ts[..., None] / y.size
@@ -483,7 +498,7 @@ def gradient_descent_mse_ensemble(k_train_train, y_train, k_test_train, k_test_t
     b = jnp.einsum("mn,...n->...mn", th_td @ v, gain)          # Theta_* V diag(gain)
     mean = b @ (v.T @ y)
     tt_nngp, _ = _nngp_ntk("k_test_test", k_test_test)
-    k_tt = _arr("k_test_test", tt_nngp, 2)
+    k_tt = _check_test_test(_arr("k_test_test", tt_nngp, 2), th_td.shape[0])
     k_dd = _arr("k_train_train.nngp", nngp_dd, 2)
     k_td = _check_test_train(nngp_td, n)
     if get == "nngp":

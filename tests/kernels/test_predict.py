@@ -121,12 +121,23 @@ def _psd(n, lam, seed):
 
 
 def _eigh_path(k, y, kt, ts, f0=0.0, g0=0.0, eta=1.0, diag_reg=0.0):
-    """The previous implementation (one eigh, all in one compiled program)."""
-    jnp = jax.numpy
-    train, test, _, _ = _predict._gd_mse_flow(
-        jnp.asarray(k), jnp.asarray(y), None if kt is None else jnp.asarray(kt),
-        jnp.asarray(ts, float), jnp.asarray(f0, float), jnp.asarray(g0, float), eta, diag_reg)
-    return train, test
+    """Reference in NumPy from one full eigh (LAPACK syevd) of the regularised kernel:
+    train ``Y + V e^{-tau L} V^T (f0 - Y)``, test ``g0 - K_* V (1 - e^{-tau L}) / L V^T (f0 - Y)``
+    with ``tau = eta t / |Y|``, outputs shaped as :func:`gradient_descent_mse`'s."""
+    n = k.shape[0]
+    lam, v = np.linalg.eigh(k + diag_reg * np.trace(k) / n * np.eye(n))
+    lam = np.maximum(lam, 0.0)
+    r = v.T @ np.broadcast_to(f0 - y, y.shape).reshape(n, -1)
+    train, test = [], []
+    for t in np.atleast_1d(ts):
+        tau = eta * t / y.size
+        gain = np.where(lam > 0, -np.expm1(-lam * tau) / np.where(lam > 0, lam, 1.0), tau)
+        train.append(y.reshape(n, -1) + v @ (np.exp(-lam * tau)[:, None] * r))
+        test.append(g0 - kt @ (v @ (gain[:, None] * r)))
+    train, test = np.stack(train), np.stack(test)
+    if y.ndim == 1:
+        train, test = train[..., 0], test[..., 0]
+    return (train, test) if np.ndim(ts) else (train[0], test[0])
 
 
 SPECTRA = {
@@ -153,10 +164,10 @@ def test_tridiagonal_path_matches_full_eigh(spectrum):
             got = K.gradient_descent_mse(k, y, kt, t=ts, fx_train_0=f0, fx_test_0=g0,
                                          learning_rate=0.7, diag_reg=diag_reg)
             ref = _eigh_path(k, y, kt, ts, f0, g0, 0.7, diag_reg)
-            # Both paths reduce K to the same tridiagonal T (sytrd) and solve it with the same
-            # divide and conquer (stedc); they differ only in the order in which the orthogonal
-            # factors Q, Z are applied, so they agree to a small multiple of n eps = 2.7e-14
-            # of each output's scale (1e-12 = 40 n eps), at every time, for every spectrum.
+            # Both reduce K to a tridiagonal T (sytrd) and solve it by divide and conquer
+            # (stedc); they differ in the order in which the orthogonal factors are applied
+            # (and in blocking), so they agree to a small multiple of n eps = 2.7e-14 of each
+            # output's scale (1e-12 = 40 n eps), at every time, for every spectrum.
             for a, b in zip(got.train, ref[0], strict=True):
                 np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.max(np.abs(b)))
             for a, b in zip(got.test, ref[1], strict=True):
@@ -191,14 +202,14 @@ def test_reflectors_reproduce_the_tridiagonal_reduction():
     n = 75
     with jax.enable_x64(True):
         k = _psd(n, np.logspace(0, -6, n), 2)
-        d, e, qr, refl = _predict._tridiagonalise(k, np.ones(n), 0.0)
+        d, e, qr, refl = _predict._tridiagonalise(k, np.ones((n, 1)), 0.0)
         q = np.asarray(_predict._apply_reflectors(refl, np.eye(n), transpose=False))
         qt = np.asarray(_predict._apply_reflectors(refl, np.eye(n), transpose=True))
     assert_allclose(qt, q.T, rtol=0, atol=1e-14)
     assert_allclose(q.T @ q, np.eye(n), rtol=0, atol=1e-14)
     tri = np.diag(d) + np.diag(e, 1) + np.diag(e, -1)
     assert_allclose(q.T @ k @ q, tri, rtol=0, atol=1e-14)
-    assert_allclose(qr, q.T @ np.ones(n), rtol=0, atol=1e-13)
+    assert_allclose(qr, q.T @ np.ones((n, 1)), rtol=0, atol=1e-13)
 
 
 def test_failed_tridiagonal_eigensolver_falls_back_to_full_eigh(monkeypatch, kernels64):
