@@ -34,13 +34,15 @@ T, P, S, L, it = (int(a) for a in sys.argv[1:6])
 rng = np.random.default_rng(0)
 X = rng.normal(size=(P, 10)); y = np.sign(rng.normal(size=P))
 t = np.linspace(5.0 / T, 5.0, T)
-n_chunks = max(8, math.ceil(S / 512)); chunk = S // n_chunks
+Sg = S // 2  # samples of each of the n_groups = 2 solves whose mean dmft returns
+n_chunks = min(Sg, max(2, math.ceil(Sg / 512))); chunk = Sg // n_chunks
 with jax.enable_x64(True):  # compile time alone (same static arguments as the call below)
     tg = jnp.asarray(np.concatenate([[0.0], t])); Xa = jnp.asarray(X)
     t0 = time.perf_counter()
     dmft_core.lower(Xa @ Xa.T / 10, jnp.asarray(y), tg, 1.0, 0.5, 1e-5, jax.random.key(0),
                     depth=L, n_train=P, max_iter=it, activation="tanh", n_chunks=n_chunks,
-                    chunk=chunk, lazy=False).compile()
+                    chunk=chunk, lazy=True, euler=True,  # error="ntk" (tanh, depth 2)
+                    whiten=n_chunks * chunk > 2 * (T + 1) * P).compile()
     compile_s = time.perf_counter() - t0
 kw = dict(key=jax.random.key(0), depth=L, activation="tanh", n_samples=S, tol=1e-5,
           max_iter=it, throw=False, dynamics="gd", lr=5.0 / T, n_groups=2)
