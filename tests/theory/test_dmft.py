@@ -388,22 +388,43 @@ def test_deep_network_matches_width_4096_networks_on_the_gd_grid(gamma0, activat
     assert np.max(z) < 3.0, z
 
 
+def _variance_ratio(values, ses, n_groups):
+    """Scatter over keys against the reported error for one quantity, ``values, ses (keys,
+    entries)``: (summed variance over keys) / (summed mean reported SE^2), and the central
+    99.8% band of that ratio for a calibrated SE. The entries are strongly correlated (the
+    kernel moves smoothly in time), so the band uses the effective number of independent
+    entries m = tr(C)^2 / tr(C^2) of their correlation matrix C: the ratio is then about
+    F(m (keys - 1), m keys (n_groups - 1))."""
+    from scipy.stats import f
+
+    k = values.shape[0]
+    ratio = values.var(0, ddof=1).sum() / (ses**2).mean(0).sum()
+    C = np.corrcoef(values.T)
+    m = max(1.0, np.trace(C) ** 2 / np.sum(C * C))
+    dof = (m * (k - 1), m * k * (n_groups - 1))
+    return ratio, (f.ppf(0.001, *dof), f.ppf(0.999, *dof))
+
+
 @pytest.mark.slow
 def test_monte_carlo_error_matches_scatter_over_keys():
-    """tanh, depth 2: the reported standard errors (standard deviation over n_groups
-    independent fixed-point solves / sqrt(n_groups)) against the actual scatter of the result
-    over 8 keys. With 8 keys the sample standard deviation has ~25% relative error: the median
-    ratio over entries must lie in [0.5, 2] (the old chunk formula was off by 2x)."""
+    """tanh, depth 2, 16 keys: the reported standard errors (std over the n_groups solves whose
+    mean is returned, / sqrt(n_groups)) against the scatter of the result over keys, as a
+    ratio of variances summed over entries, inside its 99.8% band for a calibrated error.
+    Measured (2026-12-06, 418 s under load): NTK 1.03 in [0.44, 2.03], loss 0.54 in
+    [0.21, 3.23] (the entries are nearly collinear: ~3 effective of 42). Power: with 16 keys
+    this rejects a scatter above ~1.4x (NTK) / ~1.8x (loss) the reported error, not 1.3x;
+    resolving 1.3x needs ~4x more keys."""
     X, y = _data(P=3, D=10)
-    t = 0.1 * np.arange(1, 11)
+    t = 0.1 * np.arange(1, 7)
     rs = [dmft(X, y, t, 1.0, key=jax.random.key(k), depth=2, activation="tanh",
-               n_samples=1024, n_groups=4, dynamics="gd", lr=0.1) for k in range(8)]
-    loss = np.stack([r.train_loss for r in rs])
-    ratio = loss.std(0, ddof=1)[1:] / np.mean([r.train_loss_se for r in rs], 0)[1:]
-    assert 0.5 < np.median(ratio) < 2.0, ratio
-    ntk = np.stack([r.ntk for r in rs])
-    ratio = ntk.std(0, ddof=1)[1:] / np.mean([r.ntk_se for r in rs], 0)[1:]
-    assert 0.5 < np.median(ratio) < 2.0, np.median(ratio)
+               n_samples=512, n_groups=4, dynamics="gd", lr=0.1) for k in range(16)]
+    assert all(r.converged for r in rs)
+    ntk = np.stack([r.ntk[1:][:, *np.triu_indices(3)] for r in rs]).reshape(16, -1)
+    se = np.stack([r.ntk_se[1:][:, *np.triu_indices(3)] for r in rs]).reshape(16, -1)
+    for vals, ses in ((ntk, se), (np.stack([r.train_loss[1:] for r in rs]),
+                                  np.stack([r.train_loss_se[1:] for r in rs]))):
+        ratio, (lo, hi) = _variance_ratio(vals, ses, 4)
+        assert lo < ratio < hi, (ratio, lo, hi)
 
 
 def test_gd_past_the_stability_edge_is_flagged():
