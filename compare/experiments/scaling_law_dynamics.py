@@ -157,9 +157,8 @@ class ScalingLawDynamics(Sweep):
                          f"pred. $C^{{-{a['predicted_compute_loss']:.3f}}}$"))
         ax_c.set(xlabel="compute $C = N t$", ylabel="test loss", title="compute-optimal frontier")
         legend(ax_c)
-        st = compare(ds, "loss").stats
         N_line = ds["N_line"].values
-        end = type(st)(*(getattr(st, f)[:, j, -1] for f in ("mean", "sem", "lo", "hi")), st.n)
+        end = compare(ds, "loss").stats.map(lambda a: a[:, j, -1])
         theory_vs_sim(ax_n, N_line, ds["theory_vs_N"].values[:, j, 0], ds["N"].values, end,
                       label=f"t={cfg.t_max:g}")
         keep = N_line <= cfg.M / 2  # t = inf: the loss vanishes for N >= M at P = inf
