@@ -93,11 +93,15 @@ def quadrature_error(dual_at, order: int, values):
     return err
 
 
-def conclude(kernel: Kernel, *, throw: bool, solver: str, hint: str = "") -> Kernel:
+def conclude(kernel: Kernel, *, throw: bool, solver: str, hint: str = "",
+             finite: tuple[bool, bool] | None = None) -> Kernel:
     """The solver contract for kernels without a host copy of the arrays: non-finite entries
-    mark the kernel not converged; ``throw=True`` then raises :class:`ConvergenceError`."""
-    bad = [n for n in ("nngp", "ntk") if getattr(kernel, n) is not None
-           and not bool(jnp.all(jnp.isfinite(getattr(kernel, n))))]
+    mark the kernel not converged; ``throw=True`` then raises :class:`ConvergenceError`.
+    ``finite``: whether (nngp, ntk) are finite, when the caller reduced that already."""
+    if finite is None:
+        finite = tuple(getattr(kernel, n) is None or bool(jnp.all(jnp.isfinite(
+            getattr(kernel, n)))) for n in ("nngp", "ntk"))
+    bad = [n for n, ok in zip(("nngp", "ntk"), finite, strict=True) if not ok]
     if bad:
         kernel = dataclasses.replace(kernel, converged=False)
     if throw and not kernel.converged:

@@ -66,9 +66,8 @@ def population(kernel: str, n_pop: int, seed: int):
     idx = np.sort(np.random.default_rng(seed).choice(N_DIGITS, n_pop, replace=False))
     x, y = (X[idx] - X[idx].mean()) / X[idx].std(), Y[idx] - Y[idx].mean(axis=0)
     with jax.enable_x64(True):
-        if kernel == "myrtle":
-            rows = max(b for b in range(1, 65) if n_pop % b == 0)     # blocks of <= 64 rows
-            gram = K.batch(myrtle5()[2], rows)(x.reshape(-1, 8, 8, 1), get="ntk")
+        if kernel == "myrtle":       # tiled over example pairs by kernel_fn itself
+            gram = myrtle5()[2](x.reshape(-1, 8, 8, 1), get="ntk")
         else:
             gram = K.mlp_kernel(3, "relu", 2**0.5, 0.0)(x, get="ntk").ntk
     gram = np.asarray(gram, np.float64)

@@ -15,6 +15,10 @@ Kernel state for inputs of shape ``(N, *S, C)`` (channel last):
   covariances are ever needed (pooling, attention: yes; ``Flatten``, convolutions feeding it,
   elementwise layers: no).
 
+``kernel_fn(x)`` (``x2=None``) with more examples than one tile holds (:func:`tile_rows`)
+is assembled from tiles of example pairs (:func:`tiled_symmetric`): the tiles on and above the
+diagonal only, so the temporaries are one tile's and not the whole batch's.
+
 Every map follows Novak et al. 2019 (arXiv 1810.05148) and neural-tangents 0.6.5
 (Novak et al. 2020, arXiv 1912.02803); the Dense/activation steps are the ones of
 :func:`theorysim.kernels.mlp_kernel` (``_recursion.dense_nngp``/``dense_ntk`` and
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import math
 
 import jax
@@ -283,10 +288,13 @@ class KernelFn:
         n2 = a1.shape[0] if x2 is None else a2.shape[0]
         sp = prod(a1.shape[1:-1]) ** (2 if full else 1)
         check_output_size(a1.shape[0] * n2 * sp, 1 + want_ntk, max_gb)
-        fn = self._compiled(full, want_ntk, x2 is None)
-        j1 = jnp.asarray(a1, dtype)
-        j2 = None if x2 is None else jnp.asarray(a2, dtype)
-        out = fn(j1, j2)
+        rows = tile_rows(a1.shape, full, jnp.dtype(dtype).itemsize)
+        j1 = _device(x1, a1, dtype)
+        if x2 is None and a1.shape[0] > rows:
+            out = self._compiled_tiled(full, want_ntk, rows)(j1)
+        else:
+            fn = self._compiled(full, want_ntk, x2 is None)
+            out = fn(j1, None if x2 is None else _device(x2, a2, dtype))
         return _format(_contract(out, tol, throw), get, names)
 
     def _compiled(self, full, want_ntk, symmetric):
@@ -301,6 +309,117 @@ class KernelFn:
             self._cache[key] = jax.jit(run)
         return self._cache[key]
 
+    def _compiled_tiled(self, full, want_ntk, rows):
+        key = ("tiled", full, want_ntk, rows)
+        if key not in self._cache:
+            layer = self.layer
+
+            def tile(xa, xb):
+                return layer.kernel(input_state(xa, xb, full, want_ntk))
+
+            def run(x1):
+                return tiled_symmetric(tile, x1, rows, want_ntk)
+
+            self._cache[key] = jax.jit(run)
+        return self._cache[key]
+
+
+#: entries of one tile's kernel (example pairs x spatial entries) in :func:`tiled_symmetric`:
+#: 2**22 (32 MiB in float64) keeps a tile's temporaries in the last-level cache.
+TILE_ELEMENTS = 1 << 22
+
+
+def tile_rows(shape, full: bool, itemsize: int = 8, budget: int | None = None) -> int:
+    """Examples per tile side for inputs of ``shape`` (``N, *S, C``): ``sqrt(budget / s)``
+    with ``s`` the spatial entries of one example pair (``prod(S)**2`` in the full layout),
+    at least 4 (``itemsize`` scales the budget to the same bytes as float64)."""
+    sp = prod(shape[1:-1]) ** (2 if full else 1)
+    budget = TILE_ELEMENTS if budget is None else budget
+    return max(4, math.isqrt(budget * 8 // itemsize // max(sp, 1)))
+
+
+def _swap_tile(z, st_full: bool, nsp: int):
+    """``K(x_b, x_a)`` from a tile ``K(x_a, x_b)`` (``(t1, t2, *sp)``): swap the example
+    axes and, in the full layout, the two positions of every spatial pair."""
+    perm = [1, 0]
+    for i in range(nsp):
+        a = 2 + (2 * i if st_full else i)
+        perm += [a + 1, a] if st_full else [a]
+    return jnp.transpose(z, perm)
+
+
+def tiled_symmetric(tile, x, rows: int, want_ntk: bool):
+    r"""``K(X, X)`` of a per-pair kernel map in square tiles of ``rows`` examples.
+
+    Every entry :math:`K(x_i, x_j)` depends only on :math:`x_i, x_j` (no layer mixes examples
+    besides the same-example entries, which the diagonal tiles keep exact), so the matrix is
+    assembled from tiles: the diagonal tiles by the symmetric map ``tile(x_a, None)`` (exact
+    zero angles on the diagonal), the tiles above it by the cross map ``tile(x_a, x_b)``, each
+    written twice (as is and transposed). About half the work of the whole-batch call for
+    many tiles, and the temporaries are one tile's, not the whole batch's (issue 10: a
+    Myrtle-5 CNTK carries ``(N, N, H, H, W, W)`` covariances). ``X`` is padded to a multiple of
+    ``rows`` by repeating its first example (finite, discarded). Output as :func:`_collect`.
+    """
+    n = x.shape[0]
+    nb = -(-n // rows)
+    pad = nb * rows - n
+    if pad:
+        x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad,) + x.shape[1:])])
+    xb = x.reshape((nb, rows) + x.shape[1:])
+    first = tile(xb[0], None)           # peeled: its (static) structure sizes the outputs
+    if isinstance(first, list):
+        raise ValueError("a network ending in several branches has no single kernel: end it "
+                         "with a FanIn layer")
+    st_full, nsp = first.full, len(first.spatial)
+    sp = first.nngp.shape[2:]
+    dtype = first.nngp.dtype
+    n_out = 2 if want_ntk else 1
+
+    def parts(st):
+        ntk = st.ntk if st.ntk is not None else jnp.zeros_like(st.nngp)
+        return (st.nngp, ntk)[:n_out], jnp.asarray(st.quad_err, dtype)
+
+    def put(outs, vals, i, j, both):
+        i, j = jnp.int32(i), jnp.int32(j)
+        zero = (jnp.int32(0),) * vals[0].ndim
+        new = []
+        for out, v in zip(outs, vals, strict=True):
+            out = jax.lax.dynamic_update_slice(out, v[None, None], (i, j) + zero)
+            if both:
+                out = jax.lax.dynamic_update_slice(out, _swap_tile(v, st_full, nsp)[None, None],
+                                                   (j, i) + zero)
+            new.append(out)
+        return tuple(new)
+
+    def diag_body(i, carry):
+        outs, err = carry
+        vals, e = parts(tile(xb[i], None))
+        return put(outs, vals, i, i, False), jnp.maximum(err, e)
+
+    pairs = np.array([(i, j) for i in range(nb) for j in range(i + 1, nb)], np.int32)
+    table = jnp.asarray(pairs.reshape(-1, 2))
+
+    def cross_body(k, carry):
+        outs, err = carry
+        i, j = table[k, 0], table[k, 1]
+        vals, e = parts(tile(xb[i], xb[j]))
+        return put(outs, vals, i, j, True), jnp.maximum(err, e)
+
+    outs = tuple(jnp.zeros((nb, nb, rows, rows) + sp, dtype) for _ in range(n_out))
+    vals, err = parts(first)
+    carry = jax.lax.fori_loop(1, nb, diag_body, (put(outs, vals, 0, 0, False), err))
+    outs, err = jax.lax.fori_loop(0, len(pairs), cross_body, carry)
+
+    def assemble(o):
+        o = jnp.moveaxis(o, 2, 1).reshape((nb * rows, nb * rows) + sp)
+        return o[:n, :n]
+
+    nngp = assemble(outs[0])
+    ntk = assemble(outs[1]) if want_ntk else None
+    cov = jnp.moveaxis(jnp.diagonal(nngp, axis1=0, axis2=1), -1, 0)
+    return _finish({"nngp": nngp, "ntk": ntk, "cov1": cov, "cov2": cov, "quad_err": err,
+                    "quad_nodes": first.quad_nodes})
+
 
 def _collect(st):
     if isinstance(st, list):
@@ -310,18 +429,28 @@ def _collect(st):
         ntk = jnp.zeros_like(st.nngp)
     cov1 = batch_cov(st, 1)
     cov2 = cov1 if st.symmetric else st.cov2
-    return {"nngp": st.nngp, "ntk": ntk if st.want_ntk else None, "cov1": cov1, "cov2": cov2,
-            "quad_err": jnp.asarray(st.quad_err), "quad_nodes": st.quad_nodes}
+    return _finish({"nngp": st.nngp, "ntk": ntk if st.want_ntk else None, "cov1": cov1,
+                    "cov2": cov2, "quad_err": jnp.asarray(st.quad_err),
+                    "quad_nodes": st.quad_nodes})
+
+
+def _finish(out):
+    """Add ``finite``: whether nngp and ntk are finite, reduced in the same program (the
+    contract's check without extra dispatches after the call)."""
+    flags = [jnp.all(jnp.isfinite(out[n])) if out[n] is not None else jnp.asarray(True)
+             for n in ("nngp", "ntk")]
+    return dict(out, finite=jnp.stack(flags))
 
 
 def _contract(out, tol, throw):
     """Quadrature error estimate vs ``tol`` and finiteness (theorysim.contract), per output."""
     if isinstance(out, list):
         return [_contract(o, tol, throw) for o in out]
-    res = float(out["quad_err"])
+    res, nodes, finite = jax.device_get((out["quad_err"], out["quad_nodes"], out["finite"]))
+    res = float(res)
     k = Kernel(out["nngp"], out["ntk"], converged=bool(res <= tol), residual=res,
-               iterations=int(out["quad_nodes"]))
-    k = conclude(k, throw=throw, solver="stax kernel_fn",
+               iterations=int(nodes))
+    k = conclude(k, throw=throw, solver="stax kernel_fn", finite=tuple(bool(f) for f in finite),
                  hint="raise ElementwiseNumerical's deg / Elementwise's order, or give nngp_fn")
     return dict(out, kernel=k)
 
@@ -333,7 +462,20 @@ def _format(out, get, names):
         return out["kernel"]
     if isinstance(get, str):
         return out[get]
-    return collections.namedtuple("Kernel", names)(*(out[n] for n in names))
+    return _namedtuple(names)(*(out[n] for n in names))
+
+
+@functools.cache
+def _namedtuple(names):
+    return collections.namedtuple("Kernel", names)
+
+
+def _device(x, checked, dtype):
+    """The checked input on the device in ``dtype`` (a device array already in that dtype is
+    used as it is: no host round trip)."""
+    if isinstance(x, jax.Array) and x.dtype == dtype:
+        return x
+    return jnp.asarray(checked, dtype)
 
 
 def _check_input(name, x):
