@@ -57,6 +57,21 @@ def as_real_array(name: str, value) -> np.ndarray:
     return raw
 
 
+def check_magnitude(name: str, arr: np.ndarray, dtype) -> np.ndarray:
+    """Refuse entries of ``arr`` so large that products of two of them (``x x^T``, squares)
+    overflow ``dtype``: ``|x| <= sqrt(finfo(dtype).max) / 1000`` (1.8e16 in float32, 1.3e151
+    in float64); e.g. ``1e200`` cast to float32 is ``inf``. Returns ``arr``."""
+    limit = math.sqrt(float(np.finfo(dtype).max)) / 1e3
+    big = float(np.max(np.abs(arr))) if arr.size else 0.0
+    if big > limit:
+        raise ValueError(f"{name} entries must be at most {limit:.3g} in absolute value in "
+                         f"{np.dtype(dtype).name} (products of two would overflow), got "
+                         f"{big:.3g}: rescale the inputs"
+                         + ("" if np.dtype(dtype).itemsize >= 8 else
+                            " or compute in float64 (jax.enable_x64(True))"))
+    return arr
+
+
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -66,8 +81,12 @@ def check_scalar(name: str, value, *, lo: float = -math.inf, hi: float = math.in
                  lo_open: bool = False, hi_open: bool = False, integer: bool = False) -> float:
     """Check a scalar lies in the interval ``lo .. hi`` (open ends as flagged); return it."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    v = float(value)
+        raise ValueError(f"{name} must be a number, got {_short(value)}")
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond float64 (e.g. 10**400): out of any usable range
+        raise ValueError(f"{name} must be in [{lo}, {hi}] and representable as a float64, "
+                         f"got an integer of {len(str(abs(value)))} digits") from None
     if math.isnan(v):
         raise ValueError(f"{name} must not be NaN")
     if integer and (math.isinf(v) or int(v) != v):
@@ -135,7 +154,7 @@ def check_int_tuple(name: str, values, *, lo: int = 1) -> tuple[int, ...]:
 
 def check_gram_and_targets(k_name: str, K, y_name: str, y) -> tuple[np.ndarray, np.ndarray]:
     """A finite square ``(n, n)`` Gram matrix and finite targets of shape ``(n,)`` or ``(n, c)``."""
-    k = as_finite_array(k_name, K, ndim=2)
+    k = as_finite_array(k_name, K, ndim=2, min_size=1)
     if k.shape[0] != k.shape[1]:
         raise ValueError(f"{k_name} must be square, got shape {k.shape}")
     return k, check_targets(y_name, y, k.shape[0])

@@ -198,10 +198,11 @@ def check_noise(noise) -> float:
 
 
 def check_grid_arg(name: str, value, *, allow_zero: bool) -> np.ndarray:
-    """``P``/``N`` (> 0, ``inf`` allowed) or ``ridge`` (>= 0, finite)."""
+    """``P``/``N`` (> 0, ``inf`` allowed) or ``ridge`` (>= 0, finite): a scalar or a
+    non-empty grid."""
     if allow_zero:
-        return as_finite_array(name, value, nonneg=True)
-    return as_finite_array(name, value, positive=True, allow_inf=True)
+        return as_finite_array(name, value, nonneg=True, min_size=1)
+    return as_finite_array(name, value, positive=True, allow_inf=True, min_size=1)
 
 
 def check_solver_options(tol, max_iter, throw) -> tuple[float, int, bool]:

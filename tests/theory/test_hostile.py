@@ -9,17 +9,24 @@ from __future__ import annotations
 import math
 import time
 
+import jax
 import numpy as np
 import pytest
 
 from theorysim.theory import (
     compute_optimal,
+    dmft,
+    dmft_deep_linear,
+    dmft_two_layer,
+    dmft_two_layer_finite_width,
     fit_power_law,
     power_law_spectrum,
     random_feature_risk,
     ridge_risk,
+    scaling_exponents,
     scaling_law_dynamics,
     scaling_law_dynamics_gd,
+    sliding_ntk,
 )
 
 K = np.arange(1, 101, dtype=np.float64)
@@ -48,6 +55,30 @@ def gd(**kw):
 def frontier(**kw):
     return compute_optimal(**({"eigvals": LAM, "target_power": TP, "C_min": 1e2,
                                "C_max": 1e3} | kw))
+
+
+_R = np.random.default_rng(0)
+XD, YD, TD, KEY = _R.standard_normal((4, 3)), _R.standard_normal(4), [0.5, 1.0], jax.random.key(0)
+
+
+def two(**kw):
+    return dmft_two_layer(**({"X": XD, "y": YD, "t": TD, "gamma0": 1.0, "key": KEY,
+                              "n_samples": 64} | kw))
+
+
+def deep(**kw):
+    return dmft(**({"X": XD, "y": YD, "t": TD, "gamma0": 1.0, "key": KEY, "n_samples": 64}
+                   | kw))
+
+
+def lin(**kw):
+    return dmft_deep_linear(**({"X": XD, "y": YD, "t": TD, "gamma0": 1.0} | kw))
+
+
+def fin(**kw):
+    return dmft_two_layer_finite_width(**({"X": XD, "y": YD, "t": TD, "gamma0": 1.0,
+                                           "key": KEY, "lr": 0.5, "n_samples": 64,
+                                           "n_mean": 256} | kw))
 
 
 CASES = [
@@ -106,6 +137,49 @@ CASES = [
     ("flow modes=True profile of 8 GB",
      lambda: flow(N=np.arange(1.0, 101.0), P=np.arange(1.0, 101.0),
                   t=np.geomspace(1, 10, 1000), modes=True), "modes"),
+    # second probe (session 5): integers beyond float64, numpy scalars / 0-d arrays / complex
+    ("M=10**400 (float overflow)", lambda: power_law_spectrum(10**400, 1.5, 2.0), "M"),
+    ("M 0-d array", lambda: power_law_spectrum(np.array(100), 1.5, 2.0), "M"),
+    ("M=True", lambda: power_law_spectrum(True, 1.5, 2.0), "M"),
+    ("b complex", lambda: power_law_spectrum(100, 1.5 + 0j, 2.0), "b"),
+    ("a np.complex128", lambda: power_law_spectrum(100, 1.5, np.complex128(2.0)), "a"),
+    ("scaling_exponents a=nan", lambda: scaling_exponents(math.nan, 1.5), "a"),
+    ("ridge complex ridge", lambda: ridge(ridge=np.complex128(1e-3)), "ridge"),
+    ("ridge P np.float32 nan", lambda: ridge(P=np.float32("nan")), "P"),
+    # empty arrays, wrong ndim, None
+    ("ridge P empty", lambda: ridge(P=[]), "P"),
+    ("ridge eigvals empty", lambda: ridge(eigvals=[], target_power=[]), "eigvals"),
+    ("ridge eigvals 2-D", lambda: ridge(eigvals=LAM[None], target_power=TP[None]), "eigvals"),
+    ("rf N None", lambda: rf(N=None), "N"),
+    ("rf ensemble=True", lambda: rf(ensemble=True), "ensemble"),
+    ("flow t empty", lambda: flow(t=[]), "t"),
+    ("flow t decreasing", lambda: flow(t=[2.0, 1.0]), "t"),
+    ("flow nodes=10**9", lambda: flow(nodes=10**9), "nodes"),
+    ("gd n_steps=True", lambda: gd(n_steps=True), "n_steps"),
+    ("compute_optimal C_min > C_max", lambda: frontier(C_min=1e3, C_max=1e2), "C_"),
+    ("compute_optimal N_max < N_min", lambda: frontier(N_min=10.0, N_max=5.0), "N_max"),
+    ("fit one point", lambda: fit_power_law([1.0], [1.0]), "x"),
+    ("fit y negative", lambda: fit_power_law([1.0, 2.0, 3.0], [1.0, -1.0, 0.5]), "y"),
+    ("fit sigma zero", lambda: fit_power_law([1.0, 2.0], [1.0, 0.5], sigma=[0.0, 0.0]),
+     "sigma"),
+    # DMFT solvers: refused before any particle is drawn (issue: 6-60 s before saying so)
+    ("dmft_two_layer gamma0=inf", lambda: two(gamma0=math.inf), "gamma0"),
+    ("dmft_two_layer y=1e200", lambda: two(y=np.full(4, 1e200)), "y"),
+    ("dmft_two_layer key=0", lambda: two(key=0), "key"),
+    ("dmft_two_layer X 1-D", lambda: two(X=XD[:, 0]), "X"),
+    ("dmft_two_layer X complex", lambda: two(X=XD + 1j), "X"),
+    ("dmft_two_layer t=1e9 flow", lambda: two(t=[1.0, 1e9]), "t"),
+    ("dmft_two_layer n_samples=10**12", lambda: two(n_samples=10**12), "n_samples"),
+    ("dmft_two_layer gd without lr", lambda: two(dynamics="gd"), "lr"),
+    ("dmft_two_layer X_test columns", lambda: two(X_test=np.ones((2, 5))), "X_test"),
+    ("dmft depth=True", lambda: deep(depth=True), "depth"),
+    ("dmft max_grid exceeded", lambda: deep(t=list(np.arange(1, 3000) * 0.01)), "max_grid"),
+    ("dmft_deep_linear gd 1e9 steps", lambda: lin(dynamics="gd", lr=1e-9, t=[1.0]), "lr"),
+    ("dmft_deep_linear throw=1", lambda: lin(throw=1), "throw"),
+    ("finite_width n_mean=10**12", lambda: fin(n_mean=10**12), "n_mean"),
+    ("finite_width centered='no'", lambda: fin(centered="no"), "centered"),
+    ("sliding_ntk pre/readout mismatch",
+     lambda: sliding_ntk(np.ones((5, 4)), np.ones(3), np.ones(4), XD, 1.0, step=0.01), "pre"),
 ]
 
 
@@ -120,6 +194,7 @@ def test_hostile_input_is_a_value_error_naming_the_argument(case, call, name):
 
 
 def test_cases_cover_every_solver():
-    assert len(CASES) >= 15
+    assert len(CASES) >= 80
     names = {c[0].split()[0] for c in CASES}
-    assert {"ridge", "rf", "flow", "gd", "compute_optimal", "M=inf", "fit"} <= names
+    assert {"ridge", "rf", "flow", "gd", "compute_optimal", "M=inf", "fit", "dmft",
+            "dmft_two_layer", "dmft_deep_linear", "finite_width", "sliding_ntk"} <= names
