@@ -1,17 +1,14 @@
 """``coord-check``: activation sizes vs width over the first Adam steps, SP vs muP.
 
-The coordinate check of Yang et al. (arXiv 2203.03466, Fig. 5; abc table: arXiv 2011.14522).
-After a few steps of Adam at a fixed learning rate, the RMS of every hidden preactivation
-:math:`h^l` and of the output grows with width under the standard parameterisation (the
-update of a hidden layer scales like :math:`\\eta N`) and stays flat under muP. The "theory"
-is the asymptotic width exponent of each coordinate after the first step: 0 for muP in every
-layer; for SP 0 in the first layer (fixed input dimension) and 1 in deeper layers and the
-output. The report fits the exponent at the last step over the widths.
-
-``--set model=cnn`` (synthetic images) and ``model=transformer`` (in-context regression; width
-through heads or d_head: ``--set vary=heads|d_head``) fit the RMS of the update h_T - h_0 of
-every layer, attention logits included (``sims.activation_updates``: muP's O(N^-1/2) init
-parts would hide O(1) updates). SP logits move like N d_head^(1/2): exponent 1 or 1.5.
+The coordinate check of Yang et al. (arXiv 2203.03466, Fig. 5; abc table: arXiv 2011.14522):
+after a few Adam steps at a fixed rate every coordinate stays flat in width under muP and grows
+under SP (a hidden update is :math:`\\eta N`). The "theory" is each coordinate's asymptotic
+width exponent: muP 0; SP 0 in the first layer, 1 deeper. The report fits the last step.
+``--set model=cnn`` (synthetic images) and ``model=transformer`` (in-context regression, W^Q = 0
+at init; width via ``vary=heads|d_head``) fit the update h_T - h_0 of every layer, logits
+included (``sims.activation_updates``). Their SP predictions under Adam (logits
+:math:`N d_{\\rm head}^{1/2}`; output :math:`N^{3/2}` (cnn), :math:`N` behind a saturated
+pre-LN readout) and why W^Q starts at 0 are derived in ``sims/_transformer.py``.
 """
 
 from __future__ import annotations
@@ -57,15 +54,14 @@ class CoordCheckConfig(ExperimentConfig):
     def check(self):
         name, per = ("d_head", self.d_head) if self.vary == "heads" else ("heads", self.heads)
         if self.model == "transformer" and any(n % per for n in self.widths):
-            raise ValueError(f"widths must be multiples of {name} = {per} (width = heads x "
-                             f"d_head), got {self.widths}")
+            raise ValueError(f"widths must be multiples of {name} = {per}, got {self.widths}")
 
     def network(self, width: int, parameterization: str):
         """The task and the model config at one width."""
         task = {"mlp": TanhTeacher(self.D, 32, self.seed), "cnn": SyntheticImages(seed=self.seed),
                 "transformer": InContextRegression(D=3, n_context=3)}[self.model]
         kw = {"heads": width // self.d_head if self.vary == "heads" else self.heads,
-              "mlp_ratio": 1} if self.model == "transformer" else {}
+              "mlp_ratio": 1, "zero_query": True} if self.model == "transformer" else {}
         return task, model_for(self.model, task, width, self.depth, parameterization, **kw)
 
     def expected(self) -> dict[str, float]:
@@ -73,8 +69,8 @@ class CoordCheckConfig(ExperimentConfig):
         _, model = self.network(self.widths[0], "sp")
         names = (model.layer_names() if self.model != "mlp" else
                  tuple(f"h{i}" for i in range(1, self.depth + 1)))
-        logit = 1.5 if self.vary == "d_head" else 1.0
-        return {n: 0.0 if i == 0 else logit if "logits" in n else 1.0
+        logit, out = 1.5 if self.vary == "d_head" else 1.0, 1.5 if self.model == "cnn" else 1.0
+        return {n: 0.0 if i == 0 else logit if "logits" in n else out if n == "output" else 1.0
                 for i, n in enumerate((*names, "output"))}
 
 
@@ -140,11 +136,10 @@ class CoordCheck(Experiment):
                       "expected": float(ds["expected_exponent"].sel(param=p, layer=layer)),
                       "fitted": float(fits[p][i])}
                      for p in PARAMS for i, layer in enumerate(ds["layer"].values))
+        via = f", width via {cfg.vary}" if cfg.model == "transformer" else ""
         return agreement_report(
             ds, title=f"coord check ({cfg.model}): Adam lr={cfg.lr}, {cfg.steps} steps, depth "
-                      f"{cfg.depth}" + (f", width via {cfg.vary}" if cfg.model == "transformer"
-                                        else ""),
-            table=rows,
+                      f"{cfg.depth}{via}", table=rows,
             metrics={"max |muP exponent|": float(np.max(np.abs(fits["mup"]))),
                      "min SP exponent (layers >= 2)": float(np.min(fits["sp"][grows]))},
             notes=("exponent of RMS(h^l) at the last step vs width; last layer = output f",),
@@ -168,10 +163,9 @@ class CoordCheck(Experiment):
             reference_power_law(ax, widths, 1.0 if p == "sp" else 0.0, (widths[-1], top),
                                 label="$N^1$ (SP prediction)" if p == "sp" else
                                 "$N^0$ (muP prediction)")
-            ax.set(yscale="log", xlabel="width $N$")
-            ax.set_title({"sp": "SP", "mup": "muP"}[p] + f": Adam steps 1..{cfg.steps} "
-                         "(darker = later)", fontsize=8)
             ax.set_xscale("log", base=2)
+            ax.set(yscale="log", xlabel="width $N$", title={"sp": "SP", "mup": "muP"}[p]
+                   + f": Adam steps 1..{cfg.steps} (darker = later)")
             legend(ax)
         axes[0, 0].set_ylabel("RMS of coordinate")
         return fig

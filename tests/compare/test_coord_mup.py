@@ -36,17 +36,37 @@ def test_mup_transfer_optimum_stays_under_mup_and_moves_under_sp(tmp_path):
     res = _run("mup-transfer", tmp_path, {"widths": "64,256", "n_lr": "7", "steps": "100",
                                           "seeds": "2", "n_test": "256"})
     m = res.report.metrics
-    assert m["muP optimum range (log2)"] <= 1.0, m
-    assert m["SP optimum slope per doubling"] < m["muP optimum slope per doubling"] - 0.25, m
+    assert m["mup optimum range (log2)"] <= 1.0, m
+    assert m["sp optimum slope per doubling"] < m["mup optimum slope per doubling"] - 0.25, m
     assert res.report.passed is True
     ds = res.dataset
     assert np.isfinite(ds["final_loss"].sel(param="mup")).all()
+
+
+def test_mup_transfer_points_and_grids():
+    """The transformer variant sweeps width (SP and muP) and, at the first width, muP over depth;
+    the sgd variant brings its own rate grid; the parabola-refined optimum is sub-grid."""
+    from theorysim.compare._tasks import curve_minimum
+
+    exp = get_experiment("mup-transfer")
+    cfg = exp.make_config("quick", {"model": "transformer", "optimizer": "sgd"})
+    pts = exp.points(cfg)
+    assert len(pts) == 2 * len(cfg.widths) + len(cfg.depths) - 1
+    assert {(p["param"], p["width"], p["depth"]) for p in pts if p["depth"] != cfg.depths[0]} \
+        == {("mup", cfg.widths[0], L) for L in cfg.depths[1:]}
+    assert cfg.lrs[0] == 2.0**-6 and exp.make_config("quick").lrs[0] == 2.0**-12
+    x = np.log2(cfg.lrs)
+    assert abs(curve_minimum(x, (x - 0.3) ** 2) - 0.3) < 1e-9  # exact for a parabola
+    assert curve_minimum(x, -x) == x[-1]  # an edge minimum stays at the edge
 
 
 @pytest.mark.parametrize("args, needle", [
     (["coord-check", "--set", "model=rnn"], "model"),
     (["coord-check", "--set", "model=transformer", "--set", "vary=depth"], "vary"),
     (["coord-check", "--set", "model=transformer", "--set", "widths=64,100"], "widths"),
+    (["mup-transfer", "--set", "depths=2,4"], "depths"),
+    (["mup-transfer", "--set", "model=transformer", "--set", "widths=30,64"], "widths"),
+    (["mup-transfer", "--set", "optimizer=lamb"], "optimizer"),
     (["cntk-vs-width", "--set", "widths=64"], "widths"),
     (["cntk-vs-width", "--set", "lr_frac=2"], "lr_frac"),
     (["cntk-vs-width", "--set", "n_test=5000"], "n_test"),
@@ -72,6 +92,10 @@ def test_coord_check_variants_size_the_new_models():
     assert exp.make_config("quick", {"model": "cnn", "widths": "8,16"}).widths == (8, 16)
     assert list(cfg.expected())[1] == "block0/attn_logits" and cfg.expected()[
         "block0/attn_logits"] == 1.5
+    assert model.zero_query  # the logit update's CLT part (sims/_transformer.py) is absent
+    # SP output under Adam: N^(3/2) (cnn), N behind the saturated pre-LN readout (transformer)
+    assert cfg.expected()["output"] == 1.0
+    assert exp.make_config("quick", {"model": "cnn"}).expected()["output"] == 1.5
 
 
 @pytest.mark.slow  # 56 s under load 5 (4 widths x 16 ntk CNNs, each compiled once)

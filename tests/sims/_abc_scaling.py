@@ -30,19 +30,23 @@ def init_output_variance(cfg, x, seeds):
     return float(np.mean(f**2))
 
 
-def one_step(cfg, x, y, eta=1e-5, seed=0):
+def one_step(cfg, x, y, eta=1e-5, seed=0, optimizer="sgd"):
     """Models before and after one full-batch SGD step, and the step's output change.
 
     The step is the engine's rule written out, :math:`\\theta \\to \\theta - \\eta\\gamma_0^2
     c_\\theta \\nabla_\\theta \\mathcal L` with the model's ``lr_scales("sgd")`` and the MSE loss of
     the centred output f - f_0 (the first residual is -y at every width), in float64;
     ``test_train_step_is_the_abc_step`` checks that ``sims.train`` takes the same step.
+    ``optimizer="adam"``: Adam's first step, :math:`-\\eta\\gamma_0 c^{\\rm Adam}_\\theta\\,
+    \\mathrm{sign}\\,\\nabla_\\theta\\mathcal L` (bias-corrected moments of one gradient,
+    epsilon 0).
     """
+    adam = optimizer == "adam"
     with jax.enable_x64(True):
         m0 = make_model(cfg, x.shape[1], key=jax.random.fold_in(jax.random.key(seed), 0),
                         dtype=jnp.float64)
         graph, params, rest = nnx.split(m0, nnx.Param, ...)
-        scales = m0.lr_scales("sgd")
+        scales, rate = m0.lr_scales(optimizer), eta * (cfg.gamma0 if adam else cfg.gamma0**2)
         xj = jnp.asarray(x) if np.issubdtype(x.dtype, np.integer) else jnp.asarray(x, jnp.float64)
         yj = jnp.asarray(y, jnp.float64).reshape(len(y), -1)
         f0 = m0(xj)
@@ -55,7 +59,8 @@ def one_step(cfg, x, y, eta=1e-5, seed=0):
 
             grads = jax.grad(loss)(params)
             return jax.tree_util.tree_map_with_path(
-                lambda path, a, g: a - eta * cfg.gamma0**2 * scales[param_path(path)] * g,
+                lambda path, a, g: a - rate * scales[param_path(path)] * (
+                    jnp.sign(g) if adam else g),
                 params, grads)
 
         m1 = nnx.merge(graph, step(params), rest)
