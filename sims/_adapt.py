@@ -148,6 +148,12 @@ def activation_updates(cfg, before: dict, after: dict, x) -> tuple[tuple[str, ..
 
     if not hasattr(cfg, "layer_names") or isinstance(cfg, MODEL_CONFIGS[0]):
         raise ValueError(f"cfg must be a CNNConfig or TransformerConfig, got {type(cfg).__name__}")
+    for name, p in (("before", before), ("after", after)):
+        if not isinstance(p, dict) or not p:
+            raise ValueError(f"{name} must be the params dict of a TrainResult (train(..., "
+                             f"return_params=True).params), got {type(p).__name__}")
+    if set(before) != set(after):
+        raise ValueError("before and after must hold the same parameters (the same model)")
     x = jnp.asarray(cfg.check_inputs(x))
     model = make_model(cfg, x.shape[1], key=jax.random.key(0))
     rms = []

@@ -59,7 +59,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ._param import LayerScale, activation_fn, check_preset_activation_gamma0, is_int, layer_scale
+from theorysim.checks import check_scalar
+
+from ._param import (
+    LayerScale,
+    activation_fn,
+    check_depth,
+    check_preset_activation_gamma0,
+    is_int,
+    layer_scale,
+)
 
 PADDINGS = ("SAME", "VALID")
 READOUTS = ("gap", "flatten")
@@ -124,6 +133,7 @@ class CNNConfig:
             v = getattr(self, name)
             if not is_int(v) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        check_depth(self.depth)
         shp = self.input_shape
         if (not isinstance(shp, tuple) or len(shp) != 3
                 or not all(is_int(v) and v >= 1 for v in shp)):
@@ -138,13 +148,9 @@ class CNNConfig:
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {list(READOUTS)}, got {self.readout!r}")
         check_preset_activation_gamma0(self, ("bias", "centre"))
-        w = self.w_std
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
-            raise ValueError(f"w_std must be a finite number > 0, got {w!r}")
-        b = self.b_std
-        if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float))
-                              or not math.isfinite(b) or b < 0):
-            raise ValueError(f"b_std must be None or a finite number >= 0, got {b!r}")
+        check_scalar("w_std", self.w_std, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
+        if self.b_std is not None:
+            check_scalar("b_std", self.b_std, lo=0.0, hi=math.inf, hi_open=True)
         self.spatial_shapes()  # kernel/pool larger than the input: ValueError now
 
     @property

@@ -168,7 +168,7 @@ class EnsembleSpec:
             if len(vals) == 0:
                 raise ValueError(f"{name}s must be None or non-empty")
             for v in vals:
-                _positive(name, v)
+                _positive(f"{name}s entry", v)
 
     @property
     def size(self) -> int:

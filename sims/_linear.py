@@ -50,6 +50,11 @@ def _check_spectrum(eigvals, target_power=None):
     return check_spectrum(eigvals, target_power)
 
 
+#: the most seeds (one PRNG key each, drawn at once; 10^6 seeds of even a tiny problem run
+#: for hours; sizes are bounded by the memory checks instead)
+MAX_SEEDS = 10**6
+
+
 def _check_count(name: str, value) -> int:
     if isinstance(value, (np.ndarray, jax.Array)) and np.ndim(value) == 0:
         value = value.item()
@@ -173,7 +178,7 @@ def _common(key, eigvals, target_power, P, ridge, noise, n_seeds, dtype, throw, 
     P = _check_count("P", P)
     ridge = check_scalar("ridge", ridge, lo=0.0, hi=math.inf, hi_open=True)
     noise = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True)
-    n_seeds = _check_count("n_seeds", n_seeds)
+    n_seeds = check_scalar("n_seeds", n_seeds, lo=1, hi=MAX_SEEDS, integer=True)
     dt = check_dtype(dtype)
     if dt == np.dtype(jnp.bfloat16):
         raise ValueError("dtype must be float32 or float64 for the linear solvers, got bfloat16")

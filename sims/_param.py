@@ -74,6 +74,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from theorysim.checks import check_scalar
+
 PRESETS = ("sp", "ntk", "mean_field", "mup")
 LAYER_KINDS = ("input", "hidden", "output")
 
@@ -179,20 +181,30 @@ _is_int = is_int
 
 
 def check_gamma0(g) -> None:
-    """``ValueError`` unless gamma0 is a finite number > 0."""
-    if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g <= 0:
-        raise ValueError(f"gamma0 must be a finite number > 0, got {g!r}")
+    """``ValueError`` unless gamma0 is a finite number > 0 (Python or NumPy scalar)."""
+    check_scalar("gamma0", g, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
+
+
+#: deepest built-in model accepted: every layer is traced and compiled separately, so a
+#: 10^6-layer config would compile for hours before its first step.
+MAX_DEPTH = 1000
+
+
+def check_depth(depth) -> None:
+    """``ValueError`` unless ``depth`` is an integer in ``1 .. MAX_DEPTH``."""
+    if not _is_int(depth) or not 1 <= depth <= MAX_DEPTH:
+        raise ValueError(f"depth must be an integer in [1, {MAX_DEPTH}] (each layer is "
+                         f"compiled separately), got {depth!r}")
 
 
 def validate_model_config(cfg: ModelConfig) -> None:
     """Raise ``ValueError`` naming the bad field of ``cfg``."""
     if not _is_int(cfg.width) or cfg.width < 1:
         raise ValueError(f"width must be an integer >= 1, got {cfg.width!r}")
-    if not _is_int(cfg.depth) or cfg.depth < 1:
-        raise ValueError(f"depth must be an integer >= 1, got {cfg.depth!r}")
+    check_depth(cfg.depth)
     if not _is_int(cfg.out_dim) or cfg.out_dim < 1:
         raise ValueError(f"out_dim must be an integer >= 1, got {cfg.out_dim!r}")
-    check_preset_activation_gamma0(cfg)
+    check_preset_activation_gamma0(cfg, ("bias", "residual", "centre"))
 
 
 def check_preset_activation_gamma0(cfg, bools: tuple[str, ...] = ()) -> None:
@@ -202,7 +214,8 @@ def check_preset_activation_gamma0(cfg, bools: tuple[str, ...] = ()) -> None:
     if cfg.parameterization not in PRESETS:
         raise ValueError(
             f"parameterization must be one of {list(PRESETS)}, got {cfg.parameterization!r}")
-    if not callable(cfg.activation) and cfg.activation not in ACTIVATIONS:
+    if not callable(cfg.activation) and (not isinstance(cfg.activation, str)
+                                         or cfg.activation not in ACTIVATIONS):
         raise ValueError(
             f"activation must be a callable or one of {sorted(ACTIVATIONS)}, "
             f"got {cfg.activation!r}")
@@ -216,7 +229,7 @@ def activation_fn(activation: str | Callable) -> Callable:
     """The activation function for a name in :data:`ACTIVATIONS` or a callable."""
     if callable(activation):
         return activation
-    if activation not in ACTIVATIONS:
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
         raise ValueError(
             f"activation must be a callable or one of {sorted(ACTIVATIONS)}, got {activation!r}")
     return ACTIVATIONS[activation]

@@ -11,8 +11,12 @@ from theorysim.contract import ConvergenceError
 
 def check_dtype(dtype) -> np.dtype:
     """Allow float32/bfloat16 always and float64 only when x64 is enabled (no silent cast)."""
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64), np.dtype(jnp.bfloat16)):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype must be float32, bfloat16 or float64, got {dtype!r}") from None
+    allowed = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(jnp.bfloat16))
+    if dtype is None or dt not in allowed:  # np.dtype(None) is float64
         raise ValueError(f"dtype must be float32, bfloat16 or float64, got {dt}")
     if dt == np.dtype(np.float64) and not jax.config.jax_enable_x64:
         raise ValueError(

@@ -34,6 +34,7 @@ from theorysim.checks import (
 )
 from theorysim.contract import check_throw
 
+from ._linear import MAX_SEEDS
 from ._memory import check_fits, check_limit
 from ._precision import finite_or_raise
 
@@ -110,7 +111,7 @@ def random_feature_dynamics(
     N = check_scalar("N", N, lo=1, integer=True)
     if not (isinstance(P, float) and math.isinf(P) and P > 0):
         P = check_scalar("P", P, lo=1, integer=True)
-    n_seeds = check_scalar("n_seeds", n_seeds, lo=1, integer=True)
+    n_seeds = check_scalar("n_seeds", n_seeds, lo=1, hi=MAX_SEEDS, integer=True)
     noise = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True)
     if lr is not None:
         lr = check_scalar("lr", lr, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
@@ -252,7 +253,7 @@ def random_feature_online_sgd(
     N = check_scalar("N", N, lo=1, integer=True)
     lr = check_scalar("lr", lr, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
     batch = check_scalar("batch", batch, lo=1, integer=True)
-    n_seeds = check_scalar("n_seeds", n_seeds, lo=1, integer=True)
+    n_seeds = check_scalar("n_seeds", n_seeds, lo=1, hi=MAX_SEEDS, integer=True)
     noise = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True)
     max_steps = check_scalar("max_steps", max_steps, lo=1, integer=True)
     raw_steps = times / lr

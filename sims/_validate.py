@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theorysim.checks import as_real_array, check_scalar
+from theorysim.checks import as_real_array, check_magnitude, check_scalar
 
 from . import _memory
 from ._adapt import Adapted, adapt, as_dtype, is_builtin_config
@@ -88,15 +88,21 @@ def _check_labels(name_y, y, n_rows, loss, out_dim):
     return y
 
 
-def check_data(name_x, x, name_y, y, loss, out_dim, in_dim=None, *, need_y=True):
-    """A finite (P, D) input array and its targets (P,) / (P, C) or integer labels (P,)."""
+def check_data(name_x, x, name_y, y, loss, out_dim, in_dim=None, *, need_y=True,
+               dtype="float32"):
+    """A finite (P, D) input array (P >= 1, entries within ``dtype``'s range for products:
+    :func:`theorysim.checks.check_magnitude`) and its targets (P,) / (P, C) or integer labels
+    (P,)."""
     x = as_real_array(name_x, x)
     if x.ndim != 2:
         raise ValueError(f"{name_x} must have shape (P, D), got {x.shape}")
+    if x.shape[0] < 1:
+        raise ValueError(f"{name_x} must have at least one row (example), got shape {x.shape}")
     if in_dim is not None and x.shape[1] != in_dim:
         raise ValueError(f"{name_x} must have {in_dim} columns, got shape {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{name_x} must be finite")
+    check_magnitude(name_x, x, dtype)
     if y is None and not need_y:
         return x, None
     return x, _check_labels(name_y, as_real_array(name_y, y), x.shape[0], loss, out_dim)
@@ -132,7 +138,7 @@ def _check_source(config, out_dim, x, y, sampler):
         return {}, sampler, sx
     if y is None:
         raise ValueError("y must be given with x")
-    x, y = check_data("x", x, "y", y, config.loss, out_dim)
+    x, y = check_data("x", x, "y", y, config.loss, out_dim, dtype=config.dtype)
     if B is not None and B > x.shape[0]:
         raise ValueError(f"batch_size must be <= the number of samples {x.shape[0]}, got {B}")
     rows = x.shape[0] if B is None else B
@@ -191,7 +197,7 @@ def _probe(data, sampler, probe_x, probe_y, config, out_dim, in_dim, max_memory_
     """The probe set: given, else the test set, the training set or one sampler batch."""
     if probe_x is not None:
         return check_data("probe_x", probe_x, "probe_y", probe_y, config.loss, out_dim, in_dim,
-                          need_y=False)
+                          need_y=False, dtype=config.dtype)
     if "xt" in data:
         return data["xt"], data["yt"]
     if "x" in data:
@@ -200,7 +206,8 @@ def _probe(data, sampler, probe_x, probe_y, config, out_dim, in_dim, max_memory_
     _memory.check_fits({"one sampler batch": 2 * B * (in_dim + 1) * 8}, limit_gb=max_memory_gb,
                        blame=f"batch_size ({B})")
     px, py = sampler(jax.random.key(PROBE_KEY), B)
-    return check_data("sampler x", px, "sampler y", py, config.loss, out_dim, in_dim)
+    return check_data("sampler x", px, "sampler y", py, config.loss, out_dim, in_dim,
+                      dtype=config.dtype)
 
 
 def _devices_and_strategy(ensemble):
@@ -224,7 +231,7 @@ def validate(model, config, *, x, y, sampler, x_test, y_test, probe_x, probe_y, 
         raise ValueError("x_test and y_test must be given together")
     if x_test is not None:
         data["xt"], data["yt"] = check_data("x_test", x_test, "y_test", y_test, config.loss,
-                                            out_dim, in_dim)
+                                            out_dim, in_dim, dtype=config.dtype)
     ad = adapt(model, in_dim, dtype)
     seeds, lrs, gamma0s = _hyper_grid(model, ad, config, ensemble)
     px, py = _probe(data, sampler, probe_x, probe_y, config, out_dim, in_dim, max_memory_gb)

@@ -17,9 +17,12 @@ import pytest
 
 from theorysim import ConvergenceError
 from theorysim.sims import (
+    CNNConfig,
     EnsembleSpec,
     ModelConfig,
     TrainConfig,
+    TransformerConfig,
+    activation_updates,
     kernel_regression_split_errors,
     linear_ridge_error,
     random_feature_dynamics,
@@ -143,7 +146,54 @@ CASES = {
         KEY, GRAM + np.triu(np.ones_like(GRAM), 1), XK, 5, 1e-3), r"K must be symmetric"),
     "krr negative diagonal": (lambda: kernel_regression_split_errors(KEY, -GRAM, XK, 5, 1e-3),
                               r"K must be positive semi-definite"),
+    # second probe (session 5): numpy scalars, 0-d arrays, complex, non-bool flags, sizes
+    "gamma0 0-d array": (lambda: ModelConfig(width=8, gamma0=np.array(0.5)), r"gamma0"),
+    "gamma0 complex": (lambda: ModelConfig(width=8, gamma0=1j), r"gamma0"),
+    "bias not bool": (lambda: ModelConfig(width=8, bias="yes"), r"bias must be a bool"),
+    "residual not bool": (lambda: ModelConfig(width=8, residual=1), r"residual must be a bool"),
+    "centre None": (lambda: ModelConfig(width=8, centre=None), r"centre must be a bool"),
+    "activation a list": (lambda: ModelConfig(width=8, activation=["relu"]), r"activation"),
+    "depth 1e6": (lambda: ModelConfig(width=8, depth=10**6), r"depth must be an integer in"),
+    "cnn depth 1e6": (lambda: CNNConfig(width=4, input_shape=(8, 8, 1), depth=10**6),
+                      r"depth"),
+    "transformer depth 1e6": (lambda: TransformerConfig(width=8, heads=2, depth=10**6,
+                                                        vocab_size=5), r"depth"),
+    "cnn w_std inf": (lambda: CNNConfig(width=4, input_shape=(8, 8, 1), w_std=math.inf),
+                      r"w_std"),
+    "cnn b_std nan": (lambda: CNNConfig(width=4, input_shape=(8, 8, 1), b_std=math.nan),
+                      r"b_std"),
+    "lr 0-d array": (lambda: TrainConfig(steps=3, lr=np.array(0.1)), r"lr"),
+    "lr complex": (lambda: TrainConfig(steps=3, lr=0.1 + 0j), r"lr"),
+    "dtype garbage": (lambda: TrainConfig(steps=3, dtype="float17"), r"dtype"),
+    "check_dtype garbage": (lambda: linear_ridge_error(KEY, LAM, TP, 10, 1e-3,
+                                                       dtype="float17"), r"dtype"),
+    "lrs entry negative": (lambda: EnsembleSpec(lrs=(-0.1,)), r"lrs entry"),
+    "x empty": (lambda: train(SMALL, TC, x=np.zeros((0, D)), y=np.zeros(0)),
+                r"x must have at least one row"),
+    "x overflows float32": (lambda: train(SMALL, TC, x=X * 1e30, y=Y), r"x entries must be"),
+    "x complex": (lambda: train(SMALL, TC, x=X + 0j, y=Y), r"x must hold real numbers"),
+    "ridge n_seeds 1e12": (lambda: linear_ridge_error(KEY, LAM, TP, 10, 1e-3, n_seeds=10**12),
+                           r"n_seeds"),
+    "rf dynamics n_seeds 1e12": (lambda: random_feature_dynamics(KEY, LAM, TP, [1.0], 8, 10,
+                                                                 n_seeds=10**12), r"n_seeds"),
+    "activation_updates None": (lambda: activation_updates(
+        CNNConfig(width=4, input_shape=(8, 8, 1), depth=1), None, None,
+        np.ones((2, 8, 8, 1))), r"before must be the params dict"),
 }
+
+ACCEPTED = {  # numpy scalar types are numbers: accepted where a Python number is
+    "gamma0 np.float32": lambda: ModelConfig(width=8, gamma0=np.float32(0.5)),
+    "width np.int64": lambda: ModelConfig(width=np.int64(8), depth=np.int32(1)),
+    "cnn gamma0 np.float32": lambda: CNNConfig(width=4, input_shape=(8, 8, 1),
+                                               gamma0=np.float32(1.0), w_std=np.float32(1.5)),
+    "lr np.float32": lambda: TrainConfig(steps=np.int64(3), lr=np.float32(0.1)),
+    "seeds np.int64": lambda: EnsembleSpec(seeds=(np.int64(1), np.int32(2))),
+}
+
+
+@pytest.mark.parametrize("name", list(ACCEPTED))
+def test_numpy_scalars_are_accepted(name):
+    assert ACCEPTED[name]() is not None
 
 
 @pytest.mark.parametrize("name", list(CASES))
