@@ -256,3 +256,32 @@ def test_bad_inputs():
         kernel_fn(x, get="cntk")
     with pytest.raises(ValueError, match="x1"):
         kernel_fn(np.ones(5))
+
+
+@pytest.mark.parametrize("net,diagonal_spatial", [("pooled", False), ("spatial", True)])
+def test_tiled_kernel_equals_the_whole_batch_call(monkeypatch, net, diagonal_spatial):
+    """K(X, X) from tiles of example pairs (diagonal tiles symmetric, the ones above by the
+    cross map, transposed into place; N not a multiple of the tile) equals the whole-batch
+    call: pooled readout with Dropout's same-example term; a spatial output (diagonal
+    layout here, the full layout's transposition is in the pooled net's tiles)."""
+    from theorysim.kernels.stax import _core
+
+    def make():
+        conv = stax.Conv(6, (3, 3), padding="SAME", W_std=1.3, b_std=0.2)
+        if net == "pooled":
+            return stax.serial(conv, stax.Relu(), stax.Dropout(0.8),
+                               stax.AvgPool((2, 2), (2, 2)), conv, stax.Erf(),
+                               stax.GlobalAvgPool(), stax.Dense(1))[2]
+        return stax.serial(conv, stax.Relu(), conv)[2]
+
+    x = np.random.default_rng(5).standard_normal((11, 4, 4, 2))
+    get = ("nngp", "ntk", "cov1")
+    with jax.enable_x64(True):
+        whole = make()(x, get=get, diagonal_spatial=diagonal_spatial)
+        monkeypatch.setattr(_core, "TILE_ELEMENTS", 4 * 256)     # tiles of 4 examples
+        kfn = make()
+        tiled = kfn(x, get=get, diagonal_spatial=diagonal_spatial)
+    assert any(key[0] == "tiled" for key in kfn._cache)
+    for n in get:
+        assert getattr(whole, n).shape == getattr(tiled, n).shape
+        assert_allclose(getattr(tiled, n), getattr(whole, n), rtol=1e-13, atol=1e-15)
