@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import numpy as np
 import xarray as xr
 
@@ -77,8 +76,6 @@ class DigitsNTKConfig(DigitsCurveConfig):
 
     depth: int = param(2, "hidden layers of the ReLU NTK", lo=0, hi=64)
 
-
-
 def held_out_theory(cfg: DigitsCurveConfig, spectrum, P: np.ndarray):
     """Theory for the population, training and held-out errors at P, and the solver result."""
     lam, power = spectrum
@@ -97,6 +94,7 @@ class DigitsKernelCurve(Sweep):
     presets = {"quick": {}, "full": {"n_P": 12, "splits": 128}}
     kernels: tuple[str, ...] = ("rbf", "linear")
     dims, compared, shown = ("kernel", "P"), ("population",), ("held_out",)
+    key_dims = ("P", "kernel")
     line_points = 150
     labels = {"P": "training images $P$", "population": "population squared error"}
     panels, panel_width, colors = 2, 3.6, ("C0", "C3")
@@ -110,10 +108,6 @@ class DigitsKernelCurve(Sweep):
 
     def grid(self, cfg):
         return {"kernel": self.kernels, "P": cfg.P_values}
-
-    def key(self, cfg, point):
-        key = jax.random.fold_in(jax.random.key(cfg.seed), point["P"])
-        return jax.random.fold_in(key, self.kernels.index(point["kernel"]))
 
     def kernel_args(self, cfg) -> dict:
         """The config's kernel parameters (``compare._datasets.gram``)."""
@@ -156,14 +150,11 @@ class DigitsNTKCurve(DigitsKernelCurve):
     name = "digits-ntk-curve"
     summary = "NTK (depth-2 ReLU) KRR learning curve on scikit-learn digits: Gram-spectrum theory"
     config_type = DigitsNTKConfig
-    kernels = ("ntk",)
+    kernels, key_dims = ("ntk",), ("P",)
     heading = "digits NTK (depth {depth} ReLU) KRR, ridge={ridge}"
     notes = ("population error over the whole set with iid draws (as digits-kernel-curve); "
              "theory: ridge_risk on gram_spectrum of the full set; its finite-P deviation "
              "(2.7% at P = 10, <= 1% from P = 37 on, 32 splits) is declared as rel_max",)
-
-    def key(self, cfg, point):
-        return jax.random.fold_in(jax.random.key(cfg.seed), point["P"])
 
     def kernel_args(self, cfg):
         return {"depth": cfg.depth}

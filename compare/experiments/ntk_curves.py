@@ -48,7 +48,7 @@ from theorysim import kernels as K
 from theorysim.sims import EnsembleSpec, ModelConfig, TrainConfig, train
 from theorysim.theory import ridge_risk
 
-from .._compare import Prediction, Sweep, compare, solve
+from .._compare import Prediction, Sweep, solve
 from .._configio import param
 from .._datasets import SphereHarmonics
 from .._experiment import register
@@ -108,29 +108,19 @@ def sphere_theory(cfg: NTKCurveConfig, P: np.ndarray):
     return {"error": np.asarray(r.error), **modes}, r
 
 
-def train_wide_net(cfg: NTKCurveConfig, draws, tick=None) -> tuple[np.ndarray, np.ndarray]:
-    r"""Test error and final train loss of NTK-parameterised ReLU MLPs trained by GD.
-
-    Network ``s`` (init seed ``cfg.seed * 10**6 + s``) is trained on ``draws[s] = (x, y, x_test,
-    y_test)``. Returns two arrays of shape ``(cfg.seeds,)``: the test mean squared error
-    :math:`\langle(f-y)^2\rangle` and the final train loss :math:`\frac{1}{2P}\sum(f-y)^2`
-    (NaN for a diverged member and for the draws beyond ``len(draws)``).
-    """
+def train_wide_net(cfg: NTKCurveConfig, s: int, *data) -> tuple[float, float]:
+    r"""Test error :math:`\langle(f-y)^2\rangle` and final train loss
+    :math:`\frac{1}{2P}\sum(f-y)^2` of the NTK-parameterised ReLU MLP with init seed
+    ``cfg.seed * 10**6 + s`` trained by GD on ``data = (x, y, x_test, y_test)`` (NaN: diverged)."""
     model = ModelConfig(width=cfg.width, depth=cfg.depth, parameterization="ntk",
                         activation="relu", centre=True, gamma0=cfg.gamma0)
     tc = TrainConfig(steps=cfg.net_steps, lr=cfg.net_lr, record_steps=(0, cfg.net_steps),
                      observables=("loss", "test_loss"))
-    test_err, train_loss = np.full(cfg.seeds, np.nan), np.full(cfg.seeds, np.nan)
-    for s, data in enumerate(draws):
-        x, y, xt, yt = (np.asarray(a, np.float32) for a in data)
-        res = train(model, tc, x=x, y=y, x_test=xt, y_test=yt,
-                    ensemble=EnsembleSpec(seeds=(cfg.seed * 10**6 + s,), shard=False))
-        last = res.to_xarray().squeeze(drop=True).isel(step=-1)
-        if not bool(last["diverged"]):
-            test_err[s], train_loss[s] = 2.0 * float(last["test_loss"]), float(last["loss"])
-        if tick is not None:
-            tick(s + 1, len(draws), "trained networks")
-    return test_err, train_loss
+    x, y, xt, yt = (np.asarray(a, np.float32) for a in data)
+    last = train(model, tc, x=x, y=y, x_test=xt, y_test=yt, ensemble=EnsembleSpec(
+        seeds=(cfg.seed * 10**6 + s,), shard=False)).to_xarray().squeeze(drop=True).isel(step=-1)
+    return (np.nan, np.nan) if bool(last["diverged"]) else (2.0 * float(last["test_loss"]),
+                                                           float(last["loss"]))
 
 
 @register
@@ -142,20 +132,19 @@ class NTKLearningCurve(Sweep):
     compared, shown, against = ("error", "net"), ("gd",), {"net": "gd", "gd": "error"}
     line_points = 120
     labels = {"P": "training samples $P$", "error": "generalisation error"}
+    extra_lines = {"degree1": "degree 1 (theory)", "degree2": "degree 2 (theory)"}
     heading = "NTK learning curve on the sphere in d={d}, depth-{depth} ReLU, ridge={ridge}"
     notes = ("theory: degrees <= {max_degree} exactly, the remaining kernel trace as a ridge "
              "tail/P",
-             "error: KRR with the infinite-width NTK vs the theory; net: width-{width} "
-             "NTK-parameterised ReLU MLP (centred output, full-batch GD lr={net_lr}, "
-             "{net_steps} steps, gamma0={gamma0}) on the first {net_seeds} draws at P <= "
-             "{net_P_max} (n/a at larger P), compared draw by draw with the NTK's gradient "
-             "flow at the same time tau = lr * steps (net theory); gd: that flow vs KRR on the "
-             "same draws (gd rel. dev.: not yet fitted modes)")
+             "error: KRR with the infinite-width NTK vs the theory; net: width-{width} NTK MLP "
+             "(GD lr={net_lr}, {net_steps} steps, gamma0={gamma0}) on the first {net_seeds} "
+             "draws at P <= {net_P_max} (n/a above), vs the NTK's gradient flow at tau = lr * "
+             "steps on the same draws; gd: that flow vs KRR (gd rel. dev.: modes not yet fitted)")
 
     def sample(self, cfg, point, key):
         P, task = point["P"], SphereHarmonics(cfg.d, cfg.p1, cfg.p2)
         k, n_net = K.mlp_kernel(cfg.depth, "relu"), cfg.net_seeds if P <= cfg.net_P_max else 0
-        errs, gd, draws = [], np.full(cfg.seeds, np.nan), []
+        errs, (gd, net, net_loss) = [], np.full((3, cfg.seeds), np.nan)
         for s in range(cfg.seeds):
             k_tr, k_te = jax.random.split(jax.random.fold_in(key, s))
             (x, y), (xt, yt) = task.sample(k_tr, P), task.sample(k_te, cfg.n_test)
@@ -166,9 +155,9 @@ class NTKLearningCurve(Sweep):
                 if s < n_net:
                     flow = K.gradient_descent_mse(k_xx, y, k_tx, t=cfg.net_lr * cfg.net_steps)
                     gd[s] = float(np.mean((np.asarray(flow.test) - yt) ** 2))
-                    draws.append((x, y, xt, yt))
-            self.tick(s + 1, cfg.seeds, "kernel regressions")
-        net, net_loss = train_wide_net(cfg, draws, self.tick)
+            if s < n_net:
+                net[s], net_loss[s] = train_wide_net(cfg, s, x, y, xt, yt)
+            self.tick(s + 1, cfg.seeds, "draws (KRR; a trained net on the first net_seeds)")
         return {"error": errs, "net": net, "net_train_loss": net_loss, "gd": gd}
 
     def predict(self, cfg, P):
@@ -187,17 +176,6 @@ class NTKLearningCurve(Sweep):
                 else {}), (f"tail trace {float(ds.attrs.get('tail_trace', np.nan)):.3g}",), True
 
     def decorate(self, fig, axes, cfg, ds):
-        ax = axes[0]
-        for c, deg in (("C1", 1), ("C2", 2)):
-            ax.plot(ds["P_line"], ds[f"theory_degree{deg}_line"], "--", color=c, lw=1,
-                    label=f"degree {deg} (theory)")
-        net = compare(ds, "net", against="gd")
-        ok = np.isfinite(net.stats.mean.values)
-        if ok.any():
-            P = ds["P"].values[ok]
-            ax.errorbar(P, net.stats.mean[ok], yerr=net.stats.sem[ok], fmt="s", ms=5,
-                        color="C3", mfc="none", mew=1.2, ecolor="k", elinewidth=0.8, capsize=2,
-                        zorder=5, label=f"trained net N={cfg.width} (n={cfg.net_seeds}, ±SE)")
-            ax.plot(P, net.theory[ok], "x", color="k", ms=5, zorder=6,
-                    label=rf"NTK GD at $\tau$={cfg.net_lr * cfg.net_steps:g}")
-        ax.set_title(f"NTK regression on $S^{{{cfg.d - 1}}}$, depth {cfg.depth} ReLU")
+        self.draw_paired(axes[0], ds, "net", f"trained net N={cfg.width}",
+                         rf"NTK GD at $\tau$={cfg.net_lr * cfg.net_steps:g}")
+        axes[0].set_title(f"NTK regression on $S^{{{cfg.d - 1}}}$, depth {cfg.depth} ReLU")
