@@ -16,11 +16,10 @@ import numpy as np
 from theorysim.sims import linear_ridge_error
 from theorysim.theory import ridge_risk
 
-from .._compare import Check, Prediction, Sweep, power_fit, solve
+from .._compare import Check, Prediction, Sweep, seed_mean_fit, solve
 from .._configio import param
 from .._experiment import register
-from .._plots import reference_power_law
-from .._stats import seed_stats
+from .._plots import predicted_slope
 from .._tasks import PGridConfig, PowerLawConfig
 
 
@@ -41,14 +40,6 @@ class RidgeCurveConfig(PowerLawConfig, PGridConfig):
                              "fit_max or n_P, or lower P_min")
 
 
-def _fit(cfg, ds, quantity: str):
-    """Power-law fit of the theory or the simulation's seed mean on P <= fit_max M, weighted by
-    the simulation's SE."""
-    st = seed_stats(ds["sim_error"])
-    y = st.mean if quantity == "sim" else ds["theory_error"]
-    return power_fit(ds["P"], y, st.sem, where=ds["P"] <= cfg.fit_max * cfg.M)
-
-
 @register
 class RidgeLearningCurve(Sweep):
     name = "ridge-learning-curve"
@@ -56,6 +47,7 @@ class RidgeLearningCurve(Sweep):
     config_type = RidgeCurveConfig
     presets = {"quick": {}, "full": {"M": 2000, "P_max": 2000, "n_P": 12, "seeds": 32}}
     labels = {"P": "training samples $P$", "error": "generalisation error $E_g$"}
+    extra_lines = {"bias": "bias"}
     heading = "ridge learning curve, M={M}, a={a}, b={b}, ridge={ridge}"
     notes = ("exponents fitted on P <= fit_max * M = {fit_max} * {M}",)
 
@@ -69,19 +61,14 @@ class RidgeLearningCurve(Sweep):
 
     def checks(self, cfg, ds):
         """The decay exponent of the simulation on P <= fit_max M vs min(a-1, 2b)."""
-        sim = _fit(cfg, ds, "sim")
-        return (Check("sim exponent", sim.exponent, cfg.learning_curve_exponent, 0.1,
-                      sim.exponent_stderr),)
+        fit = seed_mean_fit(ds, "error", "P", where=ds["P"] <= cfg.fit_max * cfg.M)
+        return (Check.exponent("sim exponent", fit, cfg.learning_curve_exponent, 0.1),)
 
     def summarize(self, cfg, ds):
-        return {"theory exponent fitted": _fit(cfg, ds, "theory").exponent}, (), True
+        fit = seed_mean_fit(ds, "error", "P", theory=True, where=ds["P"] <= cfg.fit_max * cfg.M)
+        return {"theory exponent fitted": fit.exponent}, (), True
 
     def decorate(self, fig, axes, cfg, ds):
-        ax = axes[0]
-        if cfg.noise > 0:
-            ax.plot(ds["P_line"], ds["theory_bias_line"], ":", color="0.4", lw=1, label="bias")
-        (sim,), pred, P = self.checks(cfg, ds), cfg.learning_curve_exponent, ds["P_line"].values
-        reference_power_law(ax, P, -pred, (P[0], float(ds["theory_error_line"][0])),
-                            label=f"$P^{{-{pred:.3g}}}$ predicted; sim fit "
-                                  f"${sim.fitted:.3f} \\pm {sim.stderr:.3f}$")
-        ax.set_title(f"ridge regression, $M={cfg.M}$, ridge = {cfg.ridge:g}")
+        predicted_slope(axes[0], ds["P_line"], *self.checks(cfg, ds),
+                        float(ds["theory_error_line"][0]))
+        axes[0].set_title(f"ridge regression, $M={cfg.M}$, ridge = {cfg.ridge:g}")
