@@ -59,7 +59,8 @@ def param(default, help: str, *, lo: float | str = -math.inf, hi: float | str = 
 class ExperimentConfig:
     """Base of experiment configs: fields declared with :func:`param`, the quick preset as
     defaults, every field an int, float, bool, str or tuple of those (hashable, JSON-able,
-    settable with ``--set key=value``; tuples as ``1,2,3``).
+    settable with ``--set key=value``; tuples as ``1,2,3``; numeric tuples are grids, strictly
+    increasing).
 
     ``__post_init__`` checks every field against its declared range (``ValueError`` naming the
     field) and then calls :meth:`check` for constraints across fields.
@@ -94,7 +95,12 @@ def _check_field(cfg, f: dataclasses.Field, tp, value):
             raise ValueError(f"{f.name} must have at least {meta.get('min_len', 1)} "
                              f"entries, got {len(value)}")
         elem = typing.get_args(tp)[0]
-        return tuple(_check_scalar_field(cfg, f.name, meta, elem, v) for v in value)
+        out = tuple(_check_scalar_field(cfg, f.name, meta, elem, v) for v in value)
+        if elem in (int, float) and any(b <= a for a, b in zip(out[:-1], out[1:], strict=True)):
+            # a grid: repeats would be one sweep point twice, and fits need distinct values
+            raise ValueError(f"{f.name} must be strictly increasing (a grid, no repeats), got "
+                             f"{_text(out)}")
+        return out
     return _check_scalar_field(cfg, f.name, meta, tp, value)
 
 

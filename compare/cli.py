@@ -226,6 +226,29 @@ def show_cmd(
     typer.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=False)) + "  meaning")
     for t in table:
         typer.echo("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=False)) + "  " + t[-1])
+    for line in _variant_lines(exp, rows):
+        typer.echo(line)
+
+
+def _variant_lines(exp, rows: list[dict[str, str]]) -> list[str]:
+    """The variants of ``exp``: each choice field (``--set key=value``) with its default, the
+    meaning of the field, and the preset values a value brings with it (``Experiment.variants``,
+    e.g. coord-check's ``model=transformer`` sizes)."""
+    from ._configio import _text
+
+    choice_rows = [r for r in rows if " | " in r.get("range", "")]
+    if not choice_rows:
+        return []
+    lines = ["", "variants (--set key=value):"]
+    for r in choice_rows:
+        lines.append(f"  {r['key']} = {r['range']}  (default {r['default']}): {r['meaning']}")
+        for (key, value), by_preset in exp.variants.items():
+            if key != r["key"]:
+                continue
+            parts = [f"{preset}: " + " ".join(f"{k}={_text(v)}" for k, v in values.items())
+                     for preset, values in by_preset.items() if values]
+            lines.append(f"    {key}={value} also sets  " + ";  ".join(parts))
+    return lines
 
 
 @app.command("run")

@@ -28,6 +28,9 @@ from .._experiment import register
 from .._plots import figure, legend
 from .._tasks import SweepConfig
 
+#: ``dmft_two_layer_finite_width``'s default ``max_steps``
+MAX_THEORY_STEPS = 2000
+
 
 @dataclasses.dataclass(frozen=True)
 class DMFTVsWidthConfig(SweepConfig):
@@ -45,6 +48,18 @@ class DMFTVsWidthConfig(SweepConfig):
                                      lo=0.0, lo_open=True)
     seeds: int = param(1024, "network seeds per width", lo=16, hi=2**16)
     samples: int = param(2048, "theory particles (a power of 2)", lo=64, hi=2**20)
+
+    def check(self):
+        if self.samples & (self.samples - 1):
+            raise ValueError(f"samples must be a power of 2 (Sobol points), got {self.samples}")
+        steps = [t / self.eta for t in self.times]
+        if any(abs(s - round(s)) > 1e-9 * max(s, 1.0) or round(s) < 1 for s in steps):
+            raise ValueError(f"times must be positive multiples of eta = {self.eta:g} (whole GD "
+                             f"steps), got {self.times}")
+        if round(steps[-1]) > MAX_THEORY_STEPS:
+            raise ValueError(f"times: t = {self.times[-1]:g} is {round(steps[-1])} GD steps of "
+                             f"eta = {self.eta:g}, more than the finite-width theory's "
+                             f"{MAX_THEORY_STEPS}; raise eta or lower the times")
 
 
 @register

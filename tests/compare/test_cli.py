@@ -11,7 +11,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from theorysim.compare._experiment import get_experiment
+from theorysim.compare._experiment import get_experiment, registry
 from theorysim.compare._runner import run, run_dir_for
 from theorysim.compare.cli import app
 
@@ -48,6 +48,22 @@ def test_list_names_the_experiments():
         (["run", "--set", "noise"], "--set expects key=value"),
         (["run", "--preset", "huge"], "preset must be one of"),
         (["run", "--set", "seeds=abc"], "--set seeds='abc': expected int"),
+        # second probe (session 5)
+        (["run", "--set", "seeds=1e400"], "--set seeds='1e400': expected int"),
+        (["run", "--set", "M=nan"], "--set M='nan': expected int"),
+        (["run", "--set", "a=1e999"], "a must be finite"),
+        (["run", "--set", "seed=-1"], "seed must be in [0"),
+        (["run", "ridge"], "unknown experiment 'ridge'"),
+        (["run", "coord-check", "--set", "model=rnn"], "model must be one of"),
+        (["run", "coord-check", "--set", "widths=64,64"], "widths must be strictly increasing"),
+        (["run", "coord-check", "--set", "widths=128,64"], "widths must be strictly increasing"),
+        (["run", "coord-check", "--set", "widths=64"], "widths must have at least 2 entries"),
+        (["run", "dmft-vs-width", "--set", "times=0.33"], "times must be positive multiples"),
+        (["run", "dmft-vs-width", "--set", "times=1e6"], "more than the finite-width theory"),
+        (["run", "dmft-vs-width", "--set", "samples=100"], "samples must be a power of 2"),
+        (["run", "mup-transfer", "--set", "log2_lr_min=0", "--set", "log2_lr_max=-10"],
+         "log2_lr_max must be in"),
+        (["run", "digits-kernel-curve", "--set", "P_max=5000"], "P_max must be in"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args, needle, tmp_path):
@@ -55,6 +71,41 @@ def test_bad_input_is_one_line_and_exit_code_2(args, needle, tmp_path):
     assert result.exit_code == 2
     assert needle in _err_line(result)
     assert not any(tmp_path.iterdir())  # raised before any work
+
+
+def test_show_lists_keys_and_variants():
+    result = runner.invoke(app, ["show", "coord-check"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "usage: theorysim run coord-check" in out
+    assert "variants (--set key=value):" in out
+    assert "model = mlp | cnn | transformer  (default mlp)" in out
+    assert "vary = heads | d_head  (default heads)" in out
+    assert "model=transformer also sets  quick: widths=128,256,512" in out
+    bad = runner.invoke(app, ["show", "no-such"])
+    assert bad.exit_code == 2 and "unknown experiment 'no-such'" in _err_line(bad)
+
+
+@pytest.mark.parametrize("name", sorted(registry()))
+def test_show_reads_right_for_every_experiment(name):
+    """Every key has a type, a default and a meaning; choice keys are listed as variants."""
+    result = runner.invoke(app, ["show", name])
+    assert result.exit_code == 0, result.output
+    exp = get_experiment(name)
+    rows = exp.describe()
+    assert all(r["meaning"] and r["type"] and r["default"] != "" for r in rows)
+    for r in rows:
+        assert r["key"] in result.stdout
+        if " | " in r["range"]:
+            assert f"  {r['key']} = {r['range']}  (default {r['default']})" in result.stdout
+
+
+def test_out_at_a_device_or_under_a_file_is_exit_code_2(tmp_path):
+    (tmp_path / "f").write_text("x")
+    for out in ("/dev/null", str(tmp_path / "f" / "sub")):
+        result = runner.invoke(app, ["run", *SMALL_RIDGE, "--out", out])
+        assert result.exit_code == 2, result.output
+        assert "--out" in _err_line(result)
 
 
 def test_plot_of_a_foreign_directory_fails_cleanly(tmp_path):
