@@ -93,7 +93,6 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 from scipy.special import ndtri
-from scipy.stats import qmc
 
 from theorysim.checks import check_bool, check_key, check_scalar
 from theorysim.contract import finish
@@ -252,6 +251,8 @@ def _infinite_width(H0, Z0, y, phi0, n_steps, *, gamma0, lr, activation):
 
 def _sobol_gaussian(n: int, dim: int, seed: int) -> np.ndarray:
     """``n`` scrambled Sobol points mapped to standard Gaussians ``(n, dim)`` (float64)."""
+    from scipy.stats import qmc  # lazy: scipy.stats costs ~0.5 s at every import of theorysim
+
     u = qmc.Sobol(dim, scramble=True, seed=seed).random(n)
     return ndtri(np.clip(u, 1e-300, 1.0 - 2**-53))
 
