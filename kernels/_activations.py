@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from theorysim.checks import as_finite_array, check_bool, check_scalar
+
 from . import _kinks
 
 _TWO_PI = 2.0 * math.pi
@@ -164,11 +166,33 @@ def _angle(k11, k22, k12):
     return sin_s, arccos_poly(c)
 
 
+#: the largest integer parameter of an activation, by field name (unrolled recursions and
+#: quadrature nodes: a larger value would compile or run for hours); others: 10**6.
+_INT_MAX = {"degree": 256, "order": 4096}
+
+
 class Activation:
-    """Base class: subclasses implement :meth:`dual` and :meth:`__call__` (the function)."""
+    """Base class: subclasses implement :meth:`dual` and :meth:`__call__` (the function).
+
+    Subclasses are frozen dataclasses; their numeric fields are checked on construction
+    (finite ``float`` fields, ``int`` fields in ``0 .. _INT_MAX``, real ``bool`` flags):
+    ``LeakyRelu(alpha=inf)`` is a ``ValueError`` naming ``alpha``, not a NaN kernel later.
+    """
 
     #: extra cost factor of :meth:`dual` relative to a closed form (used to size blocks).
     cost: int = 1
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            v, tp = getattr(self, f.name), str(f.type)
+            if tp == "float":
+                check_scalar(f.name, v, lo=-math.inf, hi=math.inf, lo_open=True, hi_open=True)
+            elif tp == "int":
+                check_scalar(f.name, v, lo=0, hi=_INT_MAX.get(f.name, 10**6), integer=True)
+            elif tp == "bool":
+                check_bool(f.name, v)
+            elif tp == "tuple[float, ...]":
+                as_finite_array(f.name, v, ndim=1, min_size=1)
 
     def dual(self, k11, k22, k12, *, derivative: bool = True):
         """Return ``(E[phi(u) phi(v)], E[phi'(u) phi'(v)] or None)``."""
@@ -381,6 +405,11 @@ class Elementwise(Activation):
     kinks: tuple[float, ...] | None = None
 
     def __post_init__(self):
+        if not callable(self.fn):
+            raise ValueError(f"fn must be an elementwise callable, got {self.fn!r}")
+        super().__post_init__()
+        if self.order < 1:
+            raise ValueError(f"order must be >= 1, got {self.order}")
         if self.kinks is None:
             object.__setattr__(self, "kinks", _kinks.locate_kinks(self.fn))
         if self.kinks and self.order < 16:

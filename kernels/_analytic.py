@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from theorysim.checks import as_finite_array, check_choice, check_scalar
+from theorysim.checks import as_finite_array, check_choice, check_magnitude, check_scalar
 from theorysim.contract import ConvergenceError, check_throw
 
 from . import _activations as act
@@ -19,6 +19,9 @@ from ._recursion import MLPConfig, diagonal, evaluate, kernel_recursion
 
 #: default refusal threshold for one kernel call's output (GiB); override with ``max_gb=``.
 MAX_GB = 16.0
+#: deepest network accepted: the cost is linear in depth (the layers run as one compiled loop),
+#: and a 10^6-layer call would run for hours; deep kernels reach their fixed point long before.
+MAX_DEPTH = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,7 +247,7 @@ def _check_inputs(name, x) -> np.ndarray:
     arr = as_finite_array(name, x, ndim=2, min_size=1)
     if arr.shape[1] < 1:
         raise ValueError(f"{name} must have at least one feature, got shape {arr.shape}")
-    return arr
+    return check_magnitude(name, arr, jnp.result_type(float))
 
 
 def mlp_kernel(depth: int, activation="relu", W_std: float = 1.0, b_std: float = 0.0,
@@ -275,7 +278,7 @@ def mlp_kernel(depth: int, activation="relu", W_std: float = 1.0, b_std: float =
     memory is the two ``n1 x n2`` outputs plus ~``2**22``-element temporaries.
 
     Args:
-      depth: number of hidden layers, ``>= 0``.
+      depth: number of hidden layers, ``0 .. 10_000``.
       activation: a name (``"relu"``, ``"erf"``, ...), an :class:`Activation` instance
         (``LeakyRelu(alpha=0.1)``, ``Erf(amplitude, scale, shift)``, ``Hermite(k)``) or an
         elementwise JAX callable.
@@ -293,7 +296,7 @@ def mlp_kernel(depth: int, activation="relu", W_std: float = 1.0, b_std: float =
       >>> k(jnp.ones((3, 5))).ntk.shape
       (3, 3)
     """
-    depth = check_scalar("depth", depth, lo=0, integer=True)
+    depth = check_scalar("depth", depth, lo=0, hi=MAX_DEPTH, integer=True)
     W_std = check_scalar("W_std", W_std, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
     b_std = check_scalar("b_std", b_std, lo=0.0, hi=math.inf, hi_open=True)
     check_choice("parameterization", parameterization, ("ntk", "standard"))

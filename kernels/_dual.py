@@ -18,6 +18,8 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
+from theorysim.checks import check_scalar
+
 from ._activations import _TWO_PI, Activation, _angle
 
 
@@ -120,12 +122,14 @@ class Polynomial(Activation):
 
 def monomial(degree: int) -> Polynomial:
     """:math:`x^n` as a :class:`Polynomial`."""
+    degree = check_scalar("degree", degree, lo=0, hi=256, integer=True)
     return Polynomial((0.0,) * degree + (1.0,))
 
 
 def hermite(degree: int) -> Polynomial:
     """Normalised probabilists' Hermite polynomial :math:`He_n/\\sqrt{n!}` (exact for any
     variance; at unit variance :math:`\\hat\\phi = k_{12}^n`, neural-tangents' formula)."""
+    degree = check_scalar("degree", degree, lo=0, hi=256, integer=True)
     p = np.polynomial.hermite_e.herme2poly([0] * degree + [1]) / math.sqrt(math.factorial(degree))
     return Polynomial(tuple(float(c) for c in p))
 

@@ -28,6 +28,11 @@ from theorysim.checks import as_finite_array, check_choice, check_key, check_sca
 
 from ._mlp import DenseMLP, per_layer_ntk
 
+#: most networks :func:`monte_carlo_kernel` draws (beyond, a call runs for hours; its error
+#: falls like n_samples^-1/2) and the most memory one chunk of them may take (GiB).
+MAX_MC_SAMPLES = 10**7
+MAX_GB = 16.0
+
 IMPLEMENTATIONS = ("auto", "jacobian", "ntvp", "per_layer")
 
 
@@ -46,6 +51,9 @@ def _nnx_split(apply_fn, params):
             return nnx.merge(graphdef, p, rest)(x)
 
         return apply, params
+    if not callable(apply_fn):
+        raise ValueError(f"apply_fn must be a callable apply_fn(params, x) or an nnx.Module, "
+                         f"got {apply_fn!r}")
     return apply_fn, params
 
 
@@ -259,12 +267,20 @@ def monte_carlo_kernel(mlp, x1: Float[Array, "n1 d"],
       mlp: the :class:`DenseMLP`. x1, x2: inputs ``(n1, d)``, ``(n2, d)``.
       key: PRNG key. n_samples: number of networks, a multiple of ``batch``.
     """
-    n_samples = check_scalar("n_samples", n_samples, lo=2, integer=True)
+    n_samples = check_scalar("n_samples", n_samples, lo=2, hi=MAX_MC_SAMPLES, integer=True)
     batch = check_scalar("batch", batch, lo=1, integer=True)
     if n_samples % batch:
         raise ValueError(f"n_samples ({n_samples}) must be a multiple of batch ({batch})")
     check_key("key", key)
     x1, x2 = _inputs(x1, x2)
+    if isinstance(mlp, DenseMLP):
+        # one chunk holds `batch` networks' parameters and every layer's features of x1, x2
+        per_net = mlp.n_params(x1.shape[1]) + 4 * (x1.shape[0] + x2.shape[0]) * sum(mlp.widths)
+        need = batch * per_net * jnp.dtype(x1.dtype).itemsize / 2**30
+        if need > MAX_GB:
+            raise ValueError(f"batch = {batch} networks of widths {mlp.widths} need about "
+                             f"{need:.3g} GiB at once (> {MAX_GB:g} GiB): lower batch or the "
+                             "widths")
     keys = jax.random.split(key, n_samples)
     pair = _stax_pair(mlp)
     if pair is not None:

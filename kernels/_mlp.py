@@ -22,6 +22,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from theorysim.checks import check_choice, check_scalar
+
 from ._activations import Activation, Elementwise
 
 
@@ -44,6 +46,25 @@ class DenseMLP:
     W_std: float = 1.0
     b_std: float = 0.0
     parameterization: str = "ntk"
+
+    def __post_init__(self):
+        if not isinstance(self.widths, tuple | list):
+            raise ValueError(f"widths must be a tuple of hidden widths, got {self.widths!r}")
+        object.__setattr__(self, "widths", tuple(
+            check_scalar("widths", n, lo=1, integer=True) for n in self.widths))
+        if not isinstance(self.activation, Activation):
+            raise ValueError("activation must be an Activation (e.g. theorysim.kernels.Relu()), "
+                             f"got {self.activation!r}")
+        check_scalar("out_dim", self.out_dim, lo=1, integer=True)
+        check_scalar("W_std", self.W_std, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
+        check_scalar("b_std", self.b_std, lo=0.0, hi=math.inf, hi_open=True)
+        check_choice("parameterization", self.parameterization, ("ntk", "standard"))
+
+    def n_params(self, d_in: int) -> int:
+        """Number of parameters for inputs of dimension ``d_in``."""
+        sizes = (d_in, *self.widths, self.out_dim)
+        bias = 1 if self.b_std > 0 else 0
+        return sum((a + bias) * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
     def init(self, key: jax.Array, d_in: int, dtype=jnp.float32) -> list[dict]:
         """Gaussian initial parameters (keyword ``dtype``: float32 unless asked).

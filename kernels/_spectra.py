@@ -74,11 +74,21 @@ class GramSpectrum:
         return iter((self.eigvals, self.target_power))
 
 
+#: quadrature nodes / degrees accepted by :func:`sphere_spectrum` (Gauss-Jacobi nodes cost
+#: O(n^2); far beyond what any kernel needs), the largest Gegenbauer table (entries: 2 GiB),
+#: and the largest sphere dimension.
+MAX_NODES = 1 << 15
+MAX_TABLE = 1 << 28
+MAX_SPHERE_DIM = 10**6
+
+
 def sphere_degeneracy(d: int, l: np.ndarray) -> np.ndarray:
     """Number of degree-``l`` spherical harmonics on :math:`S^{d-1}`."""
     out = np.empty(len(l))
     for i, li in enumerate(np.asarray(l, np.int64)):
-        out[i] = 1.0 if li == 0 else (2 * li + d - 2) / li * math.comb(li + d - 3, li - 1)
+        li = int(li)
+        exact = 1 if li == 0 else (2 * li + d - 2) * math.comb(li + d - 3, li - 1) // li
+        out[i] = float(exact) if exact.bit_length() < 1020 else math.inf  # beyond float64
     return out
 
 
@@ -135,9 +145,25 @@ def sphere_spectrum(kernel_fn: Callable, d: int, max_degree: int, *,
     Returns:
       :class:`DegreeSpectrum` with ``eigenvalue[l]`` and ``degeneracy[l]``.
     """
-    d = check_scalar("d", d, lo=2, integer=True)
-    max_degree = check_scalar("max_degree", max_degree, lo=0, integer=True)
-    n_nodes = check_scalar("n_nodes", n_nodes, lo=max_degree + 1, integer=True)
+    if not callable(kernel_fn):
+        raise ValueError(f"kernel_fn must be a callable K(t), got {kernel_fn!r}")
+    d = check_scalar("d", d, lo=2, hi=MAX_SPHERE_DIM, integer=True)
+    max_degree = check_scalar("max_degree", max_degree, lo=0, hi=MAX_NODES - 1, integer=True)
+    n_nodes = check_scalar("n_nodes", n_nodes, lo=1, hi=MAX_NODES, integer=True)
+    if n_nodes < max_degree + 1:
+        raise ValueError(f"max_degree = {max_degree} needs n_nodes >= max_degree + 1 = "
+                         f"{max_degree + 1} quadrature nodes, got n_nodes = {n_nodes} (default "
+                         "2048): pass n_nodes=")
+    if (max_degree + 1) * n_nodes > MAX_TABLE:
+        raise ValueError(f"max_degree = {max_degree} with n_nodes = {n_nodes} needs a "
+                         f"{(max_degree + 1) * n_nodes * 8 / 2**30:.3g} GiB table of Gegenbauer "
+                         f"values (at most {MAX_TABLE * 8 / 2**30:g} GiB): lower max_degree "
+                         "or n_nodes")
+    degeneracy = sphere_degeneracy(d, np.arange(max_degree + 1))
+    if not np.all(np.isfinite(degeneracy)):
+        raise ValueError(f"max_degree = {max_degree} on S^{d - 1} (d = {d}): the degree-"
+                         f"{int(np.argmin(np.isfinite(degeneracy)))} degeneracy exceeds float64; "
+                         "lower max_degree or d")
     a = (d - 3) / 2.0
     if a == 0.0:  # d = 3: SciPy's Legendre nodes lose ~1e-13; refine them by Newton
         t, w = _legendre_nodes(n_nodes)
@@ -151,8 +177,7 @@ def sphere_spectrum(kernel_fn: Callable, d: int, max_degree: int, *,
     c_d = math.exp(math.lgamma(d / 2) - math.lgamma((d - 1) / 2)) / math.sqrt(math.pi)
     q = gegenbauer_normalised(d, max_degree, t)
     lam = c_d * (q * (w * values)).sum(axis=1)
-    degree = np.arange(max_degree + 1)
-    return DegreeSpectrum(degree, lam, sphere_degeneracy(d, degree), d)
+    return DegreeSpectrum(np.arange(max_degree + 1), lam, degeneracy, d)
 
 
 def gaussian_rbf_spectrum(d: int, lengthscale: float, max_degree: int,
@@ -169,9 +194,10 @@ def gaussian_rbf_spectrum(d: int, lengthscale: float, max_degree: int,
       data_std: :math:`\sigma > 0`.
     """
     d = check_scalar("d", d, lo=1, integer=True)
-    ell = check_scalar("lengthscale", lengthscale, lo=0.0, lo_open=True)
-    max_degree = check_scalar("max_degree", max_degree, lo=0, integer=True)
-    sigma = check_scalar("data_std", data_std, lo=0.0, lo_open=True)
+    ell = check_scalar("lengthscale", lengthscale, lo=0.0, lo_open=True, hi=math.inf,
+                       hi_open=True)
+    max_degree = check_scalar("max_degree", max_degree, lo=0, hi=MAX_NODES, integer=True)
+    sigma = check_scalar("data_std", data_std, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
     a = 1.0 / (4.0 * sigma**2)
     b = 1.0 / (2.0 * ell**2)
     big_a = a + b + math.sqrt(a * a + 2.0 * a * b)

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import collections
+import math
 
 import jax.numpy as jnp
 
@@ -66,7 +67,10 @@ def gradient_descent_mse(k_train_train, y_train, learning_rate: float = 1.0,
     """``predict_fn(t=None, fx_train_0=0., fx_test_0=None, k_test_train=None)`` for a network
     linearised around initialisation and trained by gradient flow on MSE; returns
     ``fx_train_t`` or ``(fx_train_t, fx_test_t)`` when test inputs are given."""
+    _p._check_train(k_train_train, y_train)  # ValueError now, not at the first prediction
     reg = _relative(k_train_train, diag_reg, diag_reg_absolute_scale)
+    check_scalar("learning_rate", learning_rate, lo=0.0, lo_open=True, hi=math.inf,
+                 hi_open=True)
 
     def predict_fn(t=None, fx_train_0=0.0, fx_test_0=None, k_test_train=None):
         out = _p.gradient_descent_mse(k_train_train, y_train, k_test_train, t=t,
@@ -86,6 +90,9 @@ def gradient_descent_mse_ensemble(kernel_fn, x_train, y_train, learning_rate: fl
     """``predict_fn(t=None, x_test=None, get=None, compute_cov=False)``: mean (and covariance)
     over initialisations of infinitely wide networks trained by gradient flow on MSE.
     ``x_test=None`` predicts on the training inputs."""
+    if not callable(kernel_fn):
+        raise ValueError(f"kernel_fn must be a kernel function (e.g. stax's third element), "
+                         f"got {kernel_fn!r}")
     k_dd = kernel_fn(x_train, None, ("nngp", "ntk"), **kernel_fn_train_train_kwargs)
     reg = _relative(k_dd.ntk, diag_reg, diag_reg_absolute_scale)
 
@@ -134,5 +141,9 @@ def gp_inference(k_train_train, y_train, diag_reg: float = 0.0,
 def max_learning_rate(ntk_train_train, y_train_size: int | None = None,
                       momentum: float = 0.0, eps: float = 1e-12) -> float:
     """Largest stable discrete-GD learning rate, neural-tangents' formula."""
+    if ntk_train_train is None or jnp.ndim(ntk_train_train) != 2:
+        raise ValueError(f"ntk_train_train must be a square (n, n) kernel matrix, got "
+                         f"{type(ntk_train_train).__name__} of shape "
+                         f"{jnp.shape(ntk_train_train) if ntk_train_train is not None else None}")
     n = jnp.shape(ntk_train_train)[0] if y_train_size is None else y_train_size
     return _p.max_learning_rate(ntk_train_train, n, momentum)

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theorysim.checks import as_finite_array
+from theorysim.checks import as_finite_array, check_magnitude
 from theorysim.contract import check_throw
 
 from .._analytic import MAX_GB, Kernel, check_output_size, conclude, quadrature_tolerance
@@ -485,7 +485,7 @@ def _check_input(name, x):
                          f"shape {arr.shape}")
     if arr.shape[-1] < 1:
         raise ValueError(f"{name} must have at least one channel, got shape {arr.shape}")
-    return arr
+    return check_magnitude(name, arr, jnp.result_type(float))
 
 
 # ----------------------------------------------------------------------------- helpers

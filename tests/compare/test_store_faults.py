@@ -119,3 +119,48 @@ def test_manifest_with_another_config_is_refused(tmp_path, stored):
     manifest.write_text(json.dumps(body))
     with pytest.raises(RunDirectoryError, match="another config"):
         run(Toy(), cfg, tmp_path, figures=False)
+
+
+# -- second probe (session 5) ------------------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["group metadata deleted", "chunk replaced by a directory",
+                                    "coordinate chunks deleted", "metadata not UTF-8"])
+def test_more_point_damage_is_detected_and_recomputed(tmp_path, stored, damage):
+    cfg, root, reference = stored
+    point = root / "points" / "x=1.zarr"
+    if damage == "group metadata deleted":
+        (point / "zarr.json").unlink()
+    elif damage == "chunk replaced by a directory":
+        chunk = _chunks(point)[0]
+        chunk.unlink()
+        chunk.mkdir()
+    elif damage == "coordinate chunks deleted":
+        for p in (point / "x").rglob("*"):
+            if p.is_file() and "/c/" in str(p):
+                p.unlink()
+    else:
+        (point / "zarr.json").write_bytes(b"\xff\xfe\x00")
+    _rerun_and_check(tmp_path, cfg, reference, [])
+
+
+@pytest.mark.parametrize("body", ["", '{"format": "theorysim-run"', "[1, 2]"])
+def test_unreadable_manifest_is_refused_without_work(tmp_path, stored, body):
+    cfg, root, _ = stored
+    (root / "manifest.json").write_text(body)
+    exp = Toy()
+    with pytest.raises(RunDirectoryError, match="not a theorysim run directory.*not overwriting"):
+        run(exp, cfg, tmp_path, figures=False)
+    assert exp.calls == []
+    assert (root / "manifest.json").read_text() == body
+
+
+def test_lost_points_and_theory_are_recomputed(tmp_path, stored):
+    import shutil
+
+    cfg, root, reference = stored
+    shutil.rmtree(root / "points")
+    shutil.rmtree(root / "theory.zarr")
+    exp = Toy()
+    res = run(exp, cfg, tmp_path, figures=False, log=lambda m: None)
+    assert sorted(res.computed) == ["x=0", "x=1", "x=2"] and res.reused == ()
+    xr.testing.assert_identical(res.dataset, reference)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from theorysim import kernels as K
+from theorysim.kernels import predict as KP
 from theorysim.kernels import stax
 
 RNG = np.random.default_rng(0)
@@ -71,6 +72,54 @@ CASES = {
         jax.random.key(0), 3, np.float64), "enable_x64"),
     "batch_not_a_kernel_fn": (lambda: K.batch(lambda x: x, 2), "kernel_fn"),
     "batch_bad_size": (lambda: K.batch(stax.Dense(1)[2], 4)(X), "batch_size"),
+    # second probe (session 5)
+    "mlp_depth_1e6": (lambda: K.mlp_kernel(10**6), "depth"),
+    "mlp_W_std_complex": (lambda: K.mlp_kernel(2, W_std=1 + 1j), "W_std"),
+    "mlp_W_std_0d_array": (lambda: K.mlp_kernel(2, W_std=np.array(1.2)), "W_std"),
+    "mlp_activation_none": (lambda: K.mlp_kernel(2, None), "activation"),
+    "mlp_x2_columns": (lambda: K.mlp_kernel(2)(X, np.ones((4, 5))), "x2"),
+    "mlp_x1_empty": (lambda: K.mlp_kernel(2)(np.zeros((0, 3))), "x1"),
+    "mlp_x1_complex": (lambda: K.mlp_kernel(2)(X + 0j), "x1"),
+    "mlp_x1_overflows_dtype": (lambda: K.mlp_kernel(2)(np.full((2, 3), 1e200)), "x1"),
+    "stax_x1_overflows_dtype": (lambda: stax.Dense(1)[2](np.full((2, 3), 1e200)), "x1"),
+    "leaky_relu_alpha_inf": (lambda: K.LeakyRelu(alpha=float("inf")), "alpha"),
+    "erf_scale_nan": (lambda: K.Erf(scale=float("nan")), "scale"),
+    "sin_amplitude_inf": (lambda: K.Sin(amplitude=float("inf")), "amplitude"),
+    "elementwise_not_callable": (lambda: K.Elementwise(3.0), "fn"),
+    "elementwise_order_huge": (lambda: K.Elementwise(jax.numpy.tanh, order=10**6), "order"),
+    "hermite_negative_degree": (lambda: K.Hermite(-1), "degree"),
+    "stax_monomial_negative": (lambda: stax.Monomial(-1), "degree"),
+    "sphere_kernel_fn_none": (lambda: K.sphere_spectrum(None, 3, 10), "kernel_fn"),
+    "sphere_max_degree_names_itself": (lambda: K.sphere_spectrum(np.exp, 3, 10**9),
+                                       "max_degree"),
+    "sphere_n_nodes_1e9": (lambda: K.sphere_spectrum(np.exp, 3, 10, n_nodes=10**9),
+                           "n_nodes"),
+    "sphere_degeneracy_beyond_float64": (lambda: K.sphere_spectrum(np.exp, 10**4, 200),
+                                         "degeneracy"),
+    "rbf_data_std_inf": (lambda: K.gaussian_rbf_spectrum(3, 1.0, 10, data_std=float("inf")),
+                         "data_std"),
+    "gram_empty": (lambda: K.gram_spectrum(np.zeros((0, 0)), np.zeros(0)), "K"),
+    "gd_learning_rate_inf": (lambda: K.gradient_descent_mse(KXX, Y, t=1.0,
+                                                            learning_rate=float("inf")),
+                             "learning_rate"),
+    "gd_fx_train_0_shape": (lambda: K.gradient_descent_mse(KXX, Y, t=1.0,
+                                                           fx_train_0=np.ones(4)),
+                            "fx_train_0"),
+    "gp_k_test_test_shape": (lambda: K.gp_inference(_kern(KXX), Y, _kern(KXX[:2]),
+                                                    _kern(KXX)), "k_test_test"),
+    "nt_predict_k_train_none": (lambda: KP.gradient_descent_mse(None, Y), "k_train_train"),
+    "nt_predict_ensemble_kernel_fn_none": (lambda: KP.gradient_descent_mse_ensemble(None, X, Y),
+                                           "kernel_fn"),
+    "nt_max_learning_rate_none": (lambda: KP.max_learning_rate(None), "ntk_train_train"),
+    "empirical_apply_fn_none": (lambda: K.empirical_ntk(None, {}, X), "apply_fn"),
+    "mc_n_samples_1e12": (lambda: K.monte_carlo_kernel(K.DenseMLP((8,), K.Relu()), X,
+                                                       key=jax.random.key(0),
+                                                       n_samples=10**12), "n_samples"),
+    "mc_width_1e9_memory": (lambda: K.monte_carlo_kernel(K.DenseMLP((10**9,), K.Relu()), X,
+                                                         key=jax.random.key(0), n_samples=32),
+                            "widths"),
+    "dense_mlp_width_0": (lambda: K.DenseMLP((0,), K.Relu()), "widths"),
+    "dense_mlp_activation_str": (lambda: K.DenseMLP((8,), "relu"), "activation"),
 }
 
 
@@ -83,6 +132,31 @@ def test_hostile_input_is_a_clear_value_error(name):
     # under a second on an idle machine; the positive-definiteness cases need one jitted
     # eigh/Cholesky (compile included) and CI machines are shared: 10 s bound
     assert time.perf_counter() - start < 10.0
+
+
+def test_deep_kernels_compile_in_constant_time():
+    """Layers after the first run as one compiled loop body beyond ``UNROLL_DEPTH``: a
+    depth-200 kernel compiles like a shallow one (unrolled, depth 30 took 187 s under load)."""
+    start = time.perf_counter()
+    deep = K.mlp_kernel(200, W_std=1.2)(X)
+    assert time.perf_counter() - start < 20.0
+    assert np.isfinite(np.asarray(deep.ntk)).all()
+
+
+@pytest.mark.parametrize("kw", [{"activation": "erf", "W_std": 1.3, "b_std": 0.2},
+                                {"activation": "relu", "parameterization": "standard",
+                                 "width": 64, "b_std": 0.1}])
+def test_looped_recursion_matches_the_unrolled_one(monkeypatch, kw):
+    from theorysim.kernels import _recursion
+
+    depth = _recursion.UNROLL_DEPTH + 3
+    looped = K.mlp_kernel(depth, **kw)(X)
+    jax.clear_caches()
+    monkeypatch.setattr(_recursion, "UNROLL_DEPTH", depth)
+    unrolled = K.mlp_kernel(depth, **kw)(X)
+    jax.clear_caches()
+    for a, b in ((looped.nngp, unrolled.nngp), (looped.ntk, unrolled.ntk)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-6, atol=1e-7)
 
 
 def test_override_admits_a_large_call():
