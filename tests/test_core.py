@@ -15,6 +15,7 @@ from theorysim.checks import (
     check_bool,
     check_choice,
     check_key,
+    check_magnitude,
     check_scalar,
     check_spectrum,
 )
@@ -46,6 +47,21 @@ def test_flags_must_be_bools(value):
         check_bool("flag", value)
     with pytest.raises(ValueError, match="^throw must be a bool"):
         check_throw(value)
+
+
+def test_integers_beyond_float64_are_a_value_error():
+    with pytest.raises(ValueError, match="M must be in .* got an integer of 401 digits"):
+        check_scalar("M", 10**400, lo=1, integer=True)
+    with pytest.raises(ValueError, match="^lr must be a number"):
+        check_scalar("lr", np.array(0.1))  # 0-d arrays: refused like any non-scalar
+
+
+def test_magnitude_is_checked_against_the_compute_dtype():
+    x = np.full((2, 3), 1e20)
+    with pytest.raises(ValueError, match=r"x entries must be at most 1.84e\+16 .* float32"):
+        check_magnitude("x", x, np.float32)
+    assert check_magnitude("x", x, np.float64) is x
+    assert check_magnitude("x", np.zeros((0, 3)), np.float32).shape == (0, 3)
 
 
 def test_choice_refuses_unhashables_and_unknowns():
