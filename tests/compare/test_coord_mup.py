@@ -113,12 +113,15 @@ def test_cntk_vs_width_kernel_and_predictions_approach_the_cntk(tmp_path):
         ds["sim_kernel_dev"].mean("seed").isel(width=0)) / 2  # 8x the width: about 1/sqrt(8)
 
 
-@pytest.mark.slow  # 147 s (cnn) and 446 s (transformer) under load 5-12 on 2 cores
-@pytest.mark.parametrize("model", ["cnn", "transformer"])
-def test_coord_check_new_models_quick_preset(model, tmp_path):
+@pytest.mark.slow  # 147 s (cnn), 446 s (transformer) under load 5-12; d_head ~13 min at load 20
+@pytest.mark.parametrize("model, vary", [("cnn", "heads"), ("transformer", "heads"),
+                                         ("transformer", "d_head")])
+def test_coord_check_new_models_quick_preset(model, vary, tmp_path):
     """Measured 2026-12-06 (seed 0, quick presets): cnn max |muP exponent| 0.02, min SP 0.99;
-    transformer (vary=heads, widths 128..512, P=4) max |muP| 0.09, min SP 0.60."""
-    res = _run("coord-check", tmp_path, {"model": model})
+    transformer vary=heads (widths 128..512, P=4, before W^Q = 0 at init) max |muP| 0.09, min
+    SP 0.60; vary=d_head with W^Q = 0: max |muP| 0.11, min SP 0.64, muP logits -0.05 and +0.03
+    (-0.27 and -0.40 with a random W^Q)."""
+    res = _run("coord-check", tmp_path, {"model": model, "vary": vary})
     m = res.report.metrics
     assert m["max |muP exponent|"] < 0.15 and m["min SP exponent (layers >= 2)"] > 0.2, m
     assert res.report.passed is True
