@@ -38,7 +38,12 @@ def run_logged(name: str, preset: str, out: Path, sets: Mapping[str, str] | None
     print(f"running {label}", flush=True)
     t0 = time.perf_counter()
 
+    last = [None]
+
     def progress(done: int, total: int, what: str) -> None:
+        if not what and last[0] == (done, total):  # the same count again, nothing new to say
+            return
+        last[0] = (done, total)
         el = time.perf_counter() - t0
         eta = f", about {el / done * (total - done):.0f} s left" if 0 < done < total else ""
         print(f"  [{done}/{total}] {what} ({el:.0f} s{eta})", file=sys.stderr, flush=True)

@@ -32,7 +32,7 @@ def main(argv=None) -> Path:
         if res.report.passed is False:
             failed.append((a, b))
         ds = res.dataset
-        _, fitted, _ = exp.fits(cfg, ds)  # on P <= fit_max M, as the experiment's report
+        fitted = res.report.metrics["sim exponent fitted"]  # the report's fit, P <= fit_max M
         theory_vs_sim(ax, ds["P_line"], ds["theory_error_line"], ds["P"],
                       seed_stats(ds["sim_error"]), color=color,
                       label=f"a={a:g}, b={b:g}: fit {fitted:.2f} "
