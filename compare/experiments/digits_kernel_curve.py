@@ -57,7 +57,7 @@ class DigitsCurveConfig(PGridConfig):
     P_max: int = param(1000, "largest training set (< 1797 images)", lo="P_min",
                        hi=N_DIGITS - 1)
     n_P: int = param(8, "log-spaced training-set sizes", lo=2, hi=1000)
-    splits: int = param(32, "random draws of the training set per P", lo=2)
+    splits: int = param(32, "random draws of the training set per P", lo=2, hi=10**5)
     rel_max: float = param(0.03, "declared systematic relative deviation (the deterministic "
                            "equivalent's finite-P bias; RBF/NTK only)", lo=0.0, hi=1.0)
 

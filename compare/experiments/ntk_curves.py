@@ -67,7 +67,7 @@ class NTKCurveConfig(PGridConfig):
                          lo_open=True)
     P_max: int = param(1000, "largest training set", lo="P_min", hi=20000)
     n_P: int = param(6, "log-spaced training-set sizes", lo=2, hi=1000)
-    seeds: int = param(12, "data draws per P", lo=2)
+    seeds: int = param(12, "data draws per P", lo=2, hi=10**5)
     n_test: int = param(1000, "fresh test points per draw", lo=10, hi=10**6)
     max_degree: int = param(8, "degrees kept exactly in the theory", lo=2, hi=200)
     width: int = param(1024, "hidden width of the trained network", lo=1, hi=2**20)

@@ -45,11 +45,11 @@ class RFGridConfig(PowerLawConfig):
     N_max: int = param(256, "most random features of the grid", lo="N_min", hi=2**16)
     P_min: int = param(16, "smallest training set of the grid", lo=1)
     P_max: int = param(256, "largest training set of the grid", lo="P_min", hi=2**16)
-    n_grid: int = param(5, "log-spaced values per axis of the grid", lo=2)
+    n_grid: int = param(5, "log-spaced values per axis of the grid", lo=2, hi=64)
     P_slice: int = param(64, "P of the double-descent slice (N from P/8 to 8P)", lo=1,
                          hi=2**13)
-    n_slice: int = param(7, "N values across the slice", lo=3)
-    seeds: int = param(32, "draws of (A, data) per point", lo=2)
+    n_slice: int = param(7, "N values across the slice", lo=3, hi=256)
+    seeds: int = param(32, "draws of (A, data) per point", lo=2, hi=10**5)
 
     def axes(self) -> tuple[list[int], list[int]]:
         """The N and P values of the heat-map grid."""

@@ -28,7 +28,7 @@ class RidgeCurveConfig(PowerLawConfig, PGridConfig):
     """Config of ``ridge-learning-curve`` (``theorysim show ridge-learning-curve``)."""
 
     ridge: float = param(1e-5, "per-sample ridge (THEORY.md 1 convention)", lo=0.0)
-    seeds: int = param(32, "simulation seeds per P", lo=2)
+    seeds: int = param(32, "simulation seeds per P", lo=2, hi=10**5)
     fit_max: float = param(0.25, "largest P in the exponent fit, as a fraction of M (finite M "
                            "bends the curve near P = M)", lo=0.0, lo_open=True, hi=1.0)
 

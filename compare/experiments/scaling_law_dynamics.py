@@ -42,7 +42,7 @@ class ScalingDynamicsConfig(PowerLawConfig):
     t_min: float = param(1.0, "first recorded time", lo=0.0, lo_open=True)
     t_max: float = param(1e4, "last recorded time", lo="t_min", lo_open=True, hi=1e9)
     n_t: int = param(9, "log-spaced recorded times", lo=2, hi=1000)
-    seeds: int = param(32, "draws of A and data per (N, P)", lo=2)
+    seeds: int = param(32, "draws of A and data per (N, P)", lo=2, hi=10**5)
     C_min: float = param(1e2, "compute range of the frontier (theory, P = inf): from",
                          lo=0.0, lo_open=True)
     C_max: float = param(1e5, "compute range of the frontier: to (>= 10 C_min for a fit)",

@@ -64,6 +64,11 @@ def test_list_names_the_experiments():
         (["run", "mup-transfer", "--set", "log2_lr_min=0", "--set", "log2_lr_max=-10"],
          "log2_lr_max must be in"),
         (["run", "digits-kernel-curve", "--set", "P_max=5000"], "P_max must be in"),
+        # counts with no upper bound would validate and run for days
+        (["run", "--set", "seeds=1000000000"], "seeds must be in [2, 100000]"),
+        (["run", "random-feature-grid", "--set", "n_grid=100000"], "n_grid must be in [2, 64]"),
+        (["run", "digits-kernel-curve", "--set", "splits=1000000000"], "splits must be in"),
+        (["run", "ntk-learning-curve", "--set", "seeds=1000000000"], "seeds must be in"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args, needle, tmp_path):
