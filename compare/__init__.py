@@ -64,6 +64,7 @@ from ._runner import RunResult as RunResult
 from ._runner import run as run
 from ._runner import run_many as run_many
 from ._stats import SeedStats as SeedStats
+from ._stats import curve_minimum as curve_minimum
 from ._stats import seed_stats as seed_stats
 from ._stats import z_scores as z_scores
 from ._store import DamagedEntryError as DamagedEntryError

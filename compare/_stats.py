@@ -67,3 +67,21 @@ def agreement_rows(coord: str, values, theory, stats: SeedStats, **extra) -> tup
         row.update({k: np.asarray(e)[i].item() for k, e in extra.items()})
         rows.append(row)
     return tuple(rows)
+
+
+def curve_minimum(x, y) -> float:
+    """Minimiser of a sampled curve y(x): the argmin of its finite points, moved to the vertex
+    of the parabola through it and its two neighbours (by at most half a step; an argmin at an
+    end stays; NaN if no point is finite).
+
+    >>> curve_minimum(np.array([0.0, 1, 2, 3]), np.array([4.0, 0.5, 0.5, 9]))
+    1.5
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    x, y = x[np.isfinite(y)], y[np.isfinite(y)]
+    i = int(np.argmin(y)) if len(y) else -1
+    if i in (-1, 0, len(y) - 1):
+        return float(x[i]) if len(y) else float("nan")
+    a, b, _ = np.polyfit(x[i - 1:i + 2], y[i - 1:i + 2], 2)
+    h = min(x[i] - x[i - 1], x[i + 1] - x[i]) / 2
+    return float(np.clip(-b / (2 * a), x[i] - h, x[i] + h)) if a > 0 else float(x[i])

@@ -24,8 +24,8 @@ from .._compare import agreement_report, power_fit, theory_dataset
 from .._configio import ExperimentConfig, param
 from .._experiment import Experiment, register
 from .._plots import figure, legend
-from .._stats import seed_stats
-from .._tasks import InContextRegression, TanhTeacher, curve_minimum, model_for
+from .._stats import curve_minimum, seed_stats
+from .._tasks import InContextRegression, TanhTeacher, model_for
 
 PARAMS = ("sp", "mup")
 

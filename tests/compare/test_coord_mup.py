@@ -46,7 +46,7 @@ def test_mup_transfer_optimum_stays_under_mup_and_moves_under_sp(tmp_path):
 def test_mup_transfer_points_and_grids():
     """The transformer variant sweeps width (SP and muP) and, at the first width, muP over depth;
     the sgd variant brings its own rate grid; the parabola-refined optimum is sub-grid."""
-    from theorysim.compare._tasks import curve_minimum
+    from theorysim.compare import curve_minimum
 
     exp = get_experiment("mup-transfer")
     cfg = exp.make_config("quick", {"model": "transformer", "optimizer": "sgd"})
