@@ -21,6 +21,7 @@ from ._compare import agreement as agreement
 from ._compare import agreement_report as agreement_report
 from ._compare import compare as compare
 from ._compare import diagnostics_rows as diagnostics_rows
+from ._compare import mean_field_states as mean_field_states
 from ._compare import power_fit as power_fit
 from ._compare import seed_mean_fit as seed_mean_fit
 from ._compare import solve as solve
@@ -31,6 +32,7 @@ from ._configio import config_from_dict as config_from_dict
 from ._configio import config_hash as config_hash
 from ._configio import config_to_dict as config_to_dict
 from ._configio import describe_config as describe_config
+from ._configio import field_bounds as field_bounds
 from ._configio import param as param
 from ._datasets import SphereHarmonics as SphereHarmonics
 from ._executors import Executor as Executor
@@ -48,6 +50,8 @@ from ._grid import SweepResult as SweepResult
 from ._grid import open_sweep as open_sweep
 from ._grid import run_status as run_status
 from ._grid import sweep as sweep
+from ._jaxcache import compilation_cache_dir as compilation_cache_dir
+from ._jaxcache import enable_compilation_cache as enable_compilation_cache
 from ._plots import figure as figure
 from ._plots import heatmaps as heatmaps
 from ._plots import legend as legend

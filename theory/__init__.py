@@ -27,6 +27,7 @@ from ._dmft import dmft as dmft
 from ._dmft_common import DMFTResult as DMFTResult
 from ._dmft_deep_linear import dmft_deep_linear as dmft_deep_linear
 from ._dmft_finite import FiniteWidthResult as FiniteWidthResult
+from ._dmft_finite import check_finite_width as check_finite_width
 from ._dmft_finite import dmft_two_layer_finite_width as dmft_two_layer_finite_width
 from ._dmft_kink import sliding_ntk as sliding_ntk
 from ._dmft_two_layer import dmft_two_layer as dmft_two_layer

@@ -34,6 +34,7 @@ a property of the dynamics, not of the discretisation. Smooth activations never 
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -71,19 +72,20 @@ def sliding_ntk(pre, readout, delta, X, gamma0: float, *, step: float) -> np.nda
 
     with :math:`s_{i\mu} = 1[h_{i\mu} > 0]`, or :math:`\alpha_{i\mu}` where neuron ``i`` slides
     on the kink of training point ``mu``. The same definition as ``dmft_two_layer(...).ntk``.
+    Leading dimensions (e.g. seeds, times) are batched over.
 
     Args:
-      pre: ``(N, P)`` first-layer pre-activations :math:`h_{i\mu} = w^0_i\cdot x_\mu/\sqrt D`.
-      readout: ``(N,)`` readout weights :math:`z_i` (the network is
+      pre: ``(..., N, P)`` first-layer pre-activations :math:`h_{i\mu} = w^0_i\cdot x_\mu/\sqrt D`.
+      readout: ``(..., N)`` readout weights :math:`z_i` (the network is
         :math:`f = \sum_i z_i\phi(h_i)/(\gamma_0 N)`).
-      delta: ``(P,)`` training error ``y - f``.
+      delta: ``(..., P)`` training error ``y - f``.
       X: ``(P, D)`` the training inputs.
       gamma0: richness ``> 0``.
       step: the time step of the dynamics (the GD learning rate): a neuron counts as on the
         kink when it is within two steps of it at its current speed.
 
     Returns:
-      ``(P, P)`` NumPy float64 kernel.
+      ``(..., P, P)`` NumPy float64 kernel.
 
     Example:
       One neuron on the kink of point 0 (``x_0 . x_1 / D = 0.5``), pushed onto it from both
@@ -94,18 +96,22 @@ def sliding_ntk(pre, readout, delta, X, gamma0: float, *, step: float) -> np.nda
       array([[0.25, 0.25],
              [0.25, 2.  ]])
     """
-    h = as_finite_array("pre", pre, ndim=2, min_size=1)
-    z = as_finite_array("readout", readout, ndim=1, min_size=1)
-    d = as_finite_array("delta", delta, ndim=1, min_size=1)
+    h = as_finite_array("pre", pre, min_size=1)
+    z = as_finite_array("readout", readout, min_size=1)
+    d = as_finite_array("delta", delta, min_size=1)
     X = as_finite_array("X", X, ndim=2, min_size=1)
-    if z.shape[0] != h.shape[0] or d.shape[0] != h.shape[1] or X.shape[0] != h.shape[1]:
-        raise ValueError(f"pre (N, P) = {h.shape}, readout (N,) = {z.shape}, delta (P,) = "
-                         f"{d.shape} and X (P, D) = {X.shape} must agree")
+    if (h.ndim < 2 or z.shape != h.shape[:-1] or d.shape != h.shape[:-2] + h.shape[-1:]
+            or X.shape[0] != h.shape[-1]):
+        raise ValueError(f"pre (..., N, P) = {h.shape}, readout (..., N) = {z.shape}, delta "
+                         f"(..., P) = {d.shape} and X (P, D) = {X.shape} must agree")
     gamma0 = check_scalar("gamma0", gamma0, lo=0.0, hi=1e6, lo_open=True)
     step = check_scalar("step", step, lo=0.0, hi=1e6)
     phi0 = X @ X.T / X.shape[1]
-    s = np.asarray(filippov_slopes(jnp.asarray(h), jnp.asarray(z), jnp.asarray(d),
-                                   jnp.asarray(phi0), gamma0, step))
+    N, P = h.shape[-2:]
+    slopes = jax.vmap(lambda a, b, c: filippov_slopes(a, b, c, jnp.asarray(phi0), gamma0, step))
+    s = np.asarray(slopes(jnp.asarray(h.reshape(-1, N, P)), jnp.asarray(z.reshape(-1, N)),
+                          jnp.asarray(d.reshape(-1, P)))).reshape(h.shape)
     ph = np.maximum(h, 0.0)
-    g = s * z[:, None]
-    return (ph.T @ ph + (g.T @ g) * phi0) / h.shape[0]
+    g = s * z[..., None]
+    return (np.einsum("...ip,...iq->...pq", ph, ph)
+            + np.einsum("...ip,...iq->...pq", g, g) * phi0) / N

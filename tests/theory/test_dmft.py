@@ -102,6 +102,19 @@ def test_gradient_flow_matches_exact_p1_limit(solver):
     assert err <= max(r.flow_error, 1e-9), (err, r.flow_error)
 
 
+def test_every_dmft_solver_takes_the_same_dynamics_arguments():
+    """One convention for the family (issue 13): dynamics="flow" by default, lr only with
+    dynamics="gd", and a flow_tol, in every DMFT solver."""
+    import inspect
+
+    from theorysim.theory import dmft_two_layer_finite_width
+
+    for fn in (dmft_two_layer, dmft_deep_linear, dmft, dmft_two_layer_finite_width):
+        p = inspect.signature(fn).parameters
+        assert p["dynamics"].default == "flow" and p["lr"].default is None, fn.__name__
+        assert p["flow_tol"].kind is inspect.Parameter.KEYWORD_ONLY, fn.__name__
+
+
 def test_gd_dynamics_matches_exact_p1_recursion():
     """dynamics="gd", lr=0.25 in every DMFT solver: the exact infinite-width GD recursion."""
     X, y = np.ones((1, 4)), np.ones(1)

@@ -77,7 +77,8 @@ def lin(**kw):
 
 def fin(**kw):
     return dmft_two_layer_finite_width(**({"X": XD, "y": YD, "t": TD, "gamma0": 1.0,
-                                           "key": KEY, "lr": 0.5, "n_samples": 64,
+                                           "key": KEY, "dynamics": "gd", "lr": 0.5,
+                                           "n_samples": 64,
                                            "n_mean": 256} | kw))
 
 
