@@ -1,10 +1,30 @@
-"""``ridge-learning-curve``: E_g vs P for linear ridge regression on a power-law task.
+r"""``ridge-learning-curve``: E_g vs P for linear ridge regression on a power-law task.
 
 Theory: the deterministic equivalent ``theorysim.theory.ridge_risk`` (THEORY.md 1; Bordelon,
 Canatar, Pehlevan 2020, arXiv 2002.02561). Simulation: ridge regression on Gaussian features
 of the same spectrum, many seeds per P, error measured exactly against the clean target.
-The report gives per-P agreement in standard errors and the fitted decay exponent vs the
-predicted min(a - 1, 2b).
+The report gives per-P agreement in standard errors and the fitted decay exponent of the
+simulation against the theory's, both fitted on the same P <= fit_max M with the same weights.
+
+Why not against the asymptotic min(a - 1, 2b): at finite M the curve steepens before P reaches
+M. When the target tail sets the error (a - 1 < 2b), ridgeless E_g(P) is about the target
+power beyond the learned modes k > k* ~ P, and with M modes that sum stops at M:
+
+.. math::
+
+    E_g(P) \approx \sum_{k \gtrsim P}^{M} k^{-a} \approx
+    \frac{P^{1-a} - M^{1-a}}{a - 1}, \qquad
+    -\frac{d \log E_g}{d \log P} \approx \frac{a - 1}{1 - (P/M)^{a-1}},
+
+so the local exponent exceeds a - 1 by a factor 1/(1 - (P/M)^{a-1}): for a = 1.5, M = 1000
+on the quick grid's P <= M/4 (10 .. 215) it runs from 0.56 to 0.93, and this approximation
+fits 0.66 there, not 0.5. The deterministic equivalent carries the effect exactly: its fit,
+weighted like the simulation's, is 0.646 against the simulation's 0.641 +- 0.008 (seed 0,
+32 seeds); on the same P its unweighted fit is 0.61 at M = 1000, 0.56 at M = 2000 and
+0.51 .. 0.48 at M = 10^4 .. 10^6 (the asymptotic value, up to small-P corrections). So the
+exponent check compares like with like: the simulation's fit against the theory's at the same
+M, on the same P with the same weights, within ``z_max`` standard errors of the simulation's
+fit; min(a - 1, 2b) is reported and drawn as the P << M reference.
 """
 
 from __future__ import annotations
@@ -19,7 +39,7 @@ from theorysim.theory import ridge_risk
 from .._compare import Check, Prediction, Sweep, seed_mean_fit, solve
 from .._configio import param
 from .._experiment import register
-from .._plots import predicted_slope
+from .._plots import reference_power_law
 from .._tasks import PGridConfig, PowerLawConfig
 
 
@@ -60,15 +80,29 @@ class RidgeLearningCurve(Sweep):
         return Prediction({"error": r.error, "bias": r.bias}, {"ridge_risk": r})
 
     def checks(self, cfg, ds):
-        """The decay exponent of the simulation on P <= fit_max M vs min(a-1, 2b)."""
-        fit = seed_mean_fit(ds, "error", "P", where=ds["P"] <= cfg.fit_max * cfg.M)
-        return (Check.exponent("sim exponent", fit, cfg.learning_curve_exponent, 0.1),)
+        """The decay exponent of the simulation on P <= fit_max M against the theory's at the
+        same M, fitted on the same P with the same weights (module docstring: finite M steepens
+        both); allowed: ``z_max`` standard errors of the simulation's fit."""
+        where = ds["P"] <= cfg.fit_max * cfg.M
+        sim = seed_mean_fit(ds, "error", "P", where=where)
+        theory = seed_mean_fit(ds, "error", "P", theory=True, where=where)
+        return (Check("sim exponent", sim.exponent, theory.exponent,
+                      cfg.z_max * sim.exponent_stderr, sim.exponent_stderr),)
 
     def summarize(self, cfg, ds):
-        fit = seed_mean_fit(ds, "error", "P", theory=True, where=ds["P"] <= cfg.fit_max * cfg.M)
-        return {"theory exponent fitted": fit.exponent}, (), True
+        return ({"asymptotic exponent min(a-1, 2b)": cfg.learning_curve_exponent},
+                (f"exponent criterion: the simulation's fit against the theory's at the same "
+                 f"M = {cfg.M}, fitted on the same P with the same weights; finite M steepens "
+                 f"the curve, so the asymptotic min(a-1, 2b) = "
+                 f"{cfg.learning_curve_exponent:g} (P << M) is a reference, not the "
+                 f"prediction",), True)
 
     def decorate(self, fig, axes, cfg, ds):
-        predicted_slope(axes[0], ds["P_line"], *self.checks(cfg, ds),
-                        float(ds["theory_error_line"][0]))
+        (check,) = self.checks(cfg, ds)
+        x, asym = np.asarray(ds["P_line"], float), cfg.learning_curve_exponent
+        reference_power_law(
+            axes[0], x, -asym, (x[0], float(ds["theory_error_line"][0])),
+            label=f"$P^{{-{asym:.3g}}}$, the $P \\ll M$ asymptote\nfit on $P \\leq "
+                  f"{cfg.fit_max:g}M$: sim ${check.fitted:.3f} \\pm {check.stderr:.3f}$,\n"
+                  f"theory (same $M$) ${check.predicted:.3f}$")
         axes[0].set_title(f"ridge regression, $M={cfg.M}$, ridge = {cfg.ridge:g}")
