@@ -65,3 +65,14 @@ def test_dmft_vs_width_relu_tiny_run():
     assert rep.passed, (rep.metrics, rep.table)
     assert len(rep.table) == 8 and np.isfinite(rep.metrics["max |z|"])
     print(rep.metrics, rep.table)
+
+
+def test_theory_limits_are_checked_before_any_simulation():
+    """The finite-width theory's memory and step limits refuse the config at construction
+    (issue 14: they failed only after the simulations), naming the config fields."""
+    cfg_type = get_experiment("dmft-vs-width").config_type
+    with pytest.raises(ValueError, match="samples.*max_memory_gb"):
+        cfg_type(samples=2**20, times=(1.0, 2.0, 3.0), P=6, D=7)
+    with pytest.raises(ValueError, match="more than the finite-width theory"):
+        cfg_type(times=(200.0,))
+    assert cfg_type(activation="relu").activation == "relu"
