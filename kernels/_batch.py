@@ -92,8 +92,8 @@ def batch(kernel_fn, batch_size: int = 0, device_count: int = -1, store_on_devic
                           diagonal_spatial=diagonal_spatial)
         full = bool(layer.needs_full(not diagonal_spatial)) and a1.ndim > 2
         want_ntk = "ntk" in names
-        cross = kernel_fn._compiled(full, want_ntk, False)
-        sym = kernel_fn._compiled(full, want_ntk, True)
+        cross = kernel_fn.program(full, want_ntk, False)
+        sym = kernel_fn.program(full, want_ntk, True)
         dtype = jnp.result_type(float)
         x1b = jnp.asarray(a1, dtype).reshape((n1 // bs, bs) + a1.shape[1:])
         x2b = x1b if a2 is None else jnp.asarray(a2, dtype).reshape((n2 // bs, bs)
@@ -118,9 +118,19 @@ def batch(kernel_fn, batch_size: int = 0, device_count: int = -1, store_on_devic
     return batched
 
 
-@functools.partial(jax.jit, static_argnames=("cross", "sym", "symmetric", "devices",
-                                             "want_ntk"))
 def _run(cross, sym, x1b, x2b, symmetric, devices, want_ntk):
+    return _compiled_run()(cross, sym, x1b, x2b, symmetric, devices, want_ntk)
+
+
+@functools.cache
+def _compiled_run():
+    from .stax._core import jit
+
+    return jit(_run_blocks, static_argnames=("cross", "sym", "symmetric", "devices",
+                                             "want_ntk"))
+
+
+def _run_blocks(cross, sym, x1b, x2b, symmetric, devices, want_ntk):
     nb1, nb2 = x1b.shape[0], x2b.shape[0]
     n_dev = len(devices)
     pairs = np.array([(i, j) for i in range(nb1) for j in range(nb2)], np.int32)

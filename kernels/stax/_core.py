@@ -15,9 +15,9 @@ Kernel state for inputs of shape ``(N, *S, C)`` (channel last):
   covariances are ever needed (pooling, attention: yes; ``Flatten``, convolutions feeding it,
   elementwise layers: no).
 
-``kernel_fn(x)`` (``x2=None``) with more examples than one tile holds (:func:`tile_rows`)
-is assembled from tiles of example pairs (:func:`tiled_symmetric`): the tiles on and above the
-diagonal only, so the temporaries are one tile's and not the whole batch's.
+``kernel_fn(x1, x2=None)`` with more example pairs than one tile holds (:func:`tile_rows`)
+is assembled from tiles of example pairs (:func:`tiled`; for ``x2=None`` the tiles on and
+above the diagonal only), so the temporaries are one tile's and not the whole batch's.
 
 Every map follows Novak et al. 2019 (arXiv 1810.05148) and neural-tangents 0.6.5
 (Novak et al. 2020, arXiv 1912.02803); the Dense/activation steps are the ones of
@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from theorysim.checks import as_finite_array, check_magnitude
+from theorysim.checks import as_finite_array, check_key, check_magnitude
 from theorysim.contract import check_throw
 
 from .._analytic import MAX_GB, Kernel, check_output_size, conclude, quadrature_tolerance
@@ -169,6 +169,7 @@ class _InitFn:
 
     def __call__(self, rng, input_shape):
         """``init_fn(rng, input_shape) -> (output_shape, params)`` as in neural-tangents."""
+        check_key("rng", rng)
         shape = _check_shape(input_shape)
         return self.layer.init(rng, shape)
 
@@ -179,7 +180,13 @@ class _ApplyFn:
 
     def __call__(self, params, inputs, **kwargs):
         """``apply_fn(params, inputs, rng=None)``: the finite network."""
-        return self.layer.apply(params, inputs, **kwargs)
+        try:
+            return self.layer.apply(params, inputs, **kwargs)
+        except (TypeError, IndexError, KeyError) as err:
+            if params is None:  # a layer without parameters ignores them: None is fine there
+                raise ValueError("params must be the parameters init_fn returned, got None"
+                                 ) from err
+            raise
 
 
 def _check_shape(shape):
@@ -290,15 +297,24 @@ class KernelFn:
         check_output_size(a1.shape[0] * n2 * sp, 1 + want_ntk, max_gb)
         rows = tile_rows(a1.shape, full, jnp.dtype(dtype).itemsize)
         j1 = _device(x1, a1, dtype)
-        if x2 is None and a1.shape[0] > rows:
-            out = self._compiled_tiled(full, want_ntk, rows)(j1)
+        j2 = None if x2 is None else _device(x2, a2, dtype)
+        if a1.shape[0] * n2 > rows * rows:
+            out = self._compiled_tiled(full, want_ntk, rows, x2 is None)(j1, j2)
         else:
-            fn = self._compiled(full, want_ntk, x2 is None)
-            out = fn(j1, None if x2 is None else _device(x2, a2, dtype))
+            out = self._compiled(full, want_ntk, x2 is None)(j1, j2)
         return _format(_contract(out, tol, throw), get, names)
 
     def _compiled(self, full, want_ntk, symmetric):
         key = (full, want_ntk, symmetric)
+        if key not in self._cache:
+            self._cache[key] = jit(self.program(full, want_ntk, symmetric))
+        return self._cache[key]
+
+    def program(self, full, want_ntk, symmetric):
+        """The untiled kernel map ``(x1, x2) -> outputs`` (not jitted: for callers that
+        trace it inside their own program, as :func:`theorysim.kernels.batch`); one function
+        object per key, so that it can be a static argument."""
+        key = ("program", full, want_ntk, symmetric)
         if key not in self._cache:
             layer = self.layer
 
@@ -306,25 +322,52 @@ class KernelFn:
                 st = layer.kernel(input_state(x1, x2, full, want_ntk))
                 return _collect(st)
 
-            self._cache[key] = jax.jit(run)
+            self._cache[key] = run
         return self._cache[key]
 
-    def _compiled_tiled(self, full, want_ntk, rows):
-        key = ("tiled", full, want_ntk, rows)
+    def _compiled_tiled(self, full, want_ntk, rows, symmetric):
+        key = ("tiled", full, want_ntk, rows, symmetric)
         if key not in self._cache:
             layer = self.layer
 
             def tile(xa, xb):
                 return layer.kernel(input_state(xa, xb, full, want_ntk))
 
-            def run(x1):
-                return tiled_symmetric(tile, x1, rows, want_ntk)
+            def run(x1, x2):
+                return tiled(tile, x1, x2, rows, want_ntk)
 
-            self._cache[key] = jax.jit(run)
+            self._cache[key] = jit(run)
         return self._cache[key]
 
 
-#: entries of one tile's kernel (example pairs x spatial entries) in :func:`tiled_symmetric`:
+#: XLA:CPU option for every kernel program: YNNPACK fusions for dots only. The default
+#: (jaxlib 0.10) also hands reductions, with the elementwise work that feeds them, to YNNPACK,
+#: which runs them far slower on XLA:CPU than XLA's own loop fusions (measured, float64: the
+#: mean over positions of a ReLU map of a (64, 64, 16, 16) kernel 98 ms vs 2.2 ms; a
+#: GlobalSelfAttention network's ReLU -> GlobalAvgPool 140 ms vs ~10 ms).
+COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+
+
+@functools.cache
+def compiler_options() -> tuple:
+    """:data:`COMPILER_OPTIONS` where this jaxlib and backend accept them, else none (the
+    option is XLA:CPU's and may not exist in other versions): probed once by compiling a
+    one-op program."""
+    if jax.default_backend() != "cpu":
+        return ()
+    try:
+        jax.jit(lambda v: v + 1, compiler_options=COMPILER_OPTIONS).lower(1.0).compile()
+    except Exception:  # noqa: BLE001  (an unknown option or value: compile without it)
+        return ()
+    return tuple(COMPILER_OPTIONS.items())
+
+
+def jit(fn, **kwargs):
+    """``jax.jit`` with :func:`compiler_options`."""
+    return jax.jit(fn, compiler_options=dict(compiler_options()) or None, **kwargs)
+
+
+#: entries of one tile's kernel (example pairs x spatial entries) in :func:`tiled`:
 #: 2**22 (32 MiB in float64) keeps a tile's temporaries in the last-level cache.
 TILE_ELEMENTS = 1 << 22
 
@@ -348,25 +391,44 @@ def _swap_tile(z, st_full: bool, nsp: int):
     return jnp.transpose(z, perm)
 
 
-def tiled_symmetric(tile, x, rows: int, want_ntk: bool):
-    r"""``K(X, X)`` of a per-pair kernel map in square tiles of ``rows`` examples.
-
-    Every entry :math:`K(x_i, x_j)` depends only on :math:`x_i, x_j` (no layer mixes examples
-    besides the same-example entries, which the diagonal tiles keep exact), so the matrix is
-    assembled from tiles: the diagonal tiles by the symmetric map ``tile(x_a, None)`` (exact
-    zero angles on the diagonal), the tiles above it by the cross map ``tile(x_a, x_b)``, each
-    written twice (as is and transposed). About half the work of the whole-batch call for
-    many tiles, and the temporaries are one tile's, not the whole batch's (issue 10: a
-    Myrtle-5 CNTK carries ``(N, N, H, H, W, W)`` covariances). ``X`` is padded to a multiple of
-    ``rows`` by repeating its first example (finite, discarded). Output as :func:`_collect`.
-    """
+def _blocks(x, rows: int):
+    """``x (n, ...)`` as ``(nb, rows, ...)``, padded by repeating its first example."""
     n = x.shape[0]
     nb = -(-n // rows)
-    pad = nb * rows - n
-    if pad:
-        x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad,) + x.shape[1:])])
-    xb = x.reshape((nb, rows) + x.shape[1:])
-    first = tile(xb[0], None)           # peeled: its (static) structure sizes the outputs
+    if nb * rows > n:
+        x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (nb * rows - n,) + x.shape[1:])])
+    return x.reshape((nb, rows) + x.shape[1:]), nb
+
+
+def tiled(tile, x1, x2, rows: int, want_ntk: bool):
+    r"""``K(X_1, X_2)`` of a per-pair kernel map, assembled from tiles of example pairs.
+
+    Every entry :math:`K(x_i, x_j)` depends only on :math:`x_i, x_j` (no layer mixes
+    examples besides the same-example entries), so the matrix is assembled from tiles
+    ``tile(x_a, x_b)`` (``rows`` examples a side); the temporaries are one tile's, not the
+    whole batch's (issue 10: a Myrtle-5 CNTK carries ``(N, N, H, H, W, W)`` covariances).
+
+    * ``x2 is None`` (:math:`K(X, X)`): the diagonal tiles by the symmetric map
+      ``tile(x_a, None)`` (exact zero angles on the diagonal), the tiles above it by the
+      cross map, each written twice (as is and transposed): about half the work of the
+      whole-batch call for many tiles. ``cov1 = cov2`` is the batch diagonal.
+    * otherwise every tile by the cross map: ``rows`` examples of ``x1`` by ``rows`` of
+      ``x2`` (when ``x1`` has only ``n1 < rows``, ``rows**2 // n1`` of ``x2``: the same
+      budget); ``cov1`` and
+      ``cov2`` are taken from the tiles (each example's is computed by the same code
+      whichever tile holds it).
+
+    Inputs are padded to whole tiles by repeating their first example (finite, discarded).
+    Output as :func:`_collect`; entries equal the whole-batch call to rounding.
+    """
+    symmetric = x2 is None
+    n1 = x1.shape[0]
+    n2 = n1 if symmetric else x2.shape[0]
+    r1 = rows if symmetric else min(rows, n1)
+    r2 = rows if symmetric else min(n2, max(rows, rows * rows // r1))
+    xb1, nb1 = _blocks(x1, r1)
+    xb2, nb2 = (xb1, nb1) if symmetric else _blocks(x2, r2)
+    first = tile(xb1[0], None if symmetric else xb2[0])   # peeled: its structure sizes outputs
     if isinstance(first, list):
         raise ValueError("a network ending in several branches has no single kernel: end it "
                          "with a FanIn layer")
@@ -377,47 +439,58 @@ def tiled_symmetric(tile, x, rows: int, want_ntk: bool):
 
     def parts(st):
         ntk = st.ntk if st.ntk is not None else jnp.zeros_like(st.nngp)
-        return (st.nngp, ntk)[:n_out], jnp.asarray(st.quad_err, dtype)
+        covs = () if symmetric else (st.cov1, st.cov2)
+        return (st.nngp, ntk)[:n_out], covs, jnp.asarray(st.quad_err, dtype)
 
-    def put(outs, vals, i, j, both):
+    def put(carry, st, i, j, mirror):
+        outs, covs_out, err = carry
+        vals, covs, e = parts(st)
         i, j = jnp.int32(i), jnp.int32(j)
         zero = (jnp.int32(0),) * vals[0].ndim
         new = []
         for out, v in zip(outs, vals, strict=True):
             out = jax.lax.dynamic_update_slice(out, v[None, None], (i, j) + zero)
-            if both:
+            if mirror:
                 out = jax.lax.dynamic_update_slice(out, _swap_tile(v, st_full, nsp)[None, None],
                                                    (j, i) + zero)
             new.append(out)
-        return tuple(new)
+        covs_out = tuple(jax.lax.dynamic_update_slice(c, v[None], (k,) + zero[1:])
+                         for c, v, k in zip(covs_out, covs, (i, j)[:len(covs)], strict=True))
+        return tuple(new), covs_out, jnp.maximum(err, e)
 
-    def diag_body(i, carry):
-        outs, err = carry
-        vals, e = parts(tile(xb[i], None))
-        return put(outs, vals, i, i, False), jnp.maximum(err, e)
-
-    pairs = np.array([(i, j) for i in range(nb) for j in range(i + 1, nb)], np.int32)
-    table = jnp.asarray(pairs.reshape(-1, 2))
+    if symmetric:
+        pairs = [(i, j) for i in range(nb1) for j in range(i + 1, nb1)]
+    else:
+        pairs = [(i, j) for i in range(nb1) for j in range(nb2)][1:]     # (0, 0) is peeled
+    table = jnp.asarray(np.array(pairs, np.int32).reshape(-1, 2))
 
     def cross_body(k, carry):
-        outs, err = carry
         i, j = table[k, 0], table[k, 1]
-        vals, e = parts(tile(xb[i], xb[j]))
-        return put(outs, vals, i, j, True), jnp.maximum(err, e)
+        return put(carry, tile(xb1[i], xb2[j]), i, j, symmetric)
 
-    outs = tuple(jnp.zeros((nb, nb, rows, rows) + sp, dtype) for _ in range(n_out))
-    vals, err = parts(first)
-    carry = jax.lax.fori_loop(1, nb, diag_body, (put(outs, vals, 0, 0, False), err))
-    outs, err = jax.lax.fori_loop(0, len(pairs), cross_body, carry)
+    def diag_body(i, carry):
+        return put(carry, tile(xb1[i], None), i, i, False)
+
+    outs = tuple(jnp.zeros((nb1, nb2, r1, r2) + sp, dtype) for _ in range(n_out))
+    covs = () if symmetric else (jnp.zeros((nb1, r1) + sp, dtype),
+                                 jnp.zeros((nb2, r2) + sp, dtype))
+    carry = put((outs, covs, jnp.zeros((), dtype)), first, 0, 0, False)
+    if symmetric:
+        carry = jax.lax.fori_loop(1, nb1, diag_body, carry)
+    outs, covs, err = jax.lax.fori_loop(0, len(pairs), cross_body, carry)
 
     def assemble(o):
-        o = jnp.moveaxis(o, 2, 1).reshape((nb * rows, nb * rows) + sp)
-        return o[:n, :n]
+        o = jnp.moveaxis(o, 2, 1).reshape((nb1 * r1, nb2 * r2) + sp)
+        return o[:n1, :n2]
 
     nngp = assemble(outs[0])
     ntk = assemble(outs[1]) if want_ntk else None
-    cov = jnp.moveaxis(jnp.diagonal(nngp, axis1=0, axis2=1), -1, 0)
-    return _finish({"nngp": nngp, "ntk": ntk, "cov1": cov, "cov2": cov, "quad_err": err,
+    if symmetric:
+        cov1 = cov2 = jnp.moveaxis(jnp.diagonal(nngp, axis1=0, axis2=1), -1, 0)
+    else:
+        cov1 = covs[0].reshape((nb1 * r1,) + sp)[:n1]
+        cov2 = covs[1].reshape((nb2 * r2,) + sp)[:n2]
+    return _finish({"nngp": nngp, "ntk": ntk, "cov1": cov1, "cov2": cov2, "quad_err": err,
                     "quad_nodes": first.quad_nodes})
 
 

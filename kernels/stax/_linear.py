@@ -14,12 +14,13 @@ averages over both positions of each pair, ``Flatten`` over the diagonal positio
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import jax
 import jax.numpy as jnp
 
-from theorysim.checks import check_choice, check_scalar
+from theorysim.checks import check_choice, check_scalar, check_std
 
 from .._recursion import dense_nngp, dense_ntk
 from ._core import KState, Layer, expand, prod, variances
@@ -30,7 +31,7 @@ PADDINGS = ("SAME", "VALID", "CIRCULAR")
 def _std(name, value, *, allow_none=False, positive=True):
     if value is None and allow_none:
         return None
-    return check_scalar(name, value, lo=0.0, lo_open=positive, hi=math.inf, hi_open=True)
+    return check_std(name, value, positive=positive)
 
 
 def _param(parameterization):
@@ -155,22 +156,32 @@ def _slice(k, axis, start, stride, n):
 
 
 def filter_average(k, axes, window, stride, padding):
-    r""":math:`(\mathcal A K)_{o o'} = \frac1F\sum_f K_{so+f, so'+f}` over ``axes`` (one axis
-    for a diagonal layout, a pair of axes for a full layout), with zero or circular padding."""
+    r""":math:`(\mathcal A K)_{o o'} = \frac1{|F|}\sum_{f\in F} K_{so+f, so'+f}` over every
+    spatial axis at once: ``axes[i]`` holds the axes of spatial axis ``i`` (one for a diagonal
+    layout, a pair for a full layout), ``window[i]``, ``stride[i]`` its filter size and
+    stride; zero or circular padding. All axes are padded in one step and the ``|F|``
+    shifted windows summed in one expression, so that XLA materialises one padded copy of
+    ``K`` (a per-axis pass would materialise a padded intermediate per spatial axis)."""
     circular = padding == "CIRCULAR"
-    n = k.shape[axes[0]]
-    pads = _pads(n, window, stride, "SAME" if circular else padding)
-    for a in axes:
-        k = _pad_axis(k, a, pads, circular)
-    length = k.shape[axes[0]]
-    m = _out_len(length, window, stride)
+    widths = [(0, 0)] * k.ndim
+    starts = []
+    for ax, w, s in zip(axes, window, stride, strict=True):
+        n = k.shape[ax[0]]
+        pads = _pads(n, w, s, "SAME" if circular else padding)
+        for a in ax:
+            widths[a] = pads
+        m = _out_len(n + sum(pads), w, s)
+        starts.append([(ax, f, s, m) for f in range(w)])
+    if any(p != (0, 0) for p in widths):            # one pad op: one padded copy
+        k = jnp.pad(k, widths, mode="wrap" if circular else "constant")
     out = None
-    for f in range(window):
+    for combo in itertools.product(*starts):
         term = k
-        for a in axes:
-            term = _slice(term, a, f, stride, m)
+        for ax, f, s, m in combo:
+            for a in ax:
+                term = _slice(term, a, f, s, m)
         out = term if out is None else out + term
-    return out / window
+    return out / math.prod(window)
 
 
 def box_sum(k, axis, window, stride, padding, normalize_edges, avg):
@@ -255,11 +266,9 @@ class _Conv(Layer):
         out = self.out_spatial(st.spatial)
 
         def avg(k, batch_ndim):
-            for i in range(self.nsp):
-                axes = ((batch_ndim + 2 * i, batch_ndim + 2 * i + 1) if st.full
-                        else (batch_ndim + i,))
-                k = filter_average(k, axes, self.filter_shape[i], self.strides[i], self.padding)
-            return k
+            axes = [(batch_ndim + 2 * i, batch_ndim + 2 * i + 1) if st.full
+                    else (batch_ndim + i,) for i in range(self.nsp)]
+            return filter_average(k, axes, self.filter_shape, self.strides, self.padding)
 
         st = st.map(avg).replace(spatial=out)
         fan_in = st.channels * prod(self.filter_shape)
@@ -456,6 +465,14 @@ def Identity():
 
 # ----------------------------------------------------------------------------- LayerNorm
 
+def _check_axes(axis, ndim):
+    """LayerNorm's axes must exist in inputs of rank ``ndim`` (``a % ndim`` would wrap them)."""
+    bad = [a for a in axis if not -ndim <= a < ndim]
+    if bad:
+        raise ValueError(f"LayerNorm axis {bad[0]} is out of range for inputs of rank {ndim} "
+                         f"(axes {-ndim}..{ndim - 1}), got axis={axis}")
+
+
 class _LayerNorm(Layer):
     name = "LayerNorm"
 
@@ -463,6 +480,7 @@ class _LayerNorm(Layer):
         self.axis, self.eps = axis, eps
 
     def _spatial_axes(self, ndim):
+        _check_axes(self.axis, ndim)
         axes = {a % ndim for a in self.axis}
         if ndim - 1 not in axes:
             raise ValueError(f"LayerNorm axis must include the channel axis (-1) for the "
@@ -473,6 +491,7 @@ class _LayerNorm(Layer):
         return tuple(sorted(a - 1 for a in axes if a != ndim - 1))
 
     def apply(self, params, x, **kwargs):
+        _check_axes(self.axis, x.ndim)
         axes = tuple(a % x.ndim for a in self.axis)
         mean = jnp.mean(x, axes, keepdims=True)
         var = jnp.var(x, axes, keepdims=True)

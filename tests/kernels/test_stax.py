@@ -258,12 +258,15 @@ def test_bad_inputs():
         kernel_fn(np.ones(5))
 
 
+@pytest.mark.parametrize("cross", [False, True], ids=["K(X,X)", "K(X1,X2)"])
 @pytest.mark.parametrize("net,diagonal_spatial", [("pooled", False), ("spatial", True)])
-def test_tiled_kernel_equals_the_whole_batch_call(monkeypatch, net, diagonal_spatial):
+def test_tiled_kernel_equals_the_whole_batch_call(monkeypatch, net, diagonal_spatial, cross):
     """K(X, X) from tiles of example pairs (diagonal tiles symmetric, the ones above by the
-    cross map, transposed into place; N not a multiple of the tile) equals the whole-batch
-    call: pooled readout with Dropout's same-example term; a spatial output (diagonal
-    layout here, the full layout's transposition is in the pooled net's tiles)."""
+    cross map, transposed into place; N not a multiple of the tile) and K(X1, X2) from
+    rectangular cross tiles (N1, N2 not multiples of the tile; cov1/cov2 from the tiles)
+    equal the whole-batch call: pooled readout with Dropout's same-example term; a spatial
+    output (diagonal layout here, the full layout's transposition is in the pooled net's
+    tiles)."""
     from theorysim.kernels.stax import _core
 
     def make():
@@ -274,14 +277,16 @@ def test_tiled_kernel_equals_the_whole_batch_call(monkeypatch, net, diagonal_spa
                                stax.GlobalAvgPool(), stax.Dense(1))[2]
         return stax.serial(conv, stax.Relu(), conv)[2]
 
-    x = np.random.default_rng(5).standard_normal((11, 4, 4, 2))
-    get = ("nngp", "ntk", "cov1")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((11, 4, 4, 2))
+    x2 = rng.standard_normal((6, 4, 4, 2)) if cross else None
+    get = ("nngp", "ntk", "cov1", "cov2")
     with jax.enable_x64(True):
-        whole = make()(x, get=get, diagonal_spatial=diagonal_spatial)
+        whole = make()(x, x2, get=get, diagonal_spatial=diagonal_spatial)
         monkeypatch.setattr(_core, "TILE_ELEMENTS", 4 * 256)     # tiles of 4 examples
         kfn = make()
-        tiled = kfn(x, get=get, diagonal_spatial=diagonal_spatial)
-    assert any(key[0] == "tiled" for key in kfn._cache)
+        tiled = kfn(x, x2, get=get, diagonal_spatial=diagonal_spatial)
+    assert [key[-1] for key in kfn._cache if key[0] == "tiled"] == [not cross]
     for n in get:
         assert getattr(whole, n).shape == getattr(tiled, n).shape
         assert_allclose(getattr(tiled, n), getattr(whole, n), rtol=1e-13, atol=1e-15)
