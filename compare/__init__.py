@@ -32,7 +32,6 @@ from ._configio import config_from_dict as config_from_dict
 from ._configio import config_hash as config_hash
 from ._configio import config_to_dict as config_to_dict
 from ._configio import describe_config as describe_config
-from ._configio import field_bounds as field_bounds
 from ._configio import param as param
 from ._datasets import SphereHarmonics as SphereHarmonics
 from ._executors import Executor as Executor
@@ -50,8 +49,6 @@ from ._grid import SweepResult as SweepResult
 from ._grid import open_sweep as open_sweep
 from ._grid import run_status as run_status
 from ._grid import sweep as sweep
-from ._jaxcache import compilation_cache_dir as compilation_cache_dir
-from ._jaxcache import enable_compilation_cache as enable_compilation_cache
 from ._plots import figure as figure
 from ._plots import heatmaps as heatmaps
 from ._plots import legend as legend
