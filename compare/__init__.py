@@ -49,6 +49,8 @@ from ._grid import SweepResult as SweepResult
 from ._grid import open_sweep as open_sweep
 from ._grid import run_status as run_status
 from ._grid import sweep as sweep
+from ._jaxcache import compilation_cache_dir as compilation_cache_dir
+from ._jaxcache import enable_compilation_cache as enable_compilation_cache
 from ._plots import figure as figure
 from ._plots import heatmaps as heatmaps
 from ._plots import legend as legend

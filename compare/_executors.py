@@ -50,6 +50,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._jaxcache import enable_compilation_cache
 from ._store import RunStore, point_key
 
 EXECUTORS = ("sequential", "local", "slurm", "submitit-local")
@@ -79,6 +80,7 @@ def compute_point(task: PointTask) -> str:
         ``"computed"``, ``"failed"`` (its traceback is in ``points/<key>.failed``),
         ``"busy"`` (another process holds the lease) or ``"present"`` (already stored).
     """
+    enable_compilation_cache()  # in a worker process: before its first compilation
     store, point, key = task.store, dict(task.point), task.key
     with store.lease(key) as held:
         if not held:

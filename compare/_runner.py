@@ -29,6 +29,7 @@ import xarray as xr
 
 from ._executors import Executor, PointTask, make_executor, read_heartbeat
 from ._experiment import Experiment, ExperimentConfig, Report, config_hash, config_to_dict
+from ._jaxcache import enable_compilation_cache
 from ._report import render_markdown
 from ._store import DamagedEntryError, RunStore, point_key, write_bytes_atomic
 
@@ -164,6 +165,7 @@ def run_many(items: Sequence[tuple[Experiment, ExperimentConfig]], out: Path | s
     """
     t0 = time.perf_counter()
     log = log or _stderr_log
+    enable_compilation_cache()
     ex = make_executor(executor, jobs=jobs, slurm_options=slurm_options)
     for experiment, cfg in items:
         if not isinstance(cfg, experiment.config_type):
