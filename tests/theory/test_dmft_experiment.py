@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from theorysim.compare import mean_field_states
-from theorysim.compare._experiment import get_experiment
+from theorysim.compare import get_experiment, mean_field_states
 from theorysim.sims import EnsembleSpec, ModelConfig, TrainConfig, train
 from theorysim.theory import sliding_ntk
 
