@@ -31,7 +31,13 @@ from ._executors import Executor, PointTask, make_executor, read_heartbeat
 from ._experiment import Experiment, ExperimentConfig, Report, config_hash, config_to_dict
 from ._jaxcache import enable_compilation_cache
 from ._report import render_markdown
-from ._store import DamagedEntryError, RunStore, point_key, write_bytes_atomic
+from ._store import (
+    DamagedEntryError,
+    RunStore,
+    check_writable_file,
+    point_key,
+    write_bytes_atomic,
+)
 
 DEFAULT_OUT = Path("runs")
 
@@ -371,6 +377,7 @@ def render(experiment: Experiment, cfg: ExperimentConfig, ds: xr.Dataset, run_di
         fig = experiment.plot(cfg, ds)
         for ext in ("png", "pdf"):
             path = Path(run_dir) / f"figure.{ext}"
+            check_writable_file(path)
             tmp = path.with_name(f".tmp-figure.{ext}")
             fig.savefig(tmp, dpi=150, bbox_inches="tight", format=ext)
             tmp.replace(path)

@@ -170,6 +170,7 @@ def write_zarr_atomic(ds: xr.Dataset, path: Path) -> None:
 
 
 def write_bytes_atomic(data: bytes, path: Path) -> None:
+    check_writable_file(path)
     tmp = _tmp_sibling(path)
     try:
         tmp.write_bytes(data)
@@ -178,6 +179,14 @@ def write_bytes_atomic(data: bytes, path: Path) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def check_writable_file(path: Path) -> None:
+    """``RunDirectoryError`` when a directory sits where the run writes the file ``path`` (a
+    report or figure; replacing a directory by a file fails, and it is not ours to remove)."""
+    if Path(path).is_dir():
+        raise RunDirectoryError(f"{path} is a directory, where the run writes its {Path(path).name}"
+                                "; not removing it (remove it, or choose another --out)")
 
 
 def read_zarr(path: Path, *, verify: bool = True) -> xr.Dataset:

@@ -37,6 +37,9 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set expects key=value, got {item!r}")
+        if key.strip() in out:  # the last one silently winning hides a typo
+            raise ValueError(f"--set {key.strip()} given twice ({out[key.strip()]!r} and "
+                             f"{value.strip()!r})")
         out[key.strip()] = value.strip()
     return out
 
@@ -126,7 +129,7 @@ def _execute(opts, work):
     log = lambda msg: typer.echo(f"theorysim: {msg}", err=True)  # noqa: E731
     try:
         return _with_progress(opts.quiet, "simulating", lambda progress: work(progress, log))
-    except RunDirectoryError as err:
+    except (RunDirectoryError, ValueError) as err:  # foreign directory, or refused up front
         _fail(str(err))
 
 
@@ -134,9 +137,9 @@ def _check_out(out: Path) -> None:
     """``--out`` must be a directory we can write (created if missing); ValueError otherwise."""
     import tempfile
 
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a directory")
     try:
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file, not a directory")
         out.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".theorysim-write-test-", dir=out)
         os.close(fd)
@@ -393,12 +396,23 @@ def status_cmd(
 
 
 def main() -> None:
-    """Entry point of the ``theorysim`` script."""
+    """Entry point of the ``theorysim`` script. A usage error (unknown command or option, a
+    missing or malformed option value) is one line and exit 2 too, like any bad input."""
     try:
-        app()
-    except KeyboardInterrupt:  # finished points are already stored
+        code = app(prog_name="theorysim", standalone_mode=False)
+    except (KeyboardInterrupt, typer.Abort):  # finished points are already stored
         typer.echo("\ninterrupted; re-run the same command to resume", err=True)
         sys.exit(130)
+    except Exception as err:
+        # click's UsageError / ClickException (typer vendors click privately: duck-typed)
+        if not (callable(getattr(err, "format_message", None)) and hasattr(err, "exit_code")):
+            raise
+        ctx = getattr(err, "ctx", None)
+        path = "theorysim " + ctx.command_path.partition(" ")[2] if ctx is not None else ""
+        typer.echo(f"theorysim: error: {err.format_message()}"
+                   + (f" (see `{path.strip()} --help`)" if ctx is not None else ""), err=True)
+        sys.exit(err.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -100,6 +100,27 @@ def check_scalar(name: str, value, *, lo: float = -math.inf, hi: float = math.in
     return int(v) if integer else v
 
 
+#: the largest standard deviation (of weights, biases or data) :func:`check_std` accepts: a
+#: layer multiplies by its square, and the product of two such squares (1e304) is still finite
+#: in float64; a larger one can only overflow (``W_std=1e200`` raised ``OverflowError`` at
+#: ``W_std**2`` before any kernel was computed)
+MAX_STD = 1e76
+
+
+def check_std(name: str, value, *, positive: bool = True) -> float:
+    """A standard deviation: finite, ``> 0`` (``>= 0`` unless ``positive``) and at most
+    :data:`MAX_STD`; return it as a float.
+
+    >>> check_std("W_std", 1.5)
+    1.5
+    >>> check_std("W_std", 1e200)
+    Traceback (most recent call last):
+    ...
+    ValueError: W_std must be in (0.0, 1e+76], got 1e+200
+    """
+    return check_scalar(name, value, lo=0.0, lo_open=positive, hi=MAX_STD)
+
+
 def check_choice(name: str, value, choices: Sequence[str]) -> str:
     """Check ``value`` is one of ``choices``; return it."""
     if not isinstance(value, str | int | float | type(None)) or value not in choices:

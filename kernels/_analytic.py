@@ -3,7 +3,6 @@ r"""Public API of the analytic infinite-width kernels: :func:`mlp_kernel`."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 
 import jax
@@ -11,7 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from theorysim.checks import as_finite_array, check_choice, check_magnitude, check_scalar
+from theorysim.checks import (
+    as_finite_array,
+    check_choice,
+    check_magnitude,
+    check_scalar,
+    check_std,
+)
 from theorysim.contract import ConvergenceError, check_throw
 
 from . import _activations as act
@@ -111,6 +116,10 @@ def conclude(kernel: Kernel, *, throw: bool, solver: str, hint: str = "",
         what = f"produced non-finite {', '.join(bad)}" if bad else "did not converge"
         msg = (f"{solver} {what}: quadrature error estimate {kernel.residual:.3g} with "
                f"{kernel.iterations} nodes")
+        if bad:  # a closed form too overflows when the scale compounds over the layers
+            msg += ("; the kernel may have overflowed the compute dtype: W_std, b_std, the "
+                    "depth or the input scale too large (rescale them, or compute in float64 "
+                    "with jax.enable_x64(True))")
         raise ConvergenceError(msg + (f"; {hint}" if hint else ""), kernel)
     return kernel
 
@@ -196,9 +205,10 @@ class MLPKernel:
             res = float(quadrature_error(at, activation.order, (nngp, ntk)))
             result = dataclasses.replace(result, converged=bool(res <= tol), residual=res,
                                          iterations=activation.order)
+        numerical = isinstance(activation, act.Elementwise) and self.config.depth > 0
         return conclude(result, throw=throw, solver="mlp_kernel",
                         hint="raise the quadrature order (Elementwise(fn, order=...)) or use a "
-                             "closed-form activation")
+                             "closed-form activation" if numerical else "")
 
     def dot_product(self, t, q: float = 1.0, d_in: int | None = None) -> Kernel:
         r"""Kernel as a function of the cosine ``t`` for two inputs with ``x.x/d_in = q``.
@@ -297,8 +307,8 @@ def mlp_kernel(depth: int, activation="relu", W_std: float = 1.0, b_std: float =
       (3, 3)
     """
     depth = check_scalar("depth", depth, lo=0, hi=MAX_DEPTH, integer=True)
-    W_std = check_scalar("W_std", W_std, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
-    b_std = check_scalar("b_std", b_std, lo=0.0, hi=math.inf, hi_open=True)
+    W_std = check_std("W_std", W_std)
+    b_std = check_std("b_std", b_std, positive=False)
     check_choice("parameterization", parameterization, ("ntk", "standard"))
     if parameterization == "standard" and depth >= 1:
         if width is None:

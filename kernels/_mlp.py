@@ -22,7 +22,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from theorysim.checks import check_choice, check_scalar
+from theorysim.checks import check_choice, check_scalar, check_std
 
 from ._activations import Activation, Elementwise
 
@@ -56,8 +56,8 @@ class DenseMLP:
             raise ValueError("activation must be an Activation (e.g. theorysim.kernels.Relu()), "
                              f"got {self.activation!r}")
         check_scalar("out_dim", self.out_dim, lo=1, integer=True)
-        check_scalar("W_std", self.W_std, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
-        check_scalar("b_std", self.b_std, lo=0.0, hi=math.inf, hi_open=True)
+        check_std("W_std", self.W_std)
+        check_std("b_std", self.b_std, positive=False)
         check_choice("parameterization", self.parameterization, ("ntk", "standard"))
 
     def n_params(self, d_in: int) -> int:

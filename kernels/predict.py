@@ -35,6 +35,18 @@ from ._analytic import Kernel
 Gaussian = collections.namedtuple("Gaussian", ["mean", "covariance"])
 
 
+def _as_kernel(name: str, k):
+    """A ``Kernel`` as given; an array (neural-tangents accepts one) stands for both nngp and
+    ntk; ``None`` stays ``None``; anything else is a ``ValueError`` naming ``name``."""
+    if k is None or isinstance(k, Kernel):
+        return k
+    if hasattr(k, "nngp") or hasattr(k, "ntk"):  # neural-tangents' Kernel or namedtuple
+        return Kernel(getattr(k, "nngp", None), getattr(k, "ntk", None))
+    if not hasattr(k, "shape"):
+        raise ValueError(f"{name} must be a Kernel or a kernel matrix, got {type(k).__name__}")
+    return Kernel(k, k)
+
+
 def _relative(k, diag_reg, absolute):
     diag_reg = check_scalar("diag_reg", diag_reg, lo=0.0)
     if not isinstance(absolute, bool):
@@ -119,7 +131,9 @@ def gp_inference(k_train_train, y_train, diag_reg: float = 0.0,
                  diag_reg_absolute_scale: bool = False, trace_axes=(-1,)):
     """``predict_fn(get=None, k_test_train=None, k_test_test=None)``: the Bayesian posterior
     (``"nngp"``) or the infinite-time NTK ensemble (``"ntk"``); a :class:`Gaussian` when
-    ``k_test_test`` is given, else the mean."""
+    ``k_test_test`` is given, else the mean. Each kernel is a ``Kernel`` or, as in
+    neural-tangents, one array used for every ``get``."""
+    k_train_train = _as_kernel("k_train_train", k_train_train)
     base = k_train_train.ntk if getattr(k_train_train, "ntk", None) is not None else \
         k_train_train.nngp
     reg = _relative(base, diag_reg, diag_reg_absolute_scale)
@@ -128,6 +142,8 @@ def gp_inference(k_train_train, y_train, diag_reg: float = 0.0,
         get_, names = _gets(get)
         if k_test_train is None:
             raise ValueError("k_test_train must be given (a Kernel with nngp and ntk)")
+        k_test_train = _as_kernel("k_test_train", k_test_train)
+        k_test_test = _as_kernel("k_test_test", k_test_test)
         values = []
         for g in names:
             post = _p.gp_inference(k_train_train, y_train, k_test_train, k_test_test, get=g,

@@ -51,7 +51,6 @@ form :func:`theorysim.sims.train` passes them in.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 
 import jax
@@ -59,7 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from theorysim.checks import check_scalar
+from theorysim.checks import check_std
 
 from ._param import (
     LayerScale,
@@ -75,7 +74,13 @@ READOUTS = ("gap", "flatten")
 
 
 def _per_layer(name, value, depth):
-    vals = (value,) * depth if is_int(value) or isinstance(value, str) else tuple(value)
+    if is_int(value) or isinstance(value, str):
+        vals = (value,) * depth
+    elif isinstance(value, tuple | list):
+        vals = tuple(value)
+    else:  # e.g. 2.5: not one layer's value and not a per-layer sequence
+        raise ValueError(f"{name} must be one integer or a tuple of {depth} (one per layer), "
+                         f"got {value!r}")
     if len(vals) != depth:
         raise ValueError(f"{name} must be one value or {depth} values (depth), got {value!r}")
     return vals
@@ -148,9 +153,9 @@ class CNNConfig:
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {list(READOUTS)}, got {self.readout!r}")
         check_preset_activation_gamma0(self, ("bias", "centre"))
-        check_scalar("w_std", self.w_std, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
+        check_std("w_std", self.w_std)
         if self.b_std is not None:
-            check_scalar("b_std", self.b_std, lo=0.0, hi=math.inf, hi_open=True)
+            check_std("b_std", self.b_std, positive=False)
         self.spatial_shapes()  # kernel/pool larger than the input: ValueError now
 
     @property

@@ -101,8 +101,9 @@ def kernel_regression_split_errors(
     n_splits = check_scalar("n_splits", n_splits, lo=2, integer=True)
     replace = check_bool("replace", replace)
     throw = check_throw(throw)
-    if not replace and P >= K.shape[0]:
-        raise ValueError(f"P must be < {K.shape[0]} when drawing without replacement, got {P}")
+    if P >= K.shape[0]:  # the held-out error needs points outside the training draw
+        raise ValueError(f"P must be < n = {K.shape[0]} (the data set's size: held-out points "
+                         f"must remain), got {P}")
     n = K.shape[0]
     check_fits({"Gram matrix": n * n * dt.itemsize,
                 "vmapped splits": n_splits * (3 * P * P + 2 * n * P) * dt.itemsize},

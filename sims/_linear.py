@@ -28,7 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from theorysim.checks import as_finite_array, check_key, check_scalar, check_spectrum
+from theorysim.checks import (
+    as_finite_array,
+    check_key,
+    check_magnitude,
+    check_scalar,
+    check_spectrum,
+)
 from theorysim.contract import check_throw
 
 from ._memory import check_fits, check_limit
@@ -182,6 +188,8 @@ def _common(key, eigvals, target_power, P, ridge, noise, n_seeds, dtype, throw, 
     dt = check_dtype(dtype)
     if dt == np.dtype(jnp.bfloat16):
         raise ValueError("dtype must be float32 or float64 for the linear solvers, got bfloat16")
+    for name, v in (("ridge", ridge), ("noise", noise)):  # in dt, and their squares too
+        check_magnitude(name, np.asarray(v), dt)
     M = lam.size
     if N is None:
         per_seed, blame = P * M + min(P, M) ** 2, f"P ({P}) or the number of modes M ({M})"

@@ -29,6 +29,7 @@ from jaxtyping import Array, Float
 from theorysim.checks import (
     check_increasing,
     check_key,
+    check_magnitude,
     check_scalar,
     check_spectrum,
 )
@@ -113,6 +114,7 @@ def random_feature_dynamics(
         P = check_scalar("P", P, lo=1, integer=True)
     n_seeds = check_scalar("n_seeds", n_seeds, lo=1, hi=MAX_SEEDS, integer=True)
     noise = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True)
+    check_magnitude("noise", np.asarray(noise), dtype)  # noise^2 must fit the dtype
     if lr is not None:
         lr = check_scalar("lr", lr, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
         steps = times / lr
@@ -255,6 +257,7 @@ def random_feature_online_sgd(
     batch = check_scalar("batch", batch, lo=1, integer=True)
     n_seeds = check_scalar("n_seeds", n_seeds, lo=1, hi=MAX_SEEDS, integer=True)
     noise = check_scalar("noise", noise, lo=0.0, hi=math.inf, hi_open=True)
+    check_magnitude("noise", np.asarray(noise), dtype)  # noise^2 must fit the dtype
     max_steps = check_scalar("max_steps", max_steps, lo=1, integer=True)
     raw_steps = times / lr
     if raw_steps[-1] > max_steps:

@@ -133,7 +133,14 @@ def power_law_spectrum(M: int, b: float, a: float, *, max_modes: int = MAX_MODES
     b = check_scalar("b", b, lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
     a = check_scalar("a", a, lo=1.0, lo_open=True, hi=math.inf, hi_open=True)
     k = np.arange(1, M + 1, dtype=np.float64)
-    return PowerLawSpectrum(k ** -b, k ** -a, M, b, a, scaling_exponents(a, b))
+    lam, tp = k ** -b, k ** -a
+    tiny = np.finfo(np.float64).tiny
+    if np.any((lam < tiny) & (tp > 0)):  # eigenvalue 0 under target power: w_k = inf
+        k_top = float(k[tp > 0][-1])
+        raise ValueError(f"b must be at most {-math.log(tiny) / math.log(k_top):.4g} for M = {M} "
+                         f"and a = {a:g} (k^-b underflows float64 at modes the target k^-a "
+                         f"still weights), got {b:g}")
+    return PowerLawSpectrum(lam, tp, M, b, a, scaling_exponents(a, b))
 
 
 def gauss_compress(lam: np.ndarray, weight: np.ndarray, *, width: float = 1.5,

@@ -44,7 +44,8 @@ class MyrtleDigitsConfig(DigitsCurveConfig):
 
     n_pop: int = param(600, "population: digits images drawn once (kernel cost ~ n_pop^2)",
                        lo=20, hi=N_DIGITS)
-    P_max: int = param(400, "largest training set (< n_pop)", lo="P_min", hi="n_pop")
+    P_max: int = param(400, "largest training set (< n_pop)", lo="P_min", hi="n_pop",
+                       hi_open=True)
     mlp_rel_max: float = param(0.10, "declared finite-P bias of the deterministic equivalent "
                                "for the MLP NTK (measured 9.7% at P = 66, n_pop = 500)",
                                lo=0.0, hi=1.0)

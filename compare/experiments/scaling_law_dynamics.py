@@ -156,7 +156,11 @@ class ScalingLawDynamics(Sweep):
                   label=(f"frontier (P=∞): fit $C^{{-{a['fitted_compute_loss']:.3f}}}$, "
                          f"pred. $C^{{-{a['predicted_compute_loss']:.3f}}}$"))
         ax_c.set(xlabel="compute $C = N t$", ylabel="test loss", title="compute-optimal frontier")
-        legend(ax_c)
+        # its N curves are the first panel's (same colours, named in that legend): only the
+        # frontier here, inside the empty lower left, so no legend runs into the first one's
+        drawn = dict(zip(*reversed(ax_c.get_legend_handles_labels()), strict=True))
+        legend(ax_c, handles=[h for lab, h in drawn.items() if lab.startswith("frontier")],
+               loc="lower left", bbox_to_anchor=(0.0, 0.0), ncols=1, frameon=False)
         N_line = ds["N_line"].values
         end = compare(ds, "loss").stats.map(lambda a: a[:, j, -1])
         theory_vs_sim(ax_n, N_line, ds["theory_vs_N"].values[:, j, 0], ds["N"].values, end,

@@ -19,7 +19,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from theorysim.checks import check_choice, check_scalar
+from theorysim.checks import check_choice, check_scalar, check_std
 
 from ._core import KState, Layer, batch_cov
 
@@ -168,11 +168,11 @@ def GlobalSelfAttention(n_chan_out: int, n_chan_key: int, n_chan_val: int, n_hea
               ("n_chan_val", n_chan_val), ("n_heads", n_heads))]
     if not isinstance(linear_scaling, bool):
         raise ValueError(f"linear_scaling must be a bool, got {linear_scaling!r}")
-    stds = [check_scalar(n, v, lo=0.0, lo_open=True, hi=math.inf, hi_open=True) for n, v in
+    stds = [check_std(n, v) for n, v in
             (("W_key_std", W_key_std), ("W_value_std", W_value_std),
              ("W_query_std", W_query_std), ("W_out_std", W_out_std))]
     if b_std is not None:
-        b_std = check_scalar("b_std", b_std, lo=0.0, hi=math.inf, hi_open=True)
+        b_std = check_std("b_std", b_std, positive=False)
     if not isinstance(attention_mechanism, str):
         raise ValueError(f"attention_mechanism must be one of {MECHANISMS}")
     mech = attention_mechanism.upper()

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from theorysim.checks import check_scalar
 
+from .._analytic import MAX_DEPTH
 from ._core import KState, Layer, layer_of
 
 
@@ -288,7 +289,9 @@ class _Repeat(Layer):
 
 def repeat(layer, n: int):
     """``layer`` composed with itself ``n`` times (independent weights per copy)."""
-    n = check_scalar("n", n, lo=0, integer=True)
+    # the kernel composes n copies one by one (no compiled loop): bounded like mlp_kernel's
+    # depth, so that n = 10^9 is refused instead of running for days
+    n = check_scalar("n", n, lo=0, hi=MAX_DEPTH, integer=True)
     return _Repeat(layer_of(layer, "layer"), n).triple()
 
 

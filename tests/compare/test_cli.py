@@ -69,6 +69,14 @@ def test_list_names_the_experiments():
         (["run", "random-feature-grid", "--set", "n_grid=100000"], "n_grid must be in [2, 64]"),
         (["run", "digits-kernel-curve", "--set", "splits=1000000000"], "splits must be in"),
         (["run", "ntk-learning-curve", "--set", "seeds=1000000000"], "seeds must be in"),
+        # third probe (session 6)
+        (["run", "--set", "seeds=4", "--set", "seeds=8"], "--set seeds given twice"),
+        (["run", "--set", "ridge="], "--set ridge='': expected float"),
+        (["run", "--preset", ""], "preset must be one of"),
+        (["run", "RIDGE-LEARNING-CURVE"], "unknown experiment 'RIDGE-LEARNING-CURVE'"),
+        (["run", "myrtle-digits", "--set", "P_max=600"], "P_max must be in"),
+        (["run", "scaling-law-dynamics", "--set", "widths=64,32"], "strictly increasing"),
+        (["run", "--executor", "local", "--jobs", "-1"], "jobs must be an integer >= 1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args, needle, tmp_path):
@@ -191,6 +199,14 @@ SMALL_RIDGE = ["--set", "M=100", "--set", "P_max=50", "--set", "n_P=3", "--set",
         (["sweep", "ridge-learning-curve", "--grid", "a=1.5", "--set", "a=2.5"],
          "also given with --set"),
         (["sweep", "ridge-learning-curve"], "--grid is required"),
+        # third probe (session 6)
+        (["sweep", "ridge-learning-curve", "--grid", "seed=1,1"], "has repeated values"),
+        (["sweep", "ridge-learning-curve", "--grid", "seed="], "--grid seed= has no values"),
+        (["sweep", "ridge-learning-curve", "--grid", "seed=1,2", "--grid", "seed=3"],
+         "--grid key 'seed' given twice"),
+        (["sweep", "ridge-learning-curve", "--grid", "a=nan,2"], "a must not be NaN"),
+        (["sweep", "ridge-learning-curve", "--grid", "seed=" + ",".join(map(str, range(201))),
+          "--grid", "n_P=" + ",".join(map(str, range(2, 52)))], "split it into sweeps"),
     ],
 )
 def test_bad_executor_and_grid_input_is_one_line_and_exit_code_2(args, needle, tmp_path):
@@ -282,3 +298,39 @@ def test_slurm_config_file_is_checked_like_flags(tmp_path):
                                  "--out", str(out)])
     assert result.exit_code == 2 and "--slurm-config" in _err_line(result)
     assert not out.exists()
+
+
+# -- third probe (session 6): usage errors, odd --out paths, bad names --------------------------
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["run", "--bogus"], "--bogus"), (["frobnicate"], "frobnicate"),
+    (["run", "--jobs", "abc"], "--jobs"), (["show", "ridge-learning-curve", "coord-check"],
+                                           "coord-check")])
+def test_usage_errors_of_the_script_are_one_line_and_exit_code_2(argv, named, monkeypatch,
+                                                                 capsys):
+    """The ``theorysim`` script itself (not CliRunner): click's multi-line usage box is one
+    ``theorysim: error:`` line naming the option or command."""
+    from theorysim.compare.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["theorysim", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("theorysim: error: "), lines
+    assert named in lines[0] and "--help`)" in lines[0], lines[0]
+
+
+def test_out_with_a_name_too_long_is_exit_code_2(tmp_path):
+    result = runner.invoke(app, ["run", *SMALL_RIDGE, "--out", str(tmp_path / ("x" * 300))])
+    assert result.exit_code == 2, result.output
+    assert "is not a writable directory" in _err_line(result)
+
+
+@pytest.mark.parametrize("args", [["show", ""], ["show", "RIDGE-LEARNING-CURVE"],
+                                  ["show", "../etc/passwd"], ["plot", ""]])
+def test_bad_names_for_show_and_plot_are_exit_code_2(args):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert ("unknown experiment" in _err_line(result)
+            or "not a theorysim run directory" in _err_line(result))

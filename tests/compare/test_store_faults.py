@@ -164,3 +164,17 @@ def test_lost_points_and_theory_are_recomputed(tmp_path, stored):
     res = run(exp, cfg, tmp_path, figures=False, log=lambda m: None)
     assert sorted(res.computed) == ["x=0", "x=1", "x=2"] and res.reused == ()
     xr.testing.assert_identical(res.dataset, reference)
+
+
+@pytest.mark.parametrize("name", ["report.md", "figure.png"])
+def test_a_directory_where_the_report_or_figure_goes_is_refused(tmp_path, stored, name):
+    """Replacing a directory by the file failed with IsADirectoryError (a traceback at the
+    CLI); now it is a RunDirectoryError (one line, exit 2) naming the path, and nothing of
+    the user's is removed."""
+    cfg, root, _ = stored
+    (root / name).unlink(missing_ok=True)
+    (root / name).mkdir()
+    (root / name / "mine.txt").write_text("keep")
+    with pytest.raises(RunDirectoryError, match=f"{name} is a directory"):
+        run(Toy(), cfg, tmp_path, figures=name.endswith(".png"))
+    assert (root / name / "mine.txt").read_text() == "keep"

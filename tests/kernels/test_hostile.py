@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from theorysim import ConvergenceError
 from theorysim import kernels as K
 from theorysim.kernels import predict as KP
 from theorysim.kernels import stax
@@ -120,6 +121,43 @@ CASES = {
                             "widths"),
     "dense_mlp_width_0": (lambda: K.DenseMLP((0,), K.Relu()), "widths"),
     "dense_mlp_activation_str": (lambda: K.DenseMLP((8,), "relu"), "activation"),
+    # third probe (session 6): standard deviations whose square overflows (W_std**2 raised
+    # OverflowError), non-keys and None in stax's init/apply, unbounded repeat (10^9 copies
+    # ran for ever), LayerNorm axes that wrapped around, arrays in predict.gp_inference
+    "mlp_W_std_1e200": (lambda: K.mlp_kernel(2, W_std=1e200), "W_std"),
+    "mlp_b_std_1e200": (lambda: K.mlp_kernel(2, b_std=1e200), "b_std"),
+    "dense_mlp_W_std_1e200": (lambda: K.DenseMLP((8,), K.Relu(), W_std=1e200), "W_std"),
+    "stax_dense_W_std_1e200": (lambda: stax.Dense(4, W_std=1e200), "W_std"),
+    "stax_conv_b_std_1e100": (lambda: stax.Conv(4, (3, 3), b_std=1e100), "b_std"),
+    "stax_attention_W_key_std_1e100": (lambda: stax.GlobalSelfAttention(
+        4, 4, 4, 1, W_key_std=1e100), "W_key_std"),
+    "stax_init_key_not_a_key": (lambda: stax.Dense(1)[0](3, (2, 3)), "rng"),
+    "stax_apply_params_none": (lambda: stax.Dense(1)[1](None, X), "params"),
+    "stax_repeat_1e9": (lambda: stax.repeat(stax.serial(stax.Dense(3), stax.Relu()), 10**9),
+                        r"n must be in \[0, 10000\]"),
+    "stax_layernorm_axis_out_of_range": (lambda: stax.serial(stax.Dense(4),
+                                                             stax.LayerNorm(axis=5))[2](X),
+                                         "axis 5 is out of range"),
+    "stax_conv_filter_larger_than_input_valid": (lambda: stax.serial(
+        stax.Conv(4, (5, 5), padding="VALID"), stax.Flatten())[2](np.ones((2, 3, 3, 1))),
+        "filter_shape"),
+    "stax_avgpool_window_larger_than_input_valid": (lambda: stax.serial(
+        stax.AvgPool((5, 5)), stax.Flatten())[2](np.ones((2, 3, 3, 1))), "window_shape"),
+    "stax_attention_on_vectors": (lambda: stax.serial(stax.GlobalSelfAttention(4, 4, 4, 1),
+                                                      stax.GlobalAvgPool())[2](X),
+                                  "GlobalSelfAttention needs inputs with spatial"),
+    "stax_get_tuple_typo": (lambda: stax.Dense(1)[2](X, get=("ntk", "xx")), "get"),
+    "stax_parallel_arity": (lambda: stax.serial(stax.FanOut(3), stax.parallel(
+        stax.Dense(3), stax.Dense(3)))[2](X), "parallel of 2 layers needs 2 branches"),
+    "nt_gp_inference_array_non_symmetric": (lambda: KP.gp_inference(NONSYM, Y[:, None])(
+        get="nngp", k_test_train=KXX[:2]), "symmetric"),
+    "nt_gp_inference_not_a_kernel": (lambda: KP.gp_inference("K", Y), "k_train_train"),
+    "nt_gd_fn_negative_time": (lambda: KP.gradient_descent_mse(KXX, Y[:, None])(
+        -1.0, None, None, KXX[:2]), "t must be >= 0"),
+    "sphere_kernel_fn_wrong_shape": (lambda: K.sphere_spectrum(lambda t: np.ones(3), 3, 5),
+                                     "kernel_fn must map"),
+    "rbf_lengthscale_nan": (lambda: K.gaussian_rbf_spectrum(3, float("nan"), 10),
+                            "lengthscale"),
 }
 
 
@@ -157,6 +195,18 @@ def test_looped_recursion_matches_the_unrolled_one(monkeypatch, kw):
     jax.clear_caches()
     for a, b in ((looped.nngp, unrolled.nngp), (looped.ntk, unrolled.ntk)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-6, atol=1e-7)
+
+
+def test_arrays_are_kernels_in_gp_inference_and_overflow_is_named():
+    """neural-tangents' ``predict.gp_inference`` takes one array for every ``get``; a kernel
+    that overflows float32 (b_std = 1e30) says so instead of blaming quadrature."""
+    mean = KP.gp_inference(KXX, Y[:, None], diag_reg=1e-3)(get="nngp", k_test_train=KXX[:2])
+    ref = KP.gp_inference(_kern(KXX), Y[:, None], diag_reg=1e-3)(get="nngp",
+                                                                 k_test_train=_kern(KXX[:2]))
+    np.testing.assert_array_equal(np.asarray(mean), np.asarray(ref))
+    with pytest.raises(ConvergenceError, match="overflowed the compute dtype") as err:
+        K.mlp_kernel(2, b_std=1e30)(X)
+    assert "quadrature order" not in str(err.value)
 
 
 def test_override_admits_a_large_call():

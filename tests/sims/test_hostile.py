@@ -45,6 +45,7 @@ TP = 1.0 / np.arange(1, 21) ** 2.0
 KEY = jax.random.key(0)
 XK = np.linspace(-1, 1, 10)
 GRAM = np.exp(-(XK[:, None] - XK[None, :]) ** 2)
+TF = TransformerConfig(width=8, vocab_size=5, max_len=4)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +180,50 @@ CASES = {
     "activation_updates None": (lambda: activation_updates(
         CNNConfig(width=4, input_shape=(8, 8, 1), depth=1), None, None,
         np.ones((2, 8, 8, 1))), r"before must be the params dict"),
+    # third probe (session 6): transformer and CNN configs and inputs, float32 overflow of
+    # scalars (ridge = 1e300 became inf and NaN errors; noise = 1e30 blamed the ridge system),
+    # a held-out set left empty (P >= n gave NaN and blamed positive-definiteness)
+    "transformer width not divisible by heads": (
+        lambda: TransformerConfig(width=10, heads=3, vocab_size=5), r"divisible by heads"),
+    "transformer depth 0": (lambda: TransformerConfig(width=8, depth=0, vocab_size=5),
+                            r"depth"),
+    "transformer vocab and token_dim": (
+        lambda: TransformerConfig(width=8, vocab_size=5, token_dim=3), r"exactly one of"),
+    "transformer sequence longer than max_len": (
+        lambda: train(TF, TC, x=np.zeros((3, 6), int), y=np.zeros(3)), r"longer than.*max_len"),
+    "transformer token ids out of vocab": (
+        lambda: train(TF, TC, x=np.full((3, 4), 7), y=np.zeros(3)), r"token ids must be in"),
+    "transformer fractional token ids": (
+        lambda: train(TF, TC, x=np.full((3, 4), 1.5), y=np.zeros(3)), r"integer token ids"),
+    "transformer probe_x out of vocab": (
+        lambda: train(TF, TC, x=np.zeros((3, 4), int), y=np.zeros(3),
+                      probe_x=np.full((2, 4), 9)), r"probe_x: token ids"),
+    "transformer width 1e9": (
+        lambda: train(dataclasses.replace(TF, width=10**9), TC, x=np.zeros((3, 4), int),
+                      y=np.zeros(3)), r"max_memory_gb"),
+    "cnn kernel larger than input with VALID": (
+        lambda: CNNConfig(width=4, input_shape=(3, 3, 1), kernel_size=5, padding="VALID"),
+        r"kernel_size 5 of layer 0 is larger"),
+    "cnn depth 0": (lambda: CNNConfig(width=4, input_shape=(8, 8, 1), depth=0), r"depth"),
+    "cnn kernel_size 2.5": (lambda: CNNConfig(width=4, input_shape=(8, 8, 1), kernel_size=2.5),
+                            r"kernel_size must be one integer"),
+    "cnn w_std 1e200": (lambda: CNNConfig(width=4, input_shape=(8, 8, 1), w_std=1e200),
+                        r"w_std"),
+    "cnn images of the wrong size": (
+        lambda: train(CNNConfig(width=4, input_shape=(8, 8, 1)), TC, x=np.zeros((4, 7, 7, 1)),
+                      y=np.zeros(4)), r"x must be images of shape"),
+    "ridge 1e300 overflows float32": (lambda: linear_ridge_error(KEY, LAM, TP, 10, 1e300),
+                                      r"ridge entries must be at most"),
+    "ridge noise 1e30 (noise^2 overflows)": (
+        lambda: linear_ridge_error(KEY, LAM, TP, 10, 1e-3, noise=1e30), r"noise entries"),
+    "rf ridge 1e300": (lambda: random_feature_ridge_error(KEY, LAM, TP, 10, 8, 1e300),
+                       r"ridge entries"),
+    "rf dynamics noise 1e30": (lambda: random_feature_dynamics(KEY, LAM, TP, [1.0], 8, 10,
+                                                               noise=1e30), r"noise entries"),
+    "krr P >= n (no held-out points)": (
+        lambda: kernel_regression_split_errors(KEY, GRAM, XK, 10, 1e-3), r"P must be < n = 10"),
+    "batch larger than the data": (
+        lambda: train(SMALL, TrainConfig(steps=3, batch_size=100), x=X, y=Y), r"batch_size"),
 }
 
 ACCEPTED = {  # numpy scalar types are numbers: accepted where a Python number is

@@ -181,6 +181,31 @@ CASES = [
     ("finite_width centered='no'", lambda: fin(centered="no"), "centered"),
     ("sliding_ntk pre/readout mismatch",
      lambda: sliding_ntk(np.ones((5, 4)), np.ones(3), np.ones(4), XD, 1.0, step=0.01), "pre"),
+    # third probe (session 6)
+    ("M=2.5", lambda: power_law_spectrum(2.5, 1.5, 2.0), "M"),
+    ("b=1e300 (k^-b underflows to 0 under target power)",
+     lambda: power_law_spectrum(100, 1e300, 2.0), "b must be at most"),
+    ("b=154 at M=100 (just past the underflow edge)",
+     lambda: power_law_spectrum(100, 154.0, 2.0), "b must be at most 153.8"),
+    ("scaling_exponents a='2'", lambda: scaling_exponents("2", 1.5), "a"),
+    ("rf N=-inf", lambda: rf(N=-math.inf), "N"),
+    ("flow t=[inf, inf]", lambda: flow(t=[math.inf, math.inf]), "t may hold inf only once"),
+    ("flow inversion_tol=0", lambda: flow(inversion_tol=0.0), "inversion_tol"),
+    ("flow nodes=2.5", lambda: flow(nodes=2.5), "nodes"),
+    ("gd n_steps=-3", lambda: gd(n_steps=-3), "n_steps"),
+    ("compute_optimal per_decade=2.5", lambda: frontier(per_decade=2.5), "per_decade"),
+    ("compute_optimal max_points=0", lambda: frontier(max_points=0), "max_points"),
+    ("fit sigma length", lambda: fit_power_law([1.0, 2.0, 3.0], [1.0, 0.5, 0.3],
+                                               sigma=[1.0, 1.0]), "x and sigma"),
+    ("dmft_two_layer activation None", lambda: two(activation=None), "activation"),
+    ("dmft_two_layer dynamics='bogus'", lambda: two(dynamics="bogus"), "dynamics"),
+    ("dmft_two_layer y 2-D", lambda: two(y=np.ones((4, 2))), "y"),
+    ("dmft n_groups=10**9", lambda: deep(n_groups=10**9), "n_groups"),
+    ("dmft_deep_linear depth=10**6", lambda: lin(depth=10**6), "depth"),
+    ("finite_width lr with flow", lambda: fin(lr=0.0), "lr must be None"),
+    ("sliding_ntk step=nan",
+     lambda: sliding_ntk(np.ones((5, 4)), np.ones(5), np.ones(4), XD, 1.0, step=math.nan),
+     "step"),
 ]
 
 
@@ -195,7 +220,7 @@ def test_hostile_input_is_a_value_error_naming_the_argument(case, call, name):
 
 
 def test_cases_cover_every_solver():
-    assert len(CASES) >= 80
+    assert len(CASES) >= 99
     names = {c[0].split()[0] for c in CASES}
     assert {"ridge", "rf", "flow", "gd", "compute_optimal", "M=inf", "fit", "dmft",
             "dmft_two_layer", "dmft_deep_linear", "finite_width", "sliding_ntk"} <= names
