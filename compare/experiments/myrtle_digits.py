@@ -11,11 +11,15 @@ Theory and simulation as in ``digits-kernel-curve`` (Canatar, Bordelon, Pehlevan
 2006.13198): ``ridge_risk`` on the eigenvalues of K/n_pop and the target powers
 ``|U_k^T y|^2 / n_pop``, against KRR on P images drawn iid from the population, error over
 the whole population. The deterministic equivalent is exact only as P and the effective
-dimension grow; its finite-P bias is declared: ``rel_max`` (3%) for the Myrtle NTK (measured
-<= 1.0% with the quick preset), ``mlp_rel_max`` (10%) for the MLP NTK, whose flat spectrum
-tail makes the finite population and the repeated iid draws matter once P/n_pop is not small
-(measured +9.7% at P = 66 and +6.9% at P = 125 with n_pop = 500, +26% at P = 120 with
-n_pop = 200); P_max is kept <= n_pop / 4.
+dimension grow; its finite-P bias is declared as ``rel_max`` (3%) for the Myrtle NTK (measured
+<= 1.0% with the quick preset). ``mlp_rel_max`` (10%) for the MLP NTK was set after the
+measurement (+9.7% at P = 66, +6.9% at P = 125, n_pop = 500, 24 splits) and is not a
+prediction. It is also not the deterministic equivalent's finite-P bias: KRR on Gaussian
+features with the same spectrum, target powers, P and ridge (400 draws) is within +1.1% (P =
+20) and +0.6% (P = 40) of the theory, while KRR on the population is +1.9 +- 0.5% and +3.8 +-
+0.4% above it (400 splits). The excess comes from the non-Gaussian eigenfunctions of the MLP
+NTK on the finite population (the theory's Gaussian-equivalence assumption); no correction for
+it is computed here. P_max is kept <= n_pop / 4.
 """
 
 from __future__ import annotations
@@ -46,9 +50,9 @@ class MyrtleDigitsConfig(DigitsCurveConfig):
                        lo=20, hi=N_DIGITS)
     P_max: int = param(400, "largest training set (< n_pop)", lo="P_min", hi="n_pop",
                        hi_open=True)
-    mlp_rel_max: float = param(0.10, "declared finite-P bias of the deterministic equivalent "
-                               "for the MLP NTK (measured 9.7% at P = 66, n_pop = 500)",
-                               lo=0.0, hi=1.0)
+    mlp_rel_max: float = param(0.10, "allowed deviation for the MLP NTK, set after measuring "
+                               "9.7% at P = 66 (n_pop = 500): its non-Gaussian eigenfunctions, "
+                               "not the finite-P bias (module docstring)", lo=0.0, hi=1.0)
 
 
 def myrtle5():
@@ -88,9 +92,10 @@ class MyrtleDigits(DigitsKernelCurve):
     heading = ("digits ({n_pop} images): Myrtle-5 CNN NTK vs depth-3 MLP NTK, KRR "
                "(ridge={ridge}, {splits} splits)")
     notes = ("theory: ridge_risk on gram_spectrum of the population (Gram matrices with unit "
-             "mean diagonal); z, rel. dev.: population error (iid draws); the deterministic "
-             "equivalent's finite-P bias is declared: rel_max (Myrtle), mlp_rel_max (MLP; see "
-             "the module docstring)",)
+             "mean diagonal); z, rel. dev.: population error (iid draws); declared deviations: "
+             "rel_max (Myrtle: the deterministic equivalent's finite-P bias), mlp_rel_max (MLP: "
+             "set after measuring; non-Gaussian features, not finite P; see the module "
+             "docstring)",)
 
     def rel_max(self, cfg):
         return xr.DataArray([cfg.rel_max, cfg.mlp_rel_max], dims="kernel",
