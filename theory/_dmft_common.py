@@ -151,22 +151,27 @@ def check_problem(X, y, t, gamma0, X_test=None) -> Problem:
     return Problem(X_all, y, np.concatenate([[0.0], t]), gamma0, X.shape[0])
 
 
-def check_solver_args(*, n_samples=None, damping=None, tol=None, max_iter=None,
-                      activation=None, depth=None, throw=None) -> None:
-    """Validate the numerical controls shared by the solvers."""
-    if n_samples is not None:
+#: "not given" for :func:`check_solver_args` (``None`` is a value a user can pass, and must be
+#: refused: ``activation=None`` used to slip through to the particle solve, 7 s later)
+_UNSET = object()
+
+
+def check_solver_args(*, n_samples=_UNSET, damping=_UNSET, tol=_UNSET, max_iter=_UNSET,
+                      activation=_UNSET, depth=_UNSET, throw=_UNSET) -> None:
+    """Validate the numerical controls shared by the solvers (the ones given)."""
+    if n_samples is not _UNSET:
         check_scalar("n_samples", n_samples, lo=2, hi=1e8, integer=True)
-    if damping is not None:
+    if damping is not _UNSET:
         check_scalar("damping", damping, lo=0.0, hi=1.0, lo_open=True)
-    if tol is not None:
+    if tol is not _UNSET:
         check_scalar("tol", tol, lo=0.0, hi=1.0, lo_open=True)
-    if max_iter is not None:
+    if max_iter is not _UNSET:
         check_scalar("max_iter", max_iter, lo=1, hi=1e6, integer=True)
-    if activation is not None:
+    if activation is not _UNSET:
         check_choice("activation", activation, ACTIVATIONS)
-    if depth is not None:
+    if depth is not _UNSET:
         check_scalar("depth", depth, lo=1, hi=100, integer=True)
-    if throw is not None:
+    if throw is not _UNSET:
         check_throw(throw)
 
 
