@@ -32,6 +32,7 @@ from ._configio import config_from_dict as config_from_dict
 from ._configio import config_hash as config_hash
 from ._configio import config_to_dict as config_to_dict
 from ._configio import describe_config as describe_config
+from ._configio import field_bounds as field_bounds
 from ._configio import param as param
 from ._datasets import SphereHarmonics as SphereHarmonics
 from ._executors import Executor as Executor
@@ -67,6 +68,7 @@ from ._runner import RunResult as RunResult
 from ._runner import run as run
 from ._runner import run_many as run_many
 from ._stats import SeedStats as SeedStats
+from ._stats import curve_minima as curve_minima
 from ._stats import curve_minimum as curve_minimum
 from ._stats import seed_stats as seed_stats
 from ._stats import z_scores as z_scores

@@ -171,6 +171,15 @@ class Prediction:
     solvers: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     attrs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
+    @staticmethod
+    def stack(per: Mapping[Any, Prediction]) -> Prediction:
+        """One prediction per category (e.g. per kernel), stacked along a new leading axis;
+        each solver is named ``"<name> (<category>)"``."""
+        first = next(iter(per.values()))
+        return Prediction({q: np.stack([np.asarray(p.values[q]) for p in per.values()])
+                           for q in first.values},
+                          {f"{n} ({c})": r for c, p in per.items() for n, r in p.solvers.items()})
+
 
 # ----------------------------------------------------------------------------- statistics
 
@@ -326,8 +335,9 @@ class Sweep(Experiment):
     Subclasses declare:
 
     - ``dims``: the coordinates of a sweep point; ``trailing``: coordinates a single point's
-      simulation records along (e.g. time); ``grid(cfg)`` -> values of both (default: each
-      ``d`` from ``cfg.<d>_values``, e.g. :attr:`PGridConfig.P_values`);
+      simulation records along (e.g. time); ``grids(cfg)`` -> product grids of both whose
+      union is the sweep (default: one, each ``d`` from ``cfg.<d>_values``, e.g.
+      :attr:`PGridConfig.P_values`);
     - ``compared``: quantities in the criterion (``sim_<q>`` vs ``theory_<q>``, or vs
       ``sim_<r>`` draw by draw where ``against[q] = r``); ``shown``: quantities compared in
       the table but not in the criterion;
@@ -359,8 +369,17 @@ class Sweep(Experiment):
     key_dims: ClassVar[tuple[str, ...] | None] = None
     extra_lines: ClassVar[Mapping[str, str]] = {}
 
+    def grids(self, cfg) -> tuple[dict[str, Sequence], ...]:
+        """The sweep as a union of product grids (default: the one product :meth:`grid`)."""
+        return (self.grid(cfg),)
+
     def grid(self, cfg) -> dict[str, Sequence]:
-        return {d: getattr(cfg, f"{d}_values") for d in (*self.dims, *self.trailing)}
+        """Every coordinate's values: ``cfg.<d>_values``, or the union over an overridden
+        :meth:`grids`."""
+        if type(self).grids is Sweep.grids:
+            return {d: getattr(cfg, f"{d}_values") for d in (*self.dims, *self.trailing)}
+        parts = self.grids(cfg)
+        return {d: sorted(set().union(*(p[d] for p in parts))) for d in parts[0]}
 
     @abc.abstractmethod
     def sample(self, cfg, point: dict[str, Any], key: jax.Array) -> Mapping[str, Any]: ...
@@ -403,9 +422,11 @@ class Sweep(Experiment):
 
     # -- runner interface --------------------------------------------------------------------
     def points(self, cfg):
-        g = self.grid(cfg)
+        g, parts = self.grid(cfg), self.grids(cfg)
         return [dict(zip(self.dims, vals, strict=True))
-                for vals in itertools.product(*(g[d] for d in self.dims))]
+                for vals in itertools.product(*(g[d] for d in self.dims))
+                if any(all(v in p[d] for d, v in zip(self.dims, vals, strict=True))
+                       for p in parts)]
 
     def key(self, cfg, point) -> jax.Array:
         """The point's PRNG key: ``cfg.seed`` folded with each coordinate of the point (those of
@@ -437,12 +458,24 @@ class Sweep(Experiment):
             fine = np.unique(fine.round())
         return fine
 
+    def _at_points(self, cfg) -> tuple[dict[str, np.ndarray], Prediction]:
+        """The sweep grid and the theory there (computed once per config)."""
+        g = self.grid(cfg)
+        grid = {d: np.asarray(g[d]) for d in (*self.dims, *self.trailing)}
+        if getattr(self, "_predicted", (None,))[0] != cfg:
+            self._predicted = (cfg, self.predict(cfg, **grid))
+        return grid, self._predicted[1]
+
+    def preflight(self, cfg) -> None:
+        """The theory at the sweep points, before any simulation: the solvers' own size and
+        feasibility checks run there (kept for :meth:`theory`)."""
+        self._at_points(cfg)
+
     def theory(self, cfg):
         g = self.grid(cfg)
         all_dims = (*self.dims, *self.trailing)
-        grid = {d: np.asarray(g[d]) for d in all_dims}
+        grid, at = self._at_points(cfg)
         coords = dict(grid)
-        at = self.predict(cfg, **grid)
         data = {f"theory_{k}": (all_dims, np.asarray(v, np.float64)) for k, v in
                 at.values.items()}
         solvers, attrs = dict(at.solvers), dict(at.attrs)

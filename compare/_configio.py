@@ -32,8 +32,12 @@ from typing import Any
 
 from theorysim.checks import check_bool, check_choice, check_scalar
 
-__all__ = ["ExperimentConfig", "config_from_dict", "config_hash", "config_to_dict",
-           "describe_config", "param", "parse_field"]
+__all__ = ["MAX_COUNT", "ExperimentConfig", "config_from_dict", "config_hash",
+           "config_to_dict", "describe_config", "field_bounds", "param", "parse_field"]
+
+#: the upper bound of an int field (or int-tuple entry) that declares none: every count
+#: (seeds, sizes, steps) is bounded, so an absurd value (``seeds=1e9``) is refused up front
+MAX_COUNT = 10**6
 
 
 def param(default, help: str, *, lo: float | str = -math.inf, hi: float | str = math.inf,
@@ -45,7 +49,8 @@ def param(default, help: str, *, lo: float | str = -math.inf, hi: float | str = 
         default: the quick preset's value.
         help: what the field means (shown by ``theorysim show``).
         lo, hi: bounds (inclusive unless ``lo_open``/``hi_open``); a string names another
-            field of the same config whose value is the bound (e.g. ``lo="P_min"``).
+            field of the same config whose value is the bound (e.g. ``lo="P_min"``). An int
+            field without ``hi`` is bounded by :data:`MAX_COUNT`.
         inf_ok: ``inf`` is allowed (e.g. ``P = inf``: the population limit).
         choices: the allowed strings of a ``str`` field.
         min_len: the least number of entries of a tuple field.
@@ -79,11 +84,30 @@ class ExperimentConfig:
         """Constraints across fields (override; raise ``ValueError`` naming the field)."""
 
 
-def _bound(cfg, meta, which: str) -> tuple[float, str]:
-    b = meta[which]
+def _hi(meta, tp):
+    """The declared upper bound; :data:`MAX_COUNT` for an int without one."""
+    hi = meta.get("hi", math.inf) if meta else math.inf
+    return MAX_COUNT if tp is int and hi == math.inf else hi
+
+
+def _bound(cfg, meta, which: str, tp=None) -> tuple[float, str]:
+    b = _hi(meta, tp) if which == "hi" else meta.get(which, -math.inf) if meta else -math.inf
     if isinstance(b, str):
         return getattr(cfg, b), f" ({b} = {getattr(cfg, b)})"
     return b, ""
+
+
+def field_bounds(cfg) -> dict[str, tuple[float, float]]:
+    """``name -> (lo, hi)``: the bounds every numeric field (or tuple entry) of the config
+    ``cfg`` is checked against, with bounds naming other fields resolved."""
+    hints = typing.get_type_hints(type(cfg))
+    out = {}
+    for f in dataclasses.fields(cfg):
+        tp = hints[f.name]
+        tp = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else tp
+        if tp in (int, float):
+            out[f.name] = (_bound(cfg, f.metadata, "lo")[0], _bound(cfg, f.metadata, "hi", tp)[0])
+    return out
 
 
 def _check_field(cfg, f: dataclasses.Field, tp, value):
@@ -113,8 +137,8 @@ def _check_scalar_field(cfg, name: str, meta, tp, value):
         return check_choice(name, value, meta["choices"]) if meta.get("choices") else value
     if meta.get("inf_ok") and isinstance(value, float) and value == math.inf:
         return value
-    lo, lo_txt = _bound(cfg, meta, "lo") if meta else (-math.inf, "")
-    hi, hi_txt = _bound(cfg, meta, "hi") if meta else (math.inf, "")
+    lo, lo_txt = _bound(cfg, meta, "lo")
+    hi, hi_txt = _bound(cfg, meta, "hi", tp)
     try:
         v = check_scalar(name, value, lo=lo, hi=hi, lo_open=meta.get("lo_open", False),
                          hi_open=meta.get("hi_open", False), integer=tp is int)
@@ -134,8 +158,10 @@ def describe_config(cfg_type: type, presets: Mapping[str, Mapping[str, Any]] | N
     rows = []
     for f in dataclasses.fields(cfg_type):
         meta = f.metadata
-        row = {"key": f.name, "type": _type_name(hints[f.name]), "default": _text(f.default),
-               "range": _range_text(meta, hints[f.name]), "meaning": meta.get("help", "")}
+        tp = hints[f.name]
+        elem = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else tp
+        row = {"key": f.name, "type": _type_name(tp), "default": _text(f.default),
+               "range": _range_text(meta, elem), "meaning": meta.get("help", "")}
         for name, values in (presets or {}).items():
             if f.name in values and name != "quick":
                 row[name] = _text(values[f.name])
@@ -162,7 +188,7 @@ def _range_text(meta, tp) -> str:
         return " | ".join(meta["choices"])
     if tp is bool or tp is str:
         return ""
-    lo, hi = meta["lo"], meta["hi"]
+    lo, hi = meta["lo"], _hi(meta, tp)
     left = "(" if meta["lo_open"] else "["
     right = ")" if meta["hi_open"] or hi == math.inf else "]"
     text = f"{left}{_text(lo)}, {_text(hi)}{right}"

@@ -3,6 +3,7 @@
 An experiment is a class with a frozen-dataclass config. The runner (``compare._runner``)
 calls, in order:
 
+0. ``preflight(cfg)``: cheap theory-side feasibility checks, before any simulation.
 1. ``points(cfg)``: the independent simulation sweep points, each a dict of coordinate values
    (e.g. ``{"P": 100}``). Each point is computed once, stored atomically, and reused on a re-run.
 2. ``simulate(cfg, point)`` -> ``xr.Dataset`` for that one point. Deterministic from
@@ -99,6 +100,12 @@ class Experiment(abc.ABC):
         from ._configio import describe_config
 
         return describe_config(self.config_type, self.presets)
+
+    def preflight(self, cfg) -> None:
+        """Cheap checks that the theory can be computed at ``cfg`` (``ValueError`` naming the
+        field), run by the runner before any simulation, so that a config that validates
+        cannot fail only after its simulations ran (override; default: none)."""
+        return None
 
     @abc.abstractmethod
     def points(self, cfg) -> list[dict[str, Any]]: ...

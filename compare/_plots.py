@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 from ._stats import SeedStats  # noqa: E402
 
 __all__ = ["STYLE", "figure", "heatmaps", "legend", "predicted_slope", "reference_power_law",
-           "sim_markers", "theory_vs_sim", "tint"]
+           "sim_markers", "spectra", "theory_vs_sim", "tint"]
 
 STYLE = {
     "figure.dpi": 110,
@@ -136,3 +136,15 @@ def heatmaps(fig, axes, x, y, panels, *, xlabel: str, ylabel: str, label: str):
         ax.set_yticks(y, [str(v) for v in y], minor=False)
         ax.minorticks_off()
     fig.colorbar(im, ax=list(axes), shrink=0.8, label=label)
+
+
+def spectra(ax, curves, colors=None, *, ylabel: str, title: str, floor: float = 1e-14):
+    """Eigenvalue spectra ``label -> eigenvalues (descending)`` against the mode index on log
+    axes, without the numerically zero tail (below ``floor`` times the largest)."""
+    for i, (label, lam) in enumerate(curves.items()):
+        lam = np.asarray(lam)
+        lam = lam[lam > floor * lam.max()]
+        ax.loglog(np.arange(1, lam.size + 1), lam, lw=1.2, label=label,
+                  color=colors[i % len(colors)] if colors else f"C{i}")
+    ax.set(xlabel="mode $k$", ylabel=ylabel, title=title)
+    legend(ax, loc="upper right", bbox_to_anchor=(1.0, 1.0))

@@ -183,6 +183,7 @@ def run_many(items: Sequence[tuple[Experiment, ExperimentConfig]], out: Path | s
                 f"executor {ex.name!r} runs points in other processes, which cannot import "
                 f"{type(experiment).__name__} from __main__; define the experiment in a module"
             )
+        experiment.preflight(cfg)  # theory-side feasibility, before any simulation
     points = [[dict(p) for p in exp.points(cfg)] for exp, cfg in items]
     stores = [
         RunStore(run_dir_for(exp, cfg, Path(out)), exp.name, config_to_dict(cfg),

@@ -156,27 +156,36 @@ def _ridge_errors(keys, sqrt_lam, v_star, ridge, noise, *, P):
     return jax.vmap(one)(keys)
 
 
-@partial(jax.jit, static_argnames=("P", "N"))
-def _rf_errors(keys, sqrt_lam, v_star, ridge, noise, *, P, N):
+@partial(jax.jit, static_argnames=("rows", "cols", "primal"))
+def _rf_errors(keys, sqrt_lam, v_star, ridge, noise, P, N, *, rows, cols, primal):
+    """Errors on a ``rows x cols`` problem holding ``P <= rows`` samples and ``N <= cols``
+    features, the rest masked to exact zeros (so one program serves every smaller P, N)."""
     dt = sqrt_lam.dtype
     M = sqrt_lam.shape[0]
+    row_ok, col_ok = jnp.arange(rows) < P, jnp.arange(cols) < N
+    shift = P.astype(dt) * ridge
 
     def one(key):
         kz, ke, ka = jax.random.split(key, 3)
-        z = jax.random.normal(kz, (P, M), dt)
-        A = jax.random.normal(ka, (N, M), dt)
-        y = z @ v_star + noise * jax.random.normal(ke, (P,), dt)
-        W = (A * sqrt_lam) / jnp.sqrt(jnp.asarray(N, dt))  # (N, M): feature map psi -> F
-        F = z @ W.T  # (P, N) = psi A^T / sqrt(N)
-        c = _ridge_fit(F, y, P, ridge)
+        z = jax.random.normal(kz, (rows, M), dt)
+        A = jax.random.normal(ka, (cols, M), dt)
+        y = jnp.where(row_ok, z @ v_star + noise * jax.random.normal(ke, (rows,), dt), 0.0)
+        # feature map psi -> F: (cols, M), rows beyond N zero
+        W = jnp.where(col_ok[:, None], A * sqrt_lam / jnp.sqrt(N.astype(dt)), 0.0)
+        F = jnp.where(row_ok[:, None], z @ W.T, 0.0)  # (rows, cols) = psi A^T / sqrt(N)
+        if primal:  # masked features: a unit diagonal and a zero right-hand side, so c = 0
+            c = _chol_solve(F.T @ F + jnp.diag(jnp.where(col_ok, shift, 1.0)), F.T @ y)
+        else:
+            c = F.T @ _chol_solve(F @ F.T + jnp.diag(jnp.where(row_ok, shift, 1.0)), y)
         return jnp.sum((W.T @ c - v_star) ** 2)  # v = sqrt_lam * A^T c / sqrt(N)
 
     return jax.vmap(one)(keys)
 
 
 def _common(key, eigvals, target_power, P, ridge, noise, n_seeds, dtype, throw, max_memory_gb,
-            *, N=None, caller: str):
-    """Check the arguments (and that one draw fits in memory), then split the keys."""
+            *, N=None, caller: str, size=None):
+    """Check the arguments (and that one draw of the ``size = (P, N)`` problem it is computed
+    on fits in memory), then split the keys."""
     key = _check_key(key)
     check_throw(throw)
     check_limit(max_memory_gb)
@@ -195,7 +204,14 @@ def _common(key, eigvals, target_power, P, ridge, noise, n_seeds, dtype, throw, 
         per_seed, blame = P * M + min(P, M) ** 2, f"P ({P}) or the number of modes M ({M})"
     else:
         N = _check_count("N", N)
-        per_seed = P * M + N * M + P * N + min(P, N) ** 2
+        if size is not None and (not isinstance(size, tuple | list) or len(size) != 2):
+            raise ValueError(f"pad_to must be a pair (P_max, N_max), got {size!r}")
+        Pc, Nc = (P, N) if size is None else (
+            check_scalar("pad_to[0] (P_max)", size[0], lo=P, hi=math.inf, hi_open=True,
+                        integer=True),
+            check_scalar("pad_to[1] (N_max)", size[1], lo=N, hi=math.inf, hi_open=True,
+                        integer=True))
+        per_seed = Pc * M + Nc * M + Pc * Nc + min(Pc, Nc) ** 2
         blame = f"P ({P}), N ({N}) or the number of modes M ({M})"
     check_fits({"one draw's matrices": 3 * per_seed * dt.itemsize}, limit_gb=max_memory_gb,
                blame=blame, caller=caller)
@@ -255,7 +271,8 @@ def random_feature_ridge_error(key: jax.Array, eigvals: ArrayLike, target_power:
                                P: int, N: int, ridge: float, noise: float = 0.0,
                                n_seeds: int = 32,
                                dtype=jnp.float32, *, max_memory_gb: float | None = None,
-                               throw: bool = True) -> Float[Array, " n_seeds"]:
+                               throw: bool = True,
+                               pad_to: tuple[int, int] | None = None) -> Float[Array, " n_seeds"]:
     """Generalisation error of linear random-feature ridge regression, one per seed.
 
     .. math::
@@ -271,15 +288,27 @@ def random_feature_ridge_error(key: jax.Array, eigvals: ArrayLike, target_power:
     Args:
         key, eigvals, target_power, P, ridge, noise, n_seeds, dtype, max_memory_gb, throw:
             as in :func:`linear_ridge_error`.
-        N: number of random features (Python int, static shape).
+        N: number of random features (Python int).
+        pad_to: ``(P_max, N_max)``: compute on that larger problem with the extra samples and
+            features masked to zeros, so that every ``P <= P_max``, ``N <= N_max`` shares one
+            compiled program (two: primal and dual) instead of one per shape. The draws are
+            the same as unpadded (the first P samples and N features of the larger draw,
+            counter-based PRNG); results agree to float rounding; the work is that of the
+            larger problem.
 
     Returns:
         ``(n_seeds,)`` errors of ``dtype``.
     """
     keys, args, P, N, n_seeds, dt, batch = _common(key, eigvals, target_power, P, ridge, noise,
                                                    n_seeds, dtype, throw, max_memory_gb, N=N,
-                                                   caller="random_feature_ridge_error")
+                                                   caller="random_feature_ridge_error",
+                                                   size=pad_to)
+    rows, cols = (P, N) if pad_to is None else (int(pad_to[0]), int(pad_to[1]))
+    primal = P >= N  # the smaller of the N x N and P x P systems (padded: N, P <= min)
+    shape = dict(rows=rows, cols=min(rows, cols)) if primal else dict(rows=min(rows, cols),
+                                                                     cols=cols)
     out = _in_batches(partial(_rf_errors, sqrt_lam=args[0], v_star=args[1], ridge=args[2],
-                              noise=args[3], P=P, N=N), keys, batch)
+                              noise=args[3], P=jnp.asarray(P), N=jnp.asarray(N),
+                              primal=primal, **shape), keys, batch)
     return finite_or_raise(out, throw=throw, caller="random_feature_ridge_error",
                            hint=_SINGULAR)

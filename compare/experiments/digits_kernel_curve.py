@@ -1,30 +1,26 @@
 """``digits-kernel-curve``: kernel regression learning curves on real data (scikit-learn digits).
 
-Theory (Canatar, Bordelon, Pehlevan 2021, arXiv 2006.13198): take the population to be the
-whole digits set (n = 1797 images). The kernel operator on it has the eigenvalues of K/n and
-the one-hot target has power ``c_k^2 = |U_k^T y|^2 / n`` in eigenvector k; these feed
-``ridge_risk``. Simulation: KRR trained on P images drawn iid from the set (with replacement,
-as the theory assumes) and tested on the images not drawn (held out), over many random
-splits, for an RBF and a linear kernel.
+Theory (Canatar, Bordelon, Pehlevan 2021, arXiv 2006.13198): the population is the whole set
+(n = 1797 images); the kernel operator on it has the eigenvalues of K/n and the one-hot target
+has power ``c_k^2 = |U_k^T y|^2 / n`` in eigenvector k; these feed ``ridge_risk``. Simulation:
+KRR (RBF and linear kernels) on P images drawn iid from the set (with replacement, as the
+theory assumes), over many random splits.
 
-Held-out vs population error: the theory's E_g averages over the whole population, which
-includes the drawn images, where the error is the training error E_tr = (ridge/kappa)^2 E_g
-(Canatar et al. 2021). The population error (all n images) is therefore what the theory
-predicts exactly, and it is the agreement criterion. The held-out error is also reported, with
-the prediction (E_g - f E_tr) / (1 - f), f = 1 - (1 - 1/n)^P the expected fraction of images
-drawn: this is approximate once P/n is not small (images drawn twice are fit better than the
-multiplicity-weighted E_tr says; measured -1.3% at P = 1000). Drawing without replacement
-would violate the theory's iid assumption: it shifts the population error at P = 1000 by 3%
-(measured), which is why the draws are iid.
+The theory's E_g averages over the whole population, drawn images included, where the error is
+the training error E_tr = (ridge/kappa)^2 E_g: so the population error is what it predicts
+exactly, and it is the criterion. The held-out error (images not drawn) is reported with the
+prediction (E_g - f E_tr) / (1 - f), f = 1 - (1 - 1/n)^P the expected fraction drawn:
+approximate once P/n is not small (images drawn twice are fit better than the
+multiplicity-weighted E_tr says; -1.3% at P = 1000, measured). Drawing without replacement
+would break the iid assumption: it shifts the population error at P = 1000 by 3% (measured).
 
 Known finite-size effect, part of the prediction: the deterministic equivalent is exact as P
-and the effective dimension grow; for the RBF kernel, whose spectrum decays fast, it
-underestimates the error by about 3% at P ~ 40 and 0.3% at P = 1000 (measured with 64 splits;
-up to 4.9% at P = 37 with the quick preset's 32 splits, where this bias is 2-4 SE). The
-criterion therefore allows the RBF kernel a declared systematic deviation ``rel_max`` (3%) on
-top of ``z_max`` standard errors, and the linear kernel none; the report shows the relative
-deviation per point, so the trend with P is visible. The training-error prediction of the RBF
-kernel is further off (9% at P = 89, measured); for the linear kernel it agrees within 3 SE.
+and the effective dimension grow; for the RBF kernel (fast-decaying spectrum) it underestimates
+the error by about 3% at P ~ 40 and 0.3% at P = 1000 (64 splits; up to 4.9% at P = 37 with the
+quick preset's 32 splits, 2-4 SE). The criterion allows the RBF kernel this declared deviation
+``rel_max`` (3%) on top of ``z_max`` SE, the linear kernel none; the report shows the relative
+deviation per point. The RBF training-error prediction is further off (9% at P = 89, measured);
+for the linear kernel it agrees within 3 SE.
 
 ``digits-ntk-curve``: the same with the infinite-width NTK of a depth-2 ReLU network
 (``kernels.mlp_kernel``); its finite-P deviation, also declared as ``rel_max``, measured 2.7%
@@ -45,7 +41,7 @@ from .._compare import Prediction, Sweep, solve
 from .._configio import param
 from .._datasets import N_DIGITS, digits_data, digits_gram, digits_spectrum
 from .._experiment import register
-from .._plots import legend
+from .._plots import spectra
 from .._tasks import PGridConfig
 
 
@@ -109,25 +105,23 @@ class DigitsKernelCurve(Sweep):
     def grid(self, cfg):
         return {"kernel": self.kernels, "P": cfg.P_values}
 
-    def kernel_args(self, cfg) -> dict:
-        """The config's kernel parameters (``compare._datasets.gram``)."""
-        return {"rbf_scale": cfg.rbf_scale}
+    def population(self, cfg, kernel: str):
+        """(Gram matrix, targets, (eigenvalues of K/n, target powers)) of the whole set."""
+        return (digits_gram(kernel, rbf_scale=cfg.rbf_scale), digits_data()[1],
+                digits_spectrum(kernel, rbf_scale=cfg.rbf_scale))
 
     def sample(self, cfg, point, key):
-        gram = digits_gram(point["kernel"], **self.kernel_args(cfg))
-        return kernel_regression_split_errors(key, gram, digits_data()[1], point["P"],
-                                              cfg.ridge, n_splits=cfg.splits)._asdict()
+        gram, y, _ = self.population(cfg, point["kernel"])
+        return kernel_regression_split_errors(key, gram, y, point["P"], cfg.ridge,
+                                              n_splits=cfg.splits)._asdict()
 
     def predict(self, cfg, kernel, P):
-        out = [held_out_theory(cfg, digits_spectrum(k, **self.kernel_args(cfg)), P)
-               for k in kernel]
-        values = {q: np.stack([v[q] for v, _ in out]) for q in out[0][0]}
-        return Prediction(values, {f"ridge_risk ({k})": r for k, (_, r) in
-                                   zip(kernel, out, strict=True)})
+        out = {k: held_out_theory(cfg, self.population(cfg, k)[2], P) for k in kernel}
+        return Prediction.stack({k: Prediction(v, {"ridge_risk": r}) for k, (v, r) in out.items()})
 
     def extras(self, cfg, coords):
         return Prediction({"eigvals": (("kernel", "mode"), np.stack(
-            [digits_spectrum(k, **self.kernel_args(cfg))[0] for k in self.kernels]))})
+            [self.population(cfg, k)[2][0] for k in self.kernels]))})
 
     def rel_max(self, cfg):
         return xr.DataArray([0.0 if k == "linear" else cfg.rel_max for k in self.kernels],
@@ -136,13 +130,8 @@ class DigitsKernelCurve(Sweep):
     def decorate(self, fig, axes, cfg, ds):
         axes[0].set_title(f"digits: KRR ({', '.join(self.kernels)}), theory vs random "
                           "training sets")
-        for c, kernel in zip(self.colors, ds["kernel"].values, strict=False):
-            lam = ds["eigvals"].sel(kernel=kernel).values
-            lam = lam[lam > 1e-14 * lam.max()]
-            axes[1].loglog(np.arange(1, lam.size + 1), lam, color=c, lw=1.2, label=kernel)
-        axes[1].set(xlabel="mode $k$", ylabel=r"eigenvalue $\lambda_k$ of $K/n$",
-                    title="Gram spectra")
-        legend(axes[1], loc="upper right", bbox_to_anchor=(1.0, 1.0))
+        spectra(axes[1], {k: ds["eigvals"].sel(kernel=k).values for k in ds["kernel"].values},
+                self.colors, ylabel=r"eigenvalue $\lambda_k$ of $K/n$", title="Gram spectra")
 
 
 @register
@@ -156,5 +145,6 @@ class DigitsNTKCurve(DigitsKernelCurve):
              "theory: ridge_risk on gram_spectrum of the full set; its finite-P deviation "
              "(2.7% at P = 10, <= 1% from P = 37 on, 32 splits) is declared as rel_max",)
 
-    def kernel_args(self, cfg):
-        return {"depth": cfg.depth}
+    def population(self, cfg, kernel):
+        return (digits_gram(kernel, depth=cfg.depth), digits_data()[1],
+                digits_spectrum(kernel, depth=cfg.depth))

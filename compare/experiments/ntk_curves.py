@@ -1,38 +1,36 @@
 """``ntk-learning-curve``: NTK regression learning curves on the sphere (digits:
-``digits-ntk-curve`` in ``digits_kernel_curve.py``).
+``digits-ntk-curve``).
 
-Inputs uniform on :math:`S^{d-1}` (d = 10), the infinite-width NTK of a
-depth-2 ReLU network (``kernels.mlp_kernel``), target :math:`y = \\sqrt{p_1 d}\\,x_1 +
-\\sqrt{p_2}\\,(x_2^2 - 1/d)/\\sigma_2` (degree-1 plus degree-2 harmonic). Theory: Funk-Hecke
-eigenvalues (``sphere_spectrum``) up to ``max_degree`` fed to ``theory.ridge_risk``; the
-remaining trace :math:`t_{>L} = K(1) - \\sum_{l\\le L}\\lambda_l N(d,l)` acts on P samples as
-a ridge :math:`t_{>L}/P` (its Gram block is ~diagonal; Canatar et al. 2021, arXiv 2006.13198).
+Inputs uniform on :math:`S^{d-1}` (d = 10), the infinite-width NTK of a depth-2 ReLU network
+(``kernels.mlp_kernel``), target :math:`y = \\sqrt{p_1 d}\\,x_1 + \\sqrt{p_2}\\,(x_2^2 -
+1/d)/\\sigma_2` (degree-1 plus degree-2 harmonic). Theory: Funk-Hecke eigenvalues
+(``sphere_spectrum``) up to ``max_degree`` fed to ``theory.ridge_risk``; the remaining trace
+:math:`t_{>L} = K(1) - \\sum_{l\\le L}\\lambda_l N(d,l)` acts on P samples as a ridge
+:math:`t_{>L}/P` (its Gram block is ~diagonal; Canatar et al. 2021, arXiv 2006.13198).
 Simulation 1: KRR with the analytic NTK on P fresh samples, error on fresh test points.
 
-Simulation 2 (``P <= net_P_max``, the first ``net_seeds`` draws): an NTK-parameterised ReLU MLP
-of width ``width`` (no biases, :math:`h^1 = W^0x/\\sqrt d`, :math:`W\\sim N(0,1)`: the kernel of
-``mlp_kernel(depth, "relu")``, checked by the tests), output centred (:math:`f - f_0`: no
-initial-function noise, linearised dynamics from 0), full-batch GD on
-:math:`\\frac{1}{2P}\\sum_\\mu(f_\\mu-y_\\mu)^2`, lr ``net_lr``, ``net_steps`` steps: in the NTK
-regime the kernel gradient flow at :math:`\\tau = \\eta T` (units of
-``kernels.gradient_descent_mse``). It is compared, paired per draw, with that same-time kernel
-prediction, not with the :math:`t=\\infty` KRR: modes with :math:`\\lambda\\tau/P \\lesssim 1`
-(the tail at large P) are not yet fitted. Defaults: :math:`\\tau = 2\\cdot10^4`,
-:math:`\\lambda_2\\tau \\approx 5.7`, GD-at-tau vs KRR 0.02% (P = 10) to 1.2% (P = 63)
-(``gd`` rel. dev.); stability :math:`\\eta K(1) = 20\\cdot 0.075 = 1.5 < 2`; train loss < 1e-6.
+Simulation 2 (``P <= net_P_max``, the first ``net_seeds`` draws of a point; ``net`` and ``gd``
+are NaN on the others): an NTK-parameterised ReLU MLP of width ``width`` (no biases,
+:math:`h^1 = W^0x/\\sqrt d`, :math:`W\\sim N(0,1)`: the kernel of ``mlp_kernel(depth,
+"relu")``, checked by the tests), output centred (:math:`f - f_0`: linearised dynamics from 0),
+full-batch GD on :math:`\\frac{1}{2P}\\sum_\\mu(f_\\mu-y_\\mu)^2`, lr ``net_lr``, ``net_steps``
+steps: in the NTK regime the kernel gradient flow at :math:`\\tau = \\eta T`
+(``kernels.gradient_descent_mse``), with which it is compared draw by draw (``Sweep.against``),
+not with the :math:`t=\\infty` KRR: modes with :math:`\\lambda\\tau/P \\lesssim 1` are not yet
+fitted. Defaults: :math:`\\tau = 2\\cdot10^4`, :math:`\\lambda_2\\tau \\approx 5.7`, GD-at-tau
+vs KRR 0.02% (P = 10) to 1.2% (P = 63) (``gd`` rel. dev.); stability :math:`\\eta K(1) =
+20\\cdot 0.075 = 1.5 < 2`; train loss < 1e-6.
 
 Finite width (measured, d = 10): the empirical NTK at init fluctuates around the analytic one
-by ~4.5/sqrt(N) (max entry-wise, per network: 15% at N = 1024, 6% at N = 4096), no visible
-bias. Trained plain networks (gamma0 = 1) generalise BETTER than the kernel at the same tau, by
-an amount growing with P and falling with N: P = 25: -3.9 +- 1.7% (N = 256), -2.6 +- 1.2%
-(1024), -1.7 +- 0.6% (4096); P = 63: -21%, -18%, -15% (N = 512, 1024, 2048); P = 158,
-N = 1024: -57% (left the lazy regime). This is the feature-learning correction, large because
-:math:`K(1) = 3/(4d)` is small: richness :math:`\\sim |y|/\\sqrt{K(1) N}` (0.16 at N = 1024).
-``gamma0 = 0.25`` (output x 4, lr / 16: same kernel dynamics, 4x lazier; Chizat, Oyallon, Bach
-2019, arXiv 1812.07956) gives +0.02% (z = 0.01) at P = 63 and -15% (z = -2.5) at P = 158: hence
-the defaults ``gamma0 = 0.25`` and ``net_P_max = 70`` (``--set gamma0=1`` shows the
-deviation). The networks train on the first ``net_seeds`` draws of a point (``net`` and ``gd``
-are NaN on the others) and are compared with ``gd`` draw by draw (``Sweep.against``).
+by ~4.5/sqrt(N) (max entry-wise: 15% at N = 1024, 6% at 4096), no visible bias. Trained plain
+networks (gamma0 = 1) generalise BETTER than the kernel at the same tau, more so at larger P
+and smaller N: P = 25: -3.9 +- 1.7% (N = 256), -2.6 +- 1.2% (1024), -1.7 +- 0.6% (4096);
+P = 63: -21%, -18%, -15% (N = 512, 1024, 2048); P = 158, N = 1024: -57% (not lazy). This is
+the feature-learning correction, large because :math:`K(1) = 3/(4d)` is small: richness
+:math:`\\sim |y|/\\sqrt{K(1) N}` (0.16 at N = 1024). ``gamma0 = 0.25`` (output x 4, lr / 16:
+same kernel dynamics, 4x lazier; Chizat, Oyallon, Bach 2019, arXiv 1812.07956) gives +0.02%
+(z = 0.01) at P = 63 and -15% (z = -2.5) at P = 158: hence the defaults ``gamma0 = 0.25``,
+``net_P_max = 70`` (``--set gamma0=1`` shows the deviation).
 """
 
 from __future__ import annotations
@@ -94,24 +92,9 @@ def sphere_theory_spectrum(d: int, depth: int, max_degree: int):
     return spec, max(tail, 0.0)
 
 
-def sphere_theory(cfg: NTKCurveConfig, P: np.ndarray):
-    """E_g and the degree-1/2 mode errors at P (tail trace as a ridge), and the solver result."""
-    spec, tail = sphere_theory_spectrum(cfg.d, cfg.depth, cfg.max_degree)
-    power = np.zeros(cfg.max_degree + 1)
-    power[1], power[2] = cfg.p1, cfg.p2
-    eig, tp = spec.per_mode(power)
-    P = np.asarray(P, float)
-    r = solve(ridge_risk, eig, tp, P, cfg.ridge + tail / P)
-    kappa, gamma = np.asarray(r.kappa), np.asarray(r.gamma)
-    modes = {f"degree{l}": power[l] * kappa**2 / ((spec.eigenvalue[l] + kappa) ** 2
-                                                  * (1.0 - gamma)) for l in (1, 2)}
-    return {"error": np.asarray(r.error), **modes}, r
-
-
 def train_wide_net(cfg: NTKCurveConfig, s: int, *data) -> tuple[float, float]:
-    r"""Test error :math:`\langle(f-y)^2\rangle` and final train loss
-    :math:`\frac{1}{2P}\sum(f-y)^2` of the NTK-parameterised ReLU MLP with init seed
-    ``cfg.seed * 10**6 + s`` trained by GD on ``data = (x, y, x_test, y_test)`` (NaN: diverged)."""
+    r"""Test error :math:`\langle(f-y)^2\rangle` and final train loss of the NTK MLP with init
+    seed ``cfg.seed * 10**6 + s`` trained by GD on ``data = (x, y, x_test, y_test)``."""
     model = ModelConfig(width=cfg.width, depth=cfg.depth, parameterization="ntk",
                         activation="relu", centre=True, gamma0=cfg.gamma0)
     tc = TrainConfig(steps=cfg.net_steps, lr=cfg.net_lr, record_steps=(0, cfg.net_steps),
@@ -135,11 +118,10 @@ class NTKLearningCurve(Sweep):
     extra_lines = {"degree1": "degree 1 (theory)", "degree2": "degree 2 (theory)"}
     heading = "NTK learning curve on the sphere in d={d}, depth-{depth} ReLU, ridge={ridge}"
     notes = ("theory: degrees <= {max_degree} exactly, the remaining kernel trace as a ridge "
-             "tail/P",
-             "error: KRR with the infinite-width NTK vs the theory; net: width-{width} NTK MLP "
-             "(GD lr={net_lr}, {net_steps} steps, gamma0={gamma0}) on the first {net_seeds} "
-             "draws at P <= {net_P_max} (n/a above), vs the NTK's gradient flow at tau = lr * "
-             "steps on the same draws; gd: that flow vs KRR (gd rel. dev.: modes not yet fitted)")
+             "tail/P", "error: KRR with the infinite-width NTK vs the theory; net: width-{width}"
+             " NTK MLP (GD lr={net_lr}, {net_steps} steps, gamma0={gamma0}) on the first "
+             "{net_seeds} draws at P <= {net_P_max} (n/a above), vs the NTK's gradient flow at "
+             "tau = lr * steps on the same draws; gd: that flow vs KRR (modes not yet fitted)")
 
     def sample(self, cfg, point, key):
         P, task = point["P"], SphereHarmonics(cfg.d, cfg.p1, cfg.p2)
@@ -161,8 +143,15 @@ class NTKLearningCurve(Sweep):
         return {"error": errs, "net": net, "net_train_loss": net_loss, "gd": gd}
 
     def predict(self, cfg, P):
-        values, r = sphere_theory(cfg, P)
-        return Prediction(values, {"ridge_risk": r})
+        """E_g (the tail trace as a ridge) and the degree-1/2 mode errors at P."""
+        spec, tail = sphere_theory_spectrum(cfg.d, cfg.depth, cfg.max_degree)
+        power, P = np.zeros(cfg.max_degree + 1), np.asarray(P, float)
+        power[1], power[2] = cfg.p1, cfg.p2
+        r = solve(ridge_risk, *spec.per_mode(power), P, cfg.ridge + tail / P)
+        kappa, gamma = np.asarray(r.kappa), np.asarray(r.gamma)
+        return Prediction({"error": r.error, **{f"degree{l}": power[l] * kappa**2 / (
+            (spec.eigenvalue[l] + kappa) ** 2 * (1.0 - gamma)) for l in (1, 2)}},
+            {"ridge_risk": r})
 
     def extras(self, cfg, coords):
         spec, tail = sphere_theory_spectrum(cfg.d, cfg.depth, cfg.max_degree)

@@ -1,21 +1,20 @@
 """``random-feature-grid``: E_g of linear random-feature ridge regression over an N x P grid.
 
 Theory: ``theorysim.theory.random_feature_risk`` (THEORY.md 2; Atanasov, Zavatone-Veth,
-Pehlevan 2024, arXiv 2405.00592). Simulation: the model f(x) = v . A psi(x) / sqrt(N) with
-A iid Gaussian, ridge on v, on Gaussian features of a power-law task. Panels: the theory and
-simulation heat maps of log10 E_g, and the double-descent slice at fixed P across N = P, with
-the infinite-ensemble curve for reference.
+Pehlevan 2024, arXiv 2405.00592). Simulation: f(x) = v . A psi(x) / sqrt(N), A iid Gaussian,
+ridge on v, Gaussian features of a power-law task. Panels: theory and simulation heat maps of
+log10 E_g, and the double-descent slice at fixed P across N = P (with the infinite-ensemble
+curve).
 
 Known finite-size effect, stated (not declared as ``rel_max``): the deterministic equivalent
-is exact as P, N grow; at the quick preset's sizes the simulated mean lies above it, measured
-with 4096 draws (quick task, SE in brackets): N = inf (plain ridge) +2.2% (0.5%) at P = 16,
-+1.9% (0.4%) at 32, +1.3% (0.4%, float64) at 64, +0.6% (0.2%) at 128, +0.4% (0.1%) at 256;
-random features at P = 64: N = 32 +2.9% (0.4%), 64 +0.2% (0.4%), 128 +1.3% (0.3%), 256 +1.1%
-(0.2%), 512 +0.5% (0.2%); at P = 16: N = 16 +11% (1.6%), 32 +6.7% (0.7%), 256 +3.0% (0.5%).
-That is 0.4-0.9 of the quick preset's SE per point (32 draws), so it shifts z by < 1. Float32
-is not the cause (float64 gives the same within its SE). With seed 0 the quick preset's
-N = 256, P = 64 point reads +8.9% (z = 3.41): the 1.1% bias plus a 2.9-SE draw, which the
-family-wise criterion (``compare._compare``) counts as chance among 27 points.
+is exact as P, N grow; at the quick preset's sizes the simulated mean lies above it (4096
+draws, SE in brackets): N = inf (plain ridge) +2.2% (0.5%) at P = 16, +1.9% (0.4%) at 32,
++1.3% (0.4%, float64) at 64, +0.6% (0.2%) at 128, +0.4% (0.1%) at 256; at P = 64: N = 32
++2.9% (0.4%), 64 +0.2% (0.4%), 128 +1.3% (0.3%), 256 +1.1% (0.2%), 512 +0.5% (0.2%); at
+P = 16: N = 16 +11% (1.6%), 32 +6.7% (0.7%), 256 +3.0% (0.5%). That is 0.4-0.9 of the quick
+preset's SE per point (32 draws): z shifts by < 1. Not float32 (float64 agrees within its
+SE). With seed 0 the N = 256, P = 64 point reads +8.9% (z = 3.41): the 1.1% bias plus a
+2.9-SE draw, which the family-wise criterion (``compare._compare``) counts as chance.
 """
 
 from __future__ import annotations
@@ -81,19 +80,20 @@ class RandomFeatureGrid(Sweep):
              "the deterministic equivalent at P = 16-256 (up to 11% at N = P = 16), measured "
              "with 4096 draws; 0.4-0.9 SE per point at the quick preset, not declared",)
 
-    def grid(self, cfg):
+    def grids(self, cfg):
         gN, gP = cfg.axes()
-        return {"N": sorted(set(gN) | set(cfg.slice_N)), "P": sorted(set(gP) | {cfg.P_slice})}
-
-    def points(self, cfg):
-        (gN, gP), s = cfg.axes(), cfg.P_slice
-        return [p for p in super().points(cfg) if (p["N"] in gN and p["P"] in gP)
-                or (p["P"] == s and p["N"] in cfg.slice_N)]
+        return {"N": gN, "P": gP}, {"N": cfg.slice_N, "P": [cfg.P_slice]}
 
     def sample(self, cfg, point, key):
+        # small grids: P and N padded (masked) up to 64, 256, 1024, ..: 7 compiled programs
+        # instead of 27 at the quick preset (compiling was ~80% of its work)
+        g, pad = self.grid(cfg), None
+        if max(g["P"]) * max(g["N"]) * cfg.M * cfg.seeds * len(self.points(cfg)) <= 2e11:
+            pad = tuple(min(max(g[d]), max(64, 4 ** math.ceil(math.log(point[d], 4) - 1e-9)))
+                        for d in ("P", "N"))
         return {"error": random_feature_ridge_error(key, *cfg.spectrum(), point["P"],
                                                     point["N"], cfg.ridge, noise=cfg.noise,
-                                                    n_seeds=cfg.seeds)}
+                                                    n_seeds=cfg.seeds, pad_to=pad)}
 
     def predict(self, cfg, N, P):
         N, P = np.asarray(N, float)[:, None], np.asarray(P, float)[None, :]

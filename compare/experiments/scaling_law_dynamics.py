@@ -28,7 +28,7 @@ from theorysim.theory import (
 from .._compare import Check, Prediction, Sweep, compare, power_fit, solve
 from .._configio import param
 from .._experiment import register
-from .._plots import legend, reference_power_law, theory_vs_sim
+from .._plots import legend, predicted_slope, theory_vs_sim
 from .._tasks import PowerLawConfig
 
 
@@ -170,11 +170,9 @@ class ScalingLawDynamics(Sweep):
         ax_n.plot(N_line[keep], l_inf[keep], ":", color="k", lw=1, label="theory, t=∞")
         small = N_line <= cfg.M / 4
         if small.sum() >= 2:
-            fit = power_fit(N_line, l_inf, where=small)
-            reference_power_law(ax_n, N_line[small], -a["predicted_width"],
-                                (N_line[0], l_inf[0]),
-                                label=f"$N^{{-{a['predicted_width']:.2f}}}$ predicted (t=∞ "
-                                      f"fit {fit.exponent:.2f})")
+            fit = Check.exponent("t=∞ exponent", power_fit(N_line, l_inf, where=small),
+                                 a["predicted_width"], 0.0)
+            predicted_slope(ax_n, N_line[small], fit, l_inf[0], var="N")
         ax_n.set(xscale="log", yscale="log", xlabel="width $N$", ylabel="test loss",
                  title=f"L vs N, P={ds['P'].values[j]:g}")
         legend(ax_n)

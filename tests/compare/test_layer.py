@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from theorysim.compare import (
     agreement,
     config_from_dict,
     config_to_dict,
+    field_bounds,
     get_experiment,
     param,
     power_fit,
@@ -146,6 +148,41 @@ def test_every_quick_config_validates_and_every_field_is_declared():
             exp.make_config(preset)
         rows = exp.describe()
         assert rows and all(r["meaning"] for r in rows), name
+
+
+def test_every_int_field_of_every_experiment_is_bounded():
+    """Every count (int field or int-tuple entry) has a finite upper bound, declared or the
+    class-wide MAX_COUNT, and a value just above it is refused naming the field."""
+    n = 0
+    for name, cls in registry().items():
+        cfg = cls().make_config("quick")
+        hints = typing.get_type_hints(type(cfg))
+        for field, (_, hi) in field_bounds(cfg).items():
+            tp = hints[field]
+            if int not in (tp, *typing.get_args(tp)):
+                continue
+            assert math.isfinite(hi), (name, field)
+            value = getattr(cfg, field)
+            bad = (*value[:-1], int(hi) + 1) if isinstance(value, tuple) else int(hi) + 1
+            with pytest.raises(ValueError, match=field):
+                dataclasses.replace(cfg, **{field: bad})
+            n += 1
+    assert n >= 50  # every experiment's counts were enumerated
+
+
+def test_the_theory_is_checked_before_any_simulation(tmp_path, monkeypatch):
+    """A config whose theory cannot be computed fails in the runner's preflight, before any
+    point is simulated (ntk-learning-curve: degree-200 degeneracies on S^9999 exceed float64)."""
+    exp = get_experiment("ntk-learning-curve")
+    cfg = exp.make_config("quick", {"d": "10000", "max_degree": "200"})
+
+    def never(*args, **kwargs):
+        raise AssertionError("simulated before the theory was checked")
+
+    monkeypatch.setattr(type(exp), "sample", never)
+    with pytest.raises(ValueError, match="max_degree"):
+        run(exp, cfg, tmp_path, figures=False)
+    assert not list(tmp_path.rglob("*.zarr"))
 
 
 def test_show_lists_keys_defaults_ranges_and_meaning():
