@@ -69,19 +69,49 @@ def agreement_rows(coord: str, values, theory, stats: SeedStats, **extra) -> tup
     return tuple(rows)
 
 
-def curve_minimum(x, y) -> float:
+def curve_minima(values: xr.DataArray, dim: str, seeds=None, half_width: int = 2) -> xr.DataArray:
+    """:func:`curve_minimum` of the seed-mean log of ``values`` along ``dim``, in log2 of that
+    positive, log-spaced coordinate (a learning rate, say): non-finite members are left out of
+    the mean, a curve with no finite point gives NaN. The fit leaves out neighbours in the upper
+    half between the curve's minimum and its first point (a learning-rate curve's untrained
+    end: points past a blow-up). ``seeds``: the seed indices to average (default all; a
+    resample of them gives one bootstrap draw).
+
+    >>> v = xr.DataArray([[4.0, 1.8, 1.0, 1.5, 8.0]] * 2, dims=("seed", "lr"),
+    ...                  coords={"lr": [1.0, 2.0, 4.0, 8.0, 16.0]})
+    >>> round(float(curve_minima(v, "lr", half_width=1)), 3)
+    2.092
+    """
+    v = values.where(np.isfinite(values))
+    v = np.log((v if seeds is None else v.isel(seed=seeds)).mean("seed"))
+    ceiling = (v.min(dim) + v.isel({dim: 0})) / 2  # the well's lower half: not past a blow-up
+    return xr.apply_ufunc(lambda x, y, c: curve_minimum(x, y, half_width, c),
+                          np.log2(values[dim].values), v, ceiling,
+                          input_core_dims=[[dim], [dim], []], vectorize=True)
+
+
+def curve_minimum(x, y, half_width: int = 1, ceiling: float = np.inf) -> float:
     """Minimiser of a sampled curve y(x): the argmin of its finite points, moved to the vertex
-    of the parabola through it and its two neighbours (by at most half a step; an argmin at an
-    end stays; NaN if no point is finite).
+    of the least-squares parabola through it and its ``half_width`` neighbours on each side (by
+    at most ``half_width`` / 2 steps; an argmin at an end stays; NaN if no point is finite).
+    ``half_width=1`` is the parabola through three points; 2 (five points) averages the noise
+    of a flat-bottomed curve. Neighbours above ``ceiling`` are left out of the fit (the argmin
+    stays where fewer than three points remain).
 
     >>> curve_minimum(np.array([0.0, 1, 2, 3]), np.array([4.0, 0.5, 0.5, 9]))
     1.5
     """
+    if not isinstance(half_width, int) or half_width < 1:
+        raise ValueError(f"half_width must be an integer >= 1, got {half_width!r}")
     x, y = np.asarray(x, float), np.asarray(y, float)
     x, y = x[np.isfinite(y)], y[np.isfinite(y)]
     i = int(np.argmin(y)) if len(y) else -1
     if i in (-1, 0, len(y) - 1):
         return float(x[i]) if len(y) else float("nan")
-    a, b, _ = np.polyfit(x[i - 1:i + 2], y[i - 1:i + 2], 2)
-    h = min(x[i] - x[i - 1], x[i + 1] - x[i]) / 2
+    lo, hi = max(i - half_width, 0), i + half_width + 1
+    keep = (y[lo:hi] <= ceiling) | (np.arange(lo, min(hi, len(y))) == i)
+    if keep.sum() < 3:
+        return float(x[i])
+    a, b, _ = np.polyfit(x[lo:hi][keep], y[lo:hi][keep], 2)
+    h = half_width * min(x[i] - x[i - 1], x[i + 1] - x[i]) / 2
     return float(np.clip(-b / (2 * a), x[i] - h, x[i] + h)) if a > 0 else float(x[i])

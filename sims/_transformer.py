@@ -64,6 +64,28 @@ both :math:`O(1)` multiplies every branch rate by
 ``depth``         :math:`L^{-1}`     :math:`L`       1
 ================  =================  ==============  ==============
 
+**Depth transfer: why 1/L for transformers.** Both rows keep the stream's step
+:math:`O(\eta)`, but a block's branch holds two layers (:math:`W^Q, W^K` inside the logits,
+:math:`W^V` then :math:`W^O`, :math:`W^1` then :math:`W^2`), whose inner features (q, k, the
+MLP pre-activations) move by the branch's own Adam rate: :math:`\eta L^{-1/2}` under
+``sqrt_depth``, so the blocks turn lazy as L grows (Yang et al. arXiv 2310.02244, block depth
+2), against :math:`O(\eta)` at any L under ``depth`` (CompleteP, Dey et al. arXiv 2505.01618;
+the 1/L sum over blocks is an average, an ODE limit in depth). Embeddings, positions and
+readout are not depth-scaled, so under ``sqrt_depth`` the loss at a given :math:`\eta` mixes
+an L-dependent inner step with L-independent outer ones and the loss-vs-rate curve changes
+shape with depth; under ``depth`` the step is the same at every L to leading order and the
+whole curve should transfer. Measured (``mup-transfer``'s task: in-context regression, D = 2,
+4 context pairs, width 32, 4 heads, ``mlp_ratio`` 1, 100 Adam steps, batch 32, 8 seeds;
+log test loss, seed mean, at :math:`\log_2\eta` = -5, -3, -1, +1): ``depth`` L = 2: -1.25,
+-1.57, -1.47, -0.88; L = 8: -1.34, -1.69, -1.51, -0.85 (optimum -2.59 +- 0.16 and -2.74 +-
+0.19, five-point parabola, bootstrap SE); ``sqrt_depth`` L = 2: -1.19, -1.57, -1.44, -1.00;
+L = 8: -1.06, -1.46, -1.35, -1.39, flat from :math:`2^{-3}` to :math:`2^{1}` (optimum -2.5
++- 1.6: undetermined), with a higher minimum. SGD (muP rates above) needs longer: the task's
+solution is a product of attention and value weights grown from their random start, and at
+every stable rate the loss stays on its plateau (the context-free predictor's) for ~100
+steps: width 32, 1/L, :math:`\eta = 2^{-1}`: log loss -0.88, -0.99, -1.63, -2.31 after 0,
+100, 300, 1000 steps; rates :math:`\ge 2^2` collapse to the constant predictor.
+
 Expected width exponents (checked by the tests, over :math:`H` at fixed :math:`d_{\rm head}`
 and over :math:`d_{\rm head}` at fixed :math:`H`): initial output variance :math:`N^0` (sp, ntk)
 and :math:`N^{-1}` (mup, mean_field); one-step change of the residual stream :math:`h^l` at

@@ -6,9 +6,8 @@ under SP (a hidden update is :math:`\\eta N`). The "theory" is each coordinate's
 width exponent: muP 0; SP 0 in the first layer, 1 deeper. The report fits the last step.
 ``--set model=cnn`` (synthetic images) and ``model=transformer`` (in-context regression, W^Q = 0
 at init; width via ``vary=heads|d_head``) fit the update h_T - h_0 of every layer, logits
-included (``sims.activation_updates``). Their SP predictions under Adam (logits
-:math:`N d_{\\rm head}^{1/2}`; output :math:`N^{3/2}` (cnn), :math:`N` behind a saturated
-pre-LN readout) and why W^Q starts at 0 are derived in ``sims/_transformer.py``.
+included (``sims.activation_updates``); their SP exponents under Adam and why W^Q starts at 0:
+``sims/_transformer.py``.
 """
 
 from __future__ import annotations
@@ -83,8 +82,7 @@ def _fitted(ds) -> dict[str, np.ndarray]:
 
 def _quick(widths, **kw):
     return {"quick": {"widths": widths, "steps": 3, "seeds": 2, "depth": 2, "P": 8, **kw},
-            "full": {"widths": (64, 128, 256, 512, 1024), "steps": 5, "seeds": 3, "depth": 2,
-                     **kw}}
+            "full": {"widths": (64, 128, 256, 512, 1024), "steps": 5, "seeds": 3, "depth": 2, **kw}}
 
 
 @register
@@ -92,8 +90,8 @@ class CoordCheck(Experiment):
     name = "coord-check"
     summary = "activation RMS vs width over the first Adam steps: grows under SP, flat under muP"
     config_type = CoordCheckConfig
-    presets = {"quick": {}, "full": {"widths": (64, 128, 256, 512, 1024, 2048, 4096),
-                                     "seeds": 5, "steps": 5}}
+    presets = {"quick": {}, "full": {"widths": tuple(64 * 2**k for k in range(7)), "seeds": 5,
+                                     "steps": 5}}
     variants = {("model", "cnn"): _quick((64, 128, 256)),
                 ("model", "transformer"): _quick((128, 256, 512), P=4)}
 
@@ -107,8 +105,7 @@ class CoordCheck(Experiment):
         res = [train(model, TrainConfig(steps=t, lr=cfg.lr, optimizer="adam",
                                         record_steps=tuple(range(t + 1)), return_params=True,
                                         observables=("act_rms", "outputs")), x=x, y=y,
-                     ensemble=ens) for t in ((0, cfg.steps) if cfg.model != "mlp" else
-                                             (cfg.steps,))]
+                     ensemble=ens) for t in (0, cfg.steps)[cfg.model == "mlp":]]  # mlp: T only
         if cfg.model != "mlp":  # the update h_T - h_0 of every layer at the last step
             names, upd = activation_updates(model, res[0].params, res[-1].params, x)
             rms = xr.DataArray(upd[None, :, None], dims=("width", "seed", "step", "layer"),

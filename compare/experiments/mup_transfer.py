@@ -1,14 +1,11 @@
 """``mup-transfer``: final loss vs learning rate across widths and depths, SP vs muP.
 
 muTransfer (Yang et al., arXiv 2203.03466, Fig. 1; abc table arXiv 2011.14522): under muP the
-loss-vs-rate curves of all widths share their optimum; under SP it moves like 1/N, for Adam (a
-hidden update is :math:`\\Delta W u \\sim \\eta N`) and for SGD (``--set optimizer=sgd``; the
-readout's NTK share :math:`|u|^2 \\sim N` caps the stable rate): -1 per doubling in log2 units,
-muP 0. Entries of ``depths`` after the first add muP networks at the first width with depth-muP
-branches (:math:`L^{-1/2}`, arXiv 2310.02244): their optimum should not move either. Tasks
-(``compare._tasks``): a two-layer tanh teacher (mlp) or in-context linear regression for pre-LN
-decoders with ``heads`` heads (transformer), online; loss: test MSE after the last step, seed
-mean, diverged members excluded. One network's rate grid is one vmapped ensemble.
+loss-vs-rate curves of all widths share their optimum; under SP it moves like 1/N for Adam
+(:math:`\\Delta W u \\sim \\eta N`) and SGD (the readout's NTK share :math:`|u|^2 \\sim N`):
+-1 per doubling in log2 units, muP 0. Tasks: a tanh teacher (mlp) or in-context regression for
+pre-LN decoders (transformer), online; loss: test MSE after the last step. ``depths`` after the
+first: muP transformers at the first width, branches 1/L or 1/sqrt(L) (``sims/_transformer.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ from .._compare import agreement_report, power_fit, theory_dataset
 from .._configio import ExperimentConfig, param
 from .._experiment import Experiment, register
 from .._plots import figure, legend
-from .._stats import curve_minimum, seed_stats
+from .._stats import curve_minima, seed_stats
 from .._tasks import InContextRegression, TanhTeacher, model_for
 
 PARAMS = ("sp", "mup")
@@ -43,6 +40,9 @@ class MupTransferConfig(ExperimentConfig):
     depths: tuple[int, ...] = param((2,), "hidden layers / blocks; entries after the first: "
                                     "muP at the first width over depth (transformer)", lo=1, hi=64)
     heads: int = param(4, "transformer attention heads (width = heads x d_head)", lo=1, hi=2**10)
+    branch_scale: str = param("depth", "transformer residual branches: 1/L (depth) or 1/sqrt(L) "
+                              "(sqrt_depth)", choices=("depth", "sqrt_depth"))
+    mlp_ratio: int = param(1, "transformer MLP-block width / N", lo=1, hi=64)
     log2_lr_min: float = param(-12.0, "smallest learning rate, log2", lo=-60.0, hi=10.0)
     log2_lr_max: float = param(-2.0, "largest learning rate, log2", lo="log2_lr_min",
                                lo_open=True, hi=10.0)
@@ -71,11 +71,16 @@ class MupTransferConfig(ExperimentConfig):
                 InContextRegression(D=self.D, n_context=self.n_context))
 
 
-def _optima(ds) -> xr.DataArray:
-    """log2 of the optimal rate of each seed-mean log-loss curve (NaN where not run)."""
-    loss = np.log(ds["final_loss"].where(np.isfinite(ds["final_loss"])).mean("seed"))
-    return xr.apply_ufunc(curve_minimum, np.log2(ds["lr"].values), loss,
-                          input_core_dims=[["lr"], ["lr"]], vectorize=True)
+def _metrics(cfg, opt) -> dict[str, float]:  # optimum range, slope over widths; muP over depth
+    m, w = {}, opt["width"].values
+    for p in PARAMS:
+        c = opt.sel(depth=cfg.depths[0], param=p).values
+        m[f"{p} optimum range (log2)"] = float(np.ptp(c))
+        m[f"{p} optimum slope per doubling"] = -power_fit(w, 2.0 ** c).exponent
+    if len(cfg.depths) > 1:
+        m["mup optimum range over depth (log2)"] = float(np.ptp(opt.sel(
+            param="mup", width=w[0], depth=list(cfg.depths)).values))
+    return m
 
 
 @register
@@ -83,14 +88,13 @@ class MupTransfer(Experiment):
     name = "mup-transfer"
     summary = "final loss vs learning rate for several widths: optimum moves under SP, not muP"
     config_type = MupTransferConfig
-    presets = {"quick": {}, "full": {"widths": (64, 128, 256, 512, 1024, 2048), "depths": (3,),
-                                     "steps": 1000, "seeds": 3, "n_lr": 17,
-                                     "log2_lr_min": -16.0, "log2_lr_max": -0.0}}
+    presets = {"quick": {}, "full": {"widths": tuple(64 * 2**k for k in range(6)), "depths": (3,),
+               "steps": 1000, "seeds": 3, "n_lr": 17, "log2_lr_min": -16.0, "log2_lr_max": 0.0}}
     variants = {("model", "transformer"): {
-        "quick": {"widths": (32, 128), "depths": (2, 8), "D": 4, "n_context": 8, "steps": 100,
-                  "batch": 32, "n_test": 256, "log2_lr_min": -12.0, "log2_lr_max": 2.0, "n_lr": 15},
-        "full": {"widths": (64, 128, 256, 512, 1024), "depths": (2, 4, 8, 16), "D": 8,
-                 "n_context": 16, "steps": 500, "seeds": 3, "n_lr": 13, "log2_lr_min": -14.0}},
+        "quick": {"widths": (32, 128), "depths": (2, 8), "D": 2, "n_context": 4, "steps": 100,
+                  "batch": 32, "n_test": 256, "seeds": 4, "log2_lr_max": 0.0, "n_lr": 13},
+        "full": {"widths": (64, 128, 256, 512, 1024), "depths": (2, 4, 8, 16), "D": 2,
+                 "n_context": 4, "steps": 300, "seeds": 4, "n_lr": 15, "log2_lr_min": -14.0}},
         ("optimizer", "sgd"): {"quick": {"log2_lr_min": -6.0, "log2_lr_max": 4.0},
                                "full": {"log2_lr_min": -8.0, "log2_lr_max": 4.0, "n_lr": 13}}}
 
@@ -101,7 +105,8 @@ class MupTransfer(Experiment):
 
     def simulate(self, cfg, point):
         xt, yt = (task := cfg.task()).sample(cfg.n_test, cfg.seed + 7)
-        kw = {"heads": cfg.heads} if cfg.model == "transformer" else {}
+        kw = ({"heads": cfg.heads, "branch_scale": cfg.branch_scale, "mlp_ratio": cfg.mlp_ratio}
+              if cfg.model == "transformer" else {})
         model = model_for(cfg.model, task, point["width"], point["depth"], point["param"], **kw)
         res = train(model, TrainConfig(steps=cfg.steps, lr=1.0, optimizer=cfg.optimizer,
                                        batch_size=cfg.batch, record_steps=(0, cfg.steps),
@@ -122,34 +127,32 @@ class MupTransfer(Experiment):
                               {"param": list(PARAMS)})
 
     def report(self, cfg, ds):
-        opt, w, m = _optima(ds), ds["width"].values, {}
-        for p in PARAMS:
-            c = opt.sel(depth=cfg.depths[0], param=p).values
-            m[f"{p} optimum range (log2)"] = float(np.ptp(c))
-            m[f"{p} optimum slope per doubling"] = -power_fit(w, 2.0 ** c).exponent
-        if len(cfg.depths) > 1:
-            m["mup optimum range over depth (log2)"] = float(np.ptp(opt.sel(
-                param="mup", width=w[0], depth=list(cfg.depths)).values))
+        loss, n, rng = ds["final_loss"], ds.sizes["seed"], np.random.default_rng(cfg.seed)
+        opt = curve_minima(loss, "lr")
+        boot = [curve_minima(loss, "lr", rng.integers(0, n, n)) for _ in range(100)]  # resamples
+        m, mb, se = _metrics(cfg, opt), [_metrics(cfg, o) for o in boot], xr.concat(boot, "b")
         ok = all(v <= cfg.max_shift for k, v in m.items() if k.startswith("mup optimum range"))
+        m.update({f"{k}: bootstrap SE": float(np.nanstd([b[k] for b in mb])) for k in list(m)})
         ok &= m["sp optimum slope per doubling"] < m["mup optimum slope per doubling"] - 0.25
-        m["grid resolution (log2)"] = (cfg.log2_lr_max - cfg.log2_lr_min) / (cfg.n_lr - 1)
         found = opt.to_series().dropna()  # an optimum on the grid's edge is not one
         ok &= bool(np.all((found > cfg.log2_lr_min) & (found < cfg.log2_lr_max)))
-        rows = tuple({**dict(zip(("param", "width", "depth"), (i[0], int(i[1]), int(i[2])),
-                                 strict=True)), "log2 optimal lr": float(v)}
-                     for i, v in found.items())
+        rows = tuple({"param": p, "width": int(w), "depth": int(d), "log2 optimal lr": float(v),
+                      "bootstrap SE": float(se.sel(param=p, width=w, depth=d).std("b"))}
+                     for (p, w, d), v in found.items())
         return agreement_report(
             ds, title=f"muTransfer ({cfg.model}): {cfg.optimizer}, {cfg.steps} online steps, "
                       f"depth {cfg.depths[0]}", table=rows, metrics=m,
-            notes=("optimum: argmin of the seed-mean log loss, parabola-refined",),
-            criterion=f"every optimum inside the grid, muP's moving <= {cfg.max_shift:g} log2 "
-                      "units over the widths (and depths), SP's moving down faster than muP's by "
-                      "> 0.25 per doubling (predicted: SP -1, muP 0)", passed=bool(ok))
+            notes=("optimum: compare.curve_minima (5-point parabola at the argmin of the seed-mean "
+                   "log loss); SE: 100 resamples of the seeds",),
+            criterion=f"every optimum inside the grid (step {np.log2(cfg.lrs[1] / cfg.lrs[0]):g} "
+                      f"log2), muP's moving <= {cfg.max_shift:g} log2 units over the widths (and "
+                      "depths), SP's moving down faster than muP's by > 0.25 per doubling "
+                      "(predicted: SP -1, muP 0)", passed=bool(ok))
 
     def plot(self, cfg, ds):
         panels = [(p, "width") for p in PARAMS] + [("mup", "depth")] * (len(cfg.depths) > 1)
         fig, axes = figure(len(panels), 1, width=3.4)
-        opt = _optima(ds)
+        opt = curve_minima(ds["final_loss"], "lr")
         for ax, (p, over) in zip(axes[0], panels, strict=True):
             for j, v in enumerate(cfg.widths if over == "width" else cfg.depths):
                 sel = {"param": p, "width": cfg.widths[0], "depth": cfg.depths[0], over: v}
