@@ -69,7 +69,6 @@ from ._runner import run as run
 from ._runner import run_many as run_many
 from ._stats import SeedStats as SeedStats
 from ._stats import curve_minima as curve_minima
-from ._stats import curve_minima as curve_minima
 from ._stats import curve_minimum as curve_minimum
 from ._stats import seed_stats as seed_stats
 from ._stats import z_scores as z_scores
