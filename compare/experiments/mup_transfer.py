@@ -92,7 +92,7 @@ class MupTransfer(Experiment):
                "steps": 1000, "seeds": 3, "n_lr": 17, "log2_lr_min": -16.0, "log2_lr_max": 0.0}}
     variants = {("model", "transformer"): {
         "quick": {"widths": (32, 128), "depths": (2, 8), "D": 2, "n_context": 4, "steps": 100,
-                  "batch": 32, "n_test": 256, "seeds": 4, "log2_lr_max": 0.0, "n_lr": 13},
+                  "batch": 32, "n_test": 256, "seeds": 6, "log2_lr_max": 0.0, "n_lr": 13},
         "full": {"widths": (64, 128, 256, 512, 1024), "depths": (2, 4, 8, 16), "D": 2,
                  "n_context": 4, "steps": 300, "seeds": 4, "n_lr": 15, "log2_lr_min": -14.0}},
         ("optimizer", "sgd"): {"quick": {"log2_lr_min": -6.0, "log2_lr_max": 4.0},

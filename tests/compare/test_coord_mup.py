@@ -31,12 +31,12 @@ def test_coord_check_mup_is_flat_and_sp_grows(tmp_path):
         assert abs(row["fitted"] - row["expected"]) < 0.5, row
 
 
-@pytest.mark.slow  # 173 CPU-s (user+sys; 10 min wall at load 23): 5 ensembles of 13 lr x 4 seeds
+@pytest.mark.slow  # 227 CPU-s (user+sys; 12 min wall at load 16-23): 5 ensembles, 13 lr x 6 seeds
 def test_mup_transfer_transformer_quick_preset(tmp_path):
     """Transformer quick preset: widths 32, 128 (4 heads), depths 2, 8 with 1/L branches,
-    in-context regression (D 2, 4 pairs), 100 Adam steps. Measured 2026-12-07 (seed 0): muP
-    optimum range over width 0.38 (bootstrap SE 0.72) and over depth 0.22 (0.31), SP slope
-    -1.27 (0.27) per doubling (predicted -1)."""
+    in-context regression (D 2, 4 pairs), 100 Adam steps, 6 seeds. Measured 2026-12-07 (seed 0):
+    muP optimum range over width 0.43 (bootstrap SE 0.59) and over depth 0.28 (0.26), SP slope
+    -1.25 (0.15) per doubling (predicted -1); with 4 seeds 0.38 (0.72), 0.22 (0.31), -1.27."""
     res = _run("mup-transfer", tmp_path, {"model": "transformer"})
     m = res.report.metrics
     assert m["mup optimum range (log2)"] <= 1.0 and m["mup optimum range over depth (log2)"] <= 1.0
