@@ -15,7 +15,9 @@ declaration:
 >>> Demo(P_max=5)
 Traceback (most recent call last):
 ...
-ValueError: P_max must be in [10, inf] (P_min = 10), got 5
+ValueError: P_max must be in [10, 1000000] (P_min = 10), got 5
+
+(an int field without ``hi`` is bounded by :data:`MAX_COUNT` = 10^6).
 >>> config_from_dict(Demo, config_to_dict(Demo(P_min=3))) == Demo(P_min=3)
 True
 """
