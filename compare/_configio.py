@@ -17,7 +17,8 @@ Traceback (most recent call last):
 ...
 ValueError: P_max must be in [10, 1000000] (P_min = 10), got 5
 
-(an int field without ``hi`` is bounded by :data:`MAX_COUNT` = 10^6).
+(an int field without ``hi`` is bounded by :data:`MAX_COUNT` = 10^6, a float field without
+``lo``/``hi`` by -/+ :data:`MAX_MAGNITUDE` = 10^9).
 >>> config_from_dict(Demo, config_to_dict(Demo(P_min=3))) == Demo(P_min=3)
 True
 """
@@ -28,18 +29,23 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
 import typing
 from collections.abc import Mapping
 from typing import Any
 
 from theorysim.checks import check_bool, check_choice, check_scalar
 
-__all__ = ["MAX_COUNT", "ExperimentConfig", "config_from_dict", "config_hash",
+__all__ = ["MAX_COUNT", "MAX_MAGNITUDE", "ExperimentConfig", "config_from_dict", "config_hash",
            "config_to_dict", "describe_config", "field_bounds", "param", "parse_field"]
 
 #: the upper bound of an int field (or int-tuple entry) that declares none: every count
 #: (seeds, sizes, steps) is bounded, so an absurd value (``seeds=1e9``) is refused up front
 MAX_COUNT = 10**6
+#: the bound on |value| of a float field (or float-tuple entry) that declares no ``hi`` / ``lo``:
+#: finite but absurd scalars (``ridge=1e300``: ``P * ridge`` overflows float32) are refused
+#: with the field named before any work, not inside every simulated point
+MAX_MAGNITUDE = 1e9
 
 
 def param(default, help: str, *, lo: float | str = -math.inf, hi: float | str = math.inf,
@@ -52,7 +58,8 @@ def param(default, help: str, *, lo: float | str = -math.inf, hi: float | str = 
         help: what the field means (shown by ``theorysim show``).
         lo, hi: bounds (inclusive unless ``lo_open``/``hi_open``); a string names another
             field of the same config whose value is the bound (e.g. ``lo="P_min"``). An int
-            field without ``hi`` is bounded by :data:`MAX_COUNT`.
+            field without ``hi`` is bounded by :data:`MAX_COUNT`, a float field without
+            ``hi`` (``lo``) by :data:`MAX_MAGNITUDE` (its negative).
         inf_ok: ``inf`` is allowed (e.g. ``P = inf``: the population limit).
         choices: the allowed strings of a ``str`` field.
         min_len: the least number of entries of a tuple field.
@@ -87,13 +94,21 @@ class ExperimentConfig:
 
 
 def _hi(meta, tp):
-    """The declared upper bound; :data:`MAX_COUNT` for an int without one."""
+    """The declared upper bound; :data:`MAX_COUNT` (:data:`MAX_MAGNITUDE`) for an int (a
+    float) without one."""
     hi = meta.get("hi", math.inf) if meta else math.inf
-    return MAX_COUNT if tp is int and hi == math.inf else hi
+    default = {int: MAX_COUNT, float: MAX_MAGNITUDE}.get(tp, math.inf)
+    return default if hi == math.inf else hi
+
+
+def _lo(meta, tp):
+    """The declared lower bound; -:data:`MAX_MAGNITUDE` for a float without one."""
+    lo = meta.get("lo", -math.inf) if meta else -math.inf
+    return -MAX_MAGNITUDE if tp is float and lo == -math.inf else lo
 
 
 def _bound(cfg, meta, which: str, tp=None) -> tuple[float, str]:
-    b = _hi(meta, tp) if which == "hi" else meta.get(which, -math.inf) if meta else -math.inf
+    b = _hi(meta, tp) if which == "hi" else _lo(meta, tp)
     if isinstance(b, str):
         return getattr(cfg, b), f" ({b} = {getattr(cfg, b)})"
     return b, ""
@@ -108,7 +123,8 @@ def field_bounds(cfg) -> dict[str, tuple[float, float]]:
         tp = hints[f.name]
         tp = typing.get_args(tp)[0] if typing.get_origin(tp) is tuple else tp
         if tp in (int, float):
-            out[f.name] = (_bound(cfg, f.metadata, "lo")[0], _bound(cfg, f.metadata, "hi", tp)[0])
+            out[f.name] = (_bound(cfg, f.metadata, "lo", tp)[0],
+                           _bound(cfg, f.metadata, "hi", tp)[0])
     return out
 
 
@@ -139,7 +155,9 @@ def _check_scalar_field(cfg, name: str, meta, tp, value):
         return check_choice(name, value, meta["choices"]) if meta.get("choices") else value
     if meta.get("inf_ok") and isinstance(value, float) and value == math.inf:
         return value
-    lo, lo_txt = _bound(cfg, meta, "lo")
+    if tp is float and isinstance(value, numbers.Real) and not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    lo, lo_txt = _bound(cfg, meta, "lo", tp)
     hi, hi_txt = _bound(cfg, meta, "hi", tp)
     try:
         v = check_scalar(name, value, lo=lo, hi=hi, lo_open=meta.get("lo_open", False),
@@ -148,8 +166,6 @@ def _check_scalar_field(cfg, name: str, meta, tp, value):
         if "must be in" not in str(err):
             raise
         raise ValueError(str(err).replace(", got", f"{lo_txt}{hi_txt}, got", 1)) from None
-    if tp is float and not math.isfinite(v) and not meta.get("inf_ok"):
-        raise ValueError(f"{name} must be finite, got {value!r}")
     return float(v) if tp is float else v
 
 
@@ -190,7 +206,7 @@ def _range_text(meta, tp) -> str:
         return " | ".join(meta["choices"])
     if tp is bool or tp is str:
         return ""
-    lo, hi = meta["lo"], _hi(meta, tp)
+    lo, hi = _lo(meta, tp), _hi(meta, tp)
     left = "(" if meta["lo_open"] else "["
     right = ")" if meta["hi_open"] or hi == math.inf else "]"
     text = f"{left}{_text(lo)}, {_text(hi)}{right}"

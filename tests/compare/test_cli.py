@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import time
+import typing
 
 import pytest
 from typer.testing import CliRunner
 
+from theorysim.compare._configio import MAX_MAGNITUDE, field_bounds
 from theorysim.compare._experiment import get_experiment, registry
 from theorysim.compare._runner import run, run_dir_for
 from theorysim.compare.cli import app
@@ -77,6 +80,10 @@ def test_list_names_the_experiments():
         (["run", "myrtle-digits", "--set", "P_max=600"], "P_max must be in"),
         (["run", "scaling-law-dynamics", "--set", "widths=64,32"], "strictly increasing"),
         (["run", "--executor", "local", "--jobs", "-1"], "jobs must be an integer >= 1"),
+        # session 7: absurd finite floats were refused inside every simulated point (exit 1)
+        (["run", "ntk-learning-curve", "--set", "ridge=1e300"], "ridge must be in (0.0, 1000000000.0], got 1e+300"),
+        (["run", "--set", "noise=1e30"], "noise must be in [0.0, 1000000000.0]"),
+        (["run", "ntk-learning-curve", "--set", "net_lr=-inf"], "net_lr must be finite"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args, needle, tmp_path):
@@ -84,6 +91,32 @@ def test_bad_input_is_one_line_and_exit_code_2(args, needle, tmp_path):
     assert result.exit_code == 2
     assert needle in _err_line(result)
     assert not any(tmp_path.iterdir())  # raised before any work
+
+
+def _float_fields(cfg):
+    """``(name, value)`` of the float fields (scalar or tuple entries) of a config."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        if float in (hints[f.name], *typing.get_args(hints[f.name])):
+            yield f.name, getattr(cfg, f.name)
+
+
+@pytest.mark.parametrize("name", sorted(registry()))
+def test_every_float_field_refuses_an_absurd_value_up_front(name, tmp_path):
+    """``--set field=1e300`` (finite, but past any float32 computation) on every float field of
+    every experiment: exit 2, one line naming the field, nothing written; the field's range
+    (declared, or +-MAX_MAGNITUDE) is what ``theorysim show`` prints."""
+    cfg, n = get_experiment(name).make_config("quick"), 0
+    for field, value in _float_fields(cfg):
+        bad = ",".join([*map(str, value[:-1]), "1e300"]) if isinstance(value, tuple) else "1e300"
+        result = runner.invoke(app, ["run", name, "--set", f"{field}={bad}", "--out",
+                                     str(tmp_path)])
+        assert result.exit_code == 2, (field, result.output)
+        assert _err_line(result).startswith(f"theorysim: error: {field} "), result.stderr
+        hi = field_bounds(cfg)[field][1]
+        assert hi <= MAX_MAGNITUDE, (field, hi)
+        n += 1
+    assert n >= 1 and not any(tmp_path.iterdir())
 
 
 def test_show_lists_keys_and_variants():
