@@ -19,13 +19,17 @@ from ._compare import Prediction as Prediction
 from ._compare import Sweep as Sweep
 from ._compare import agreement as agreement
 from ._compare import agreement_report as agreement_report
+from ._compare import by_category as by_category
 from ._compare import compare as compare
 from ._compare import diagnostics_rows as diagnostics_rows
 from ._compare import mean_field_states as mean_field_states
 from ._compare import power_fit as power_fit
+from ._compare import power_fits as power_fits
 from ._compare import seed_mean_fit as seed_mean_fit
 from ._compare import solve as solve
 from ._compare import solver_diagnostics as solver_diagnostics
+from ._compare import table_rows as table_rows
+from ._compare import theory_checks as theory_checks
 from ._compare import theory_dataset as theory_dataset
 from ._compare import theory_failure as theory_failure
 from ._configio import config_from_dict as config_from_dict
@@ -57,7 +61,9 @@ from ._plots import heatmaps as heatmaps
 from ._plots import legend as legend
 from ._plots import predicted_slope as predicted_slope
 from ._plots import reference_power_law as reference_power_law
+from ._plots import seed_curve as seed_curve
 from ._plots import sim_markers as sim_markers
+from ._plots import spectra as spectra
 from ._plots import theory_vs_sim as theory_vs_sim
 from ._report import Ratio as Ratio
 from ._report import render_markdown as render_markdown

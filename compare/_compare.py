@@ -66,9 +66,9 @@ from ._report import Ratio
 from ._stats import SeedStats, seed_stats, z_scores
 
 __all__ = ["FAMILY_ALPHA", "Check", "Comparison", "Prediction", "Sweep", "agreement",
-           "agreement_report", "compare", "diagnostics_rows", "mean_field_states", "power_fit",
-           "seed_mean_fit",
-           "solve", "solver_diagnostics", "theory_dataset", "theory_failure"]
+           "agreement_report", "by_category", "compare", "diagnostics_rows", "mean_field_states",
+           "power_fit", "power_fits", "seed_mean_fit", "solve", "solver_diagnostics",
+           "table_rows", "theory_checks", "theory_dataset", "theory_failure"]
 
 
 # ----------------------------------------------------------------------------- theory side
@@ -156,6 +156,15 @@ def agreement_report(ds: xr.Dataset, *, passed: bool, criterion: str, **fields) 
                   diagnostics=diagnostics_rows(ds), **fields)
 
 
+def by_category(dim: str, values: Mapping[Any, float]) -> xr.DataArray:
+    """A value per category along ``dim`` (e.g. a declared ``rel_max`` per kernel).
+
+    >>> by_category("kernel", {"rbf": 0.03, "linear": 0.0}).sel(kernel="rbf").item()
+    0.03
+    """
+    return xr.DataArray(list(values.values()), dims=dim, coords={dim: list(values)})
+
+
 @dataclasses.dataclass(frozen=True)
 class Prediction:
     """What a ``predict`` mapping returns.
@@ -164,12 +173,16 @@ class Prediction:
         values: name -> array over the requested grid (dims in the experiment's order).
             (from :meth:`Sweep.extras`: name -> ``(dims, array)`` on any grid).
         solvers: solver name -> its result (for the diagnostics).
-        attrs: scalars for the dataset's attributes (e.g. fitted exponents).
+        attrs: scalars for the dataset's attributes.
+        checks: scalar predictions of the theory alone (e.g. its own fitted exponent against
+            an asymptotic one): stored in the dataset's attributes and, like
+            :meth:`Sweep.checks`, part of the criterion (:func:`theory_checks`).
     """
 
     values: Mapping[str, Any]
     solvers: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     attrs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    checks: Sequence[Check] = ()
 
     @staticmethod
     def stack(per: Mapping[Any, Prediction]) -> Prediction:
@@ -296,15 +309,51 @@ class Check:
         """``|fitted - predicted| <= tol`` for the exponent of a :func:`power_fit`."""
         return cls(name, fit.exponent, predicted, tol, fit.exponent_stderr)
 
+    @classmethod
+    def fit_vs_theory(cls, name: str, ds: xr.Dataset, q: str, along: str, *, z_max: float,
+                      where=None) -> Check:
+        """The exponent of the simulation's seed mean of ``q`` along ``along`` against the
+        theory's at the same sweep points, both fitted with the simulation's SE as weights
+        (:func:`seed_mean_fit`), so that finite-size curvature both share cancels; allowed:
+        ``z_max`` standard errors of the simulation's fit."""
+        sim = seed_mean_fit(ds, q, along, where=where)
+        theory = seed_mean_fit(ds, q, along, theory=True, where=where)
+        return cls(name, sim.exponent, theory.exponent, z_max * sim.exponent_stderr,
+                   sim.exponent_stderr)
+
     @property
     def passed(self) -> bool:
         return bool(abs(self.fitted - self.predicted) <= self.tol)
+
+    def attr(self) -> dict[str, list[float]]:
+        """The check as a dataset attribute (read back by :func:`theory_checks`)."""
+        return {f"{_CHECK}{self.name}": [float(self.fitted), float(self.predicted),
+                                          float(self.tol), np.nan if self.stderr is None
+                                          else float(self.stderr)]}
 
     def metrics(self) -> dict[str, float]:
         out = {f"{self.name} fitted": float(self.fitted),
                f"{self.name} predicted": float(self.predicted)}
         return out if self.stderr is None else out | {f"{self.name} fitted stderr":
                                                       float(self.stderr)}
+
+
+_CHECK = "check: "
+
+
+def theory_checks(ds: xr.Dataset) -> dict[str, Check]:
+    """The theory-side :class:`Check` s stored in ``ds`` (``Prediction.checks``), by name.
+
+    >>> ds = xr.Dataset(attrs=Check("slope", 1.02, 1.0, 0.05).attr())
+    >>> theory_checks(ds)["slope"].passed, theory_checks(ds)["slope"].stderr
+    (True, None)
+    """
+    out = {}
+    for key, value in ds.attrs.items():
+        if key.startswith(_CHECK):
+            name, (fitted, predicted, tol, stderr) = key[len(_CHECK):], value
+            out[name] = Check(name, fitted, predicted, tol, None if np.isnan(stderr) else stderr)
+    return out
 
 
 def power_fit(x, y, sigma=None, *, where=None):
@@ -327,6 +376,38 @@ def seed_mean_fit(ds: xr.Dataset, name: str, along: str, *, theory: bool = False
     return power_fit(ds[along], ds[f"theory_{name}"] if theory else st.mean, st.sem, where=where)
 
 
+def power_fits(values: xr.DataArray, along: str, *, where=None) -> xr.DataArray:
+    """The exponent :math:`\\alpha` of :func:`power_fit` (:math:`y \\sim c\\,x^{-\\alpha}`, x the
+    coordinate ``along``) of every curve of ``values``, over its other dimensions.
+
+    >>> v = xr.DataArray([[1.0, 2.0, 4.0], [1.0, 1.0, 1.0]], dims=("layer", "width"),
+    ...                  coords={"width": [1, 2, 4]})
+    >>> power_fits(v, "width").round(12).values.tolist()
+    [-1.0, 0.0]
+    """
+    x = values[along].values
+    return xr.apply_ufunc(lambda y: power_fit(x, y, where=where).exponent, values,
+                          input_core_dims=[[along]], vectorize=True)
+
+
+def table_rows(**columns: xr.DataArray) -> tuple[dict[str, Any], ...]:
+    """Report rows: one per entry of the broadcast ``columns`` (their coordinates must be equal,
+    in the same order), its coordinates first, then ``name: value`` per column.
+
+    >>> e = xr.DataArray([0.0, 1.0], dims="layer", coords={"layer": ["h1", "h2"]})
+    >>> table_rows(expected=e, fitted=e + 0.5)[1]
+    {'layer': 'h2', 'expected': 1.0, 'fitted': 1.5}
+    """
+    arrays = xr.broadcast(*xr.align(*columns.values(), join="exact"))
+    first = arrays[0]
+    rows = []
+    for idx in itertools.product(*(range(n) for n in first.shape)):
+        sel = dict(zip(first.dims, idx, strict=True))
+        row = {d: np.asarray(first[d].values[i]).item() for d, i in sel.items()}
+        rows.append(row | {k: float(a[sel]) for k, a in zip(columns, arrays, strict=True)})
+    return tuple(rows)
+
+
 # ----------------------------------------------------------------------------- the sweep
 
 class Sweep(Experiment):
@@ -344,12 +425,15 @@ class Sweep(Experiment):
     - ``line``: the coordinate refined for the theory curves (``line_grid``);
     - ``sample(cfg, point, key)`` -> ``{q: array (seeds, *trailing)}`` (or ``(dims, array)``);
     - ``predict(cfg, **coords)`` -> :class:`Prediction` with arrays over ``dims + trailing``;
-    - optionally ``heading`` and ``notes`` (formatted with the config's fields), ``checks``
-      (scalar predictions, :class:`Check`), ``summarize`` (more metrics), ``key_dims`` (the
+    - optionally ``heading`` and ``notes`` (formatted with the config's fields and
+      properties), ``checks`` (scalar predictions, :class:`Check`; the theory's own go in
+      ``Prediction.checks``), ``reported`` (config values reported as metrics: ``metric ->
+      field or property``), ``summarize`` (more metrics), ``key_dims`` (the
       coordinates folded into a point's PRNG key, in order; default ``dims``), and for the
-      default figure ``panels``, ``panel_width``, ``colors``, ``focus``, ``extra_lines``
-      (further theory curves ``theory_<q>_line`` on the first panel: ``q -> label``) and
-      ``decorate``.
+      default figure ``panels``, ``panel_width``, ``colors``, ``focus`` (or ``focus_on``:
+      ``coordinate -> config field``), ``extra_lines`` (further theory curves
+      ``theory_<q>_line`` on the first panel: ``q -> label``), ``panel_title`` (the first
+      panel's, formatted like ``heading``; default: the title, small) and ``decorate``.
     """
 
     dims: ClassVar[tuple[str, ...]] = ("P",)
@@ -368,6 +452,9 @@ class Sweep(Experiment):
     family_alpha: ClassVar[float] = FAMILY_ALPHA
     key_dims: ClassVar[tuple[str, ...] | None] = None
     extra_lines: ClassVar[Mapping[str, str]] = {}
+    reported: ClassVar[Mapping[str, str]] = {}
+    focus_on: ClassVar[Mapping[str, str]] = {}
+    panel_title: ClassVar[str] = ""
 
     def grids(self, cfg) -> tuple[dict[str, Sequence], ...]:
         """The sweep as a union of product grids (default: the one product :meth:`grid`)."""
@@ -478,7 +565,7 @@ class Sweep(Experiment):
         coords = dict(grid)
         data = {f"theory_{k}": (all_dims, np.asarray(v, np.float64)) for k, v in
                 at.values.items()}
-        solvers, attrs = dict(at.solvers), dict(at.attrs)
+        solvers, attrs = dict(at.solvers), {**at.attrs, **_check_attrs(at)}
         if self.line is not None:
             fine = {**grid, self.line: self.line_grid(cfg, g[self.line])}
             ln = self.predict(cfg, **fine)
@@ -491,7 +578,7 @@ class Sweep(Experiment):
         if ex is not None:
             data.update(ex.values)
             solvers.update(ex.solvers)
-            attrs.update(ex.attrs)
+            attrs.update({**ex.attrs, **_check_attrs(ex)})
         ds = xr.Dataset(data, coords=coords, attrs=attrs)
         return xr.merge([ds, _diagnostics_dataset(solvers)])
 
@@ -544,10 +631,11 @@ class Sweep(Experiment):
             metrics[f"{q}: max |z|"] = _max_abs(comps[q].z)
         for q in self.shown:
             metrics[f"{q}: max |z| (not in the criterion)"] = _max_abs(comps[q].z)
-        checks = tuple(self.checks(cfg, ds))
+        checks = (*theory_checks(ds).values(), *self.checks(cfg, ds))
         for c in checks:
             metrics |= c.metrics()
         more, notes, ok = self.summarize(cfg, ds)
+        more = {k: getattr(cfg, v) for k, v in self.reported.items()} | more
         criterion = "; ".join([self.criterion(cfg), *(
             f"|{c.name} fitted - predicted| <= {c.tol:g}" for c in checks)])
         return agreement_report(
@@ -590,8 +678,9 @@ class Sweep(Experiment):
             ax.plot(x, comp.theory[ok], "x", color="k", ms=5, zorder=6, label=ref_label)
 
     def focus(self, cfg) -> Mapping[str, Any] | None:
-        """Coordinates the first panel of the default figure is restricted to (override)."""
-        return None
+        """Coordinates the first panel of the default figure is restricted to (default: those
+        of ``focus_on``, from the config; none)."""
+        return {d: getattr(cfg, f) for d, f in self.focus_on.items()} or None
 
     def decorate(self, fig, axes, cfg, ds) -> None:
         """More on the default figure (override): ``axes[0]`` holds theory lines and simulation
@@ -608,7 +697,10 @@ class Sweep(Experiment):
                 ax.plot(ds[f"{self.line}_line"], y, "--", color=f"C{i + 1}", lw=1, label=label)
         ax.set_xlabel(self.labels.get(self.line, self.line))
         ax.set_ylabel(self.labels.get(self.compared[0], self.compared[0]))
-        ax.set_title(self.title(cfg), fontsize=8)
+        if self.panel_title:
+            ax.set_title(_format(self.panel_title, cfg))
+        else:
+            ax.set_title(self.title(cfg), fontsize=8)
         self.decorate(fig, axes[0], cfg, ds)
         legend(ax)
         return fig
@@ -620,9 +712,24 @@ def _max_abs(z: xr.DataArray) -> float:
     return float(z.max()) if z.size else np.nan
 
 
+def _check_attrs(p: Prediction) -> dict[str, list[float]]:
+    return {k: v for c in p.checks for k, v in c.attr().items()}
+
+
+class _ConfigView(dict):
+    """``str.format_map`` view of a config: ``{name}`` is its field or property ``name``."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+
+    def __missing__(self, key):
+        return getattr(self.cfg, key)
+
+
 def _format(text: str, cfg) -> str:
-    """``text`` with ``{field}`` replaced by the config's values."""
-    return text.format(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
+    """``text`` with ``{name}`` replaced by the config's field or property ``name``."""
+    return text.format_map(_ConfigView(cfg))
 
 
 def _short(v) -> str:

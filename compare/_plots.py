@@ -14,10 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ._stats import SeedStats  # noqa: E402
+from ._stats import SeedStats, seed_stats  # noqa: E402
 
 __all__ = ["STYLE", "figure", "heatmaps", "legend", "predicted_slope", "reference_power_law",
-           "sim_markers", "spectra", "theory_vs_sim", "tint"]
+           "seed_curve", "sim_markers", "spectra", "theory_vs_sim", "tint"]
 
 STYLE = {
     "figure.dpi": 110,
@@ -124,18 +124,32 @@ def predicted_slope(ax, x, check, y0: float, var: str = "P", **kwargs):
                                      f"{check.name.split(' exponent')[0]} fit {fit}", **kwargs)
 
 
-def heatmaps(fig, axes, x, y, panels, *, xlabel: str, ylabel: str, label: str):
-    """One panel per ``title -> data[y, x]`` on log axes ticked at the grid values, sharing
-    colour limits and one labelled colourbar."""
+def heatmaps(fig, axes, panels, *, labels=None, label: str):
+    """One panel per ``title -> DataArray (y, x)`` on log axes ticked at its coordinates'
+    values and labelled ``labels[dim]`` (default: the dimension's name), sharing colour limits
+    and one colourbar labelled ``label``."""
     values = np.concatenate([np.ravel(v) for v in panels.values()])
     lo, hi = np.nanmin(values), np.nanmax(values)
     for ax, (title, data) in zip(axes, panels.items(), strict=True):
-        im = ax.pcolormesh(x, y, data, shading="nearest", vmin=lo, vmax=hi, cmap="viridis")
-        ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel, title=title)
-        ax.set_xticks(x, [str(v) for v in x], minor=False)
-        ax.set_yticks(y, [str(v) for v in y], minor=False)
+        (y, x), names = data.dims, labels or {}
+        xs, ys = data[x].values, data[y].values
+        im = ax.pcolormesh(xs, ys, np.asarray(data), shading="nearest", vmin=lo, vmax=hi,
+                           cmap="viridis")
+        ax.set(xscale="log", yscale="log", xlabel=names.get(x, x), ylabel=names.get(y, y),
+               title=title)
+        ax.set_xticks(xs, [str(v) for v in xs], minor=False)
+        ax.set_yticks(ys, [str(v) for v in ys], minor=False)
         ax.minorticks_off()
     fig.colorbar(im, ax=list(axes), shrink=0.8, label=label)
+
+
+def seed_curve(ax, x, values, *, dim: str = "seed", **kwargs) -> SeedStats:
+    """Mean +- SE of ``values`` over ``dim`` (:func:`~theorysim.compare.seed_stats`) as
+    markers joined by a line with error bars, against ``x``; returns the statistics."""
+    st = seed_stats(values, dim)
+    style = {"fmt": "o-", "ms": 3, "lw": 1, "capsize": 1.5} | kwargs
+    ax.errorbar(np.asarray(x), st.mean, yerr=st.sem, **style)
+    return st
 
 
 def spectra(ax, curves, colors=None, *, ylabel: str, title: str, floor: float = 1e-14):

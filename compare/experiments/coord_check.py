@@ -19,11 +19,10 @@ import xarray as xr
 
 from theorysim.sims import EnsembleSpec, TrainConfig, activation_updates, train
 
-from .._compare import agreement_report, power_fit, theory_dataset
+from .._compare import agreement_report, power_fits, table_rows, theory_dataset
 from .._configio import ExperimentConfig, param
 from .._experiment import Experiment, register
-from .._plots import figure, legend, reference_power_law
-from .._stats import seed_stats
+from .._plots import figure, legend, reference_power_law, seed_curve
 from .._tasks import MODELS, InContextRegression, SyntheticImages, TanhTeacher, model_for
 
 PARAMS = ("sp", "mup")
@@ -73,13 +72,6 @@ class CoordCheckConfig(ExperimentConfig):
                 for i, n in enumerate((*names, "output"))}
 
 
-def _fitted(ds) -> dict[str, np.ndarray]:
-    """Width exponent of the seed-mean RMS at the last step, per parameterisation and layer."""
-    mean = ds["rms"].mean("seed").isel(step=-1)
-    return {p: np.array([-power_fit(ds["width"], mean.sel(param=p, layer=layer)).exponent
-                         for layer in ds["layer"].values]) for p in PARAMS}
-
-
 def _quick(widths, **kw):
     return {"quick": {"widths": widths, "steps": 3, "seeds": 2, "depth": 2, "P": 8, **kw},
             "full": {"widths": (64, 128, 256, 512, 1024), "steps": 5, "seeds": 3, "depth": 2, **kw}}
@@ -127,35 +119,32 @@ class CoordCheck(Experiment):
                               {"param": list(PARAMS), "layer": list(cfg.expected())})
 
     def report(self, cfg, ds):
-        fits = _fitted(ds)
-        grows = ds["expected_exponent"].sel(param="sp").values > 0
-        rows = tuple({"param": p, "layer": str(layer),
-                      "expected": float(ds["expected_exponent"].sel(param=p, layer=layer)),
-                      "fitted": float(fits[p][i])}
-                     for p in PARAMS for i, layer in enumerate(ds["layer"].values))
+        """Width exponents of the seed-mean RMS at the last step, per parameterisation and
+        layer, against the asymptotic ones."""
+        fitted = -power_fits(ds["rms"].mean("seed").isel(step=-1), "width").sel(param=list(PARAMS))
+        expected = ds["expected_exponent"].sel(param=list(PARAMS))
+        mup, sp = fitted.sel(param="mup"), fitted.sel(param="sp")[expected.sel(param="sp") > 0]
         via = f", width via {cfg.vary}" if cfg.model == "transformer" else ""
         return agreement_report(
             ds, title=f"coord check ({cfg.model}): Adam lr={cfg.lr}, {cfg.steps} steps, depth "
-                      f"{cfg.depth}{via}", table=rows,
-            metrics={"max |muP exponent|": float(np.max(np.abs(fits["mup"]))),
-                     "min SP exponent (layers >= 2)": float(np.min(fits["sp"][grows]))},
+                      f"{cfg.depth}{via}", table=table_rows(expected=expected, fitted=fitted),
+            metrics={"max |muP exponent|": float(np.abs(mup).max()),
+                     "min SP exponent (layers >= 2)": float(sp.min())},
             notes=("exponent of RMS(h^l) at the last step vs width; last layer = output f",),
             criterion=f"muP |exponent| < {cfg.flat_tol:g} everywhere, SP exponent > 0.2 in "
                       "layers >= 2 and the output",
-            passed=bool(np.all(np.abs(fits["mup"]) < cfg.flat_tol)
-                        and np.all(fits["sp"][grows] > 0.2)))
+            passed=bool((np.abs(mup) < cfg.flat_tol).all() and (sp > 0.2).all()))
 
     def plot(self, cfg, ds):
         fig, axes = figure(2, 1, width=3.6)
         widths = ds["width"].values
         for ax, p in zip(axes[0], PARAMS, strict=True):
             for j, layer in enumerate(ds["layer"].values):
-                for t in ds["step"].values[1:]:
-                    st = seed_stats(ds["rms"].sel(param=p, layer=layer, step=t))
-                    name = f"$h^{{{layer[1:]}}}$" if layer[0] == "h" else str(layer)
-                    ax.errorbar(widths, st.mean, yerr=st.sem, fmt="o-", color=f"C{j}", ms=3,
-                                lw=0.8, capsize=1.5, alpha=0.35 + 0.65 * t / cfg.steps,
-                                label=name if t == cfg.steps else None)
+                name = f"$h^{{{layer[1:]}}}$" if layer[0] == "h" else str(layer)
+                for t in ds["step"].values[ds["step"].values > 0]:  # mlp: 1..steps
+                    seed_curve(ax, widths, ds["rms"].sel(param=p, layer=layer, step=t),
+                               color=f"C{j}", lw=0.8, alpha=0.35 + 0.65 * t / cfg.steps,
+                               label=name if t == cfg.steps else None)
             top = float(ds["rms"].sel(param=p).mean("seed").isel(step=-1).max())
             reference_power_law(ax, widths, 1.0 if p == "sp" else 0.0, (widths[-1], top),
                                 label="$N^1$ (SP prediction)" if p == "sp" else

@@ -32,12 +32,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import xarray as xr
 
 from theorysim.sims import kernel_regression_split_errors
 from theorysim.theory import ridge_risk
 
-from .._compare import Prediction, Sweep, solve
+from .._compare import Prediction, Sweep, by_category, solve
 from .._configio import param
 from .._datasets import N_DIGITS, digits_data, digits_gram, digits_spectrum
 from .._experiment import register
@@ -124,8 +123,8 @@ class DigitsKernelCurve(Sweep):
             [self.population(cfg, k)[2][0] for k in self.kernels]))})
 
     def rel_max(self, cfg):
-        return xr.DataArray([0.0 if k == "linear" else cfg.rel_max for k in self.kernels],
-                            dims="kernel", coords={"kernel": list(self.kernels)})
+        return by_category("kernel", {k: 0.0 if k == "linear" else cfg.rel_max
+                                      for k in self.kernels})
 
     def decorate(self, fig, axes, cfg, ds):
         axes[0].set_title(f"digits: KRR ({', '.join(self.kernels)}), theory vs random "

@@ -36,7 +36,7 @@ import numpy as np
 from theorysim.sims import linear_ridge_error
 from theorysim.theory import ridge_risk
 
-from .._compare import Check, Prediction, Sweep, seed_mean_fit, solve
+from .._compare import Check, Prediction, Sweep, solve
 from .._configio import param
 from .._experiment import register
 from .._plots import reference_power_law
@@ -69,7 +69,13 @@ class RidgeLearningCurve(Sweep):
     labels = {"P": "training samples $P$", "error": "generalisation error $E_g$"}
     extra_lines = {"bias": "bias"}
     heading = "ridge learning curve, M={M}, a={a}, b={b}, ridge={ridge}"
-    notes = ("exponents fitted on P <= fit_max * M = {fit_max} * {M}",)
+    panel_title = "ridge regression, $M={M}$, ridge = {ridge:g}"
+    notes = ("exponents fitted on P <= fit_max * M = {fit_max} * {M}",
+             "exponent criterion: the simulation's fit against the theory's at the same M = {M}, "
+             "fitted on the same P with the same weights; finite M steepens the curve, so the "
+             "asymptotic min(a-1, 2b) = {learning_curve_exponent:g} (P << M) is a reference, "
+             "not the prediction")
+    reported = {"asymptotic exponent min(a-1, 2b)": "learning_curve_exponent"}
 
     def sample(self, cfg, point, key):
         return {"error": linear_ridge_error(key, *cfg.spectrum(), point["P"], cfg.ridge,
@@ -81,21 +87,10 @@ class RidgeLearningCurve(Sweep):
 
     def checks(self, cfg, ds):
         """The decay exponent of the simulation on P <= fit_max M against the theory's at the
-        same M, fitted on the same P with the same weights (module docstring: finite M steepens
-        both); allowed: ``z_max`` standard errors of the simulation's fit."""
-        where = ds["P"] <= cfg.fit_max * cfg.M
-        sim = seed_mean_fit(ds, "error", "P", where=where)
-        theory = seed_mean_fit(ds, "error", "P", theory=True, where=where)
-        return (Check("sim exponent", sim.exponent, theory.exponent,
-                      cfg.z_max * sim.exponent_stderr, sim.exponent_stderr),)
-
-    def summarize(self, cfg, ds):
-        return ({"asymptotic exponent min(a-1, 2b)": cfg.learning_curve_exponent},
-                (f"exponent criterion: the simulation's fit against the theory's at the same "
-                 f"M = {cfg.M}, fitted on the same P with the same weights; finite M steepens "
-                 f"the curve, so the asymptotic min(a-1, 2b) = "
-                 f"{cfg.learning_curve_exponent:g} (P << M) is a reference, not the "
-                 f"prediction",), True)
+        same M, same P and weights, within ``z_max`` SE (module docstring: finite M steepens
+        both)."""
+        return (Check.fit_vs_theory("sim exponent", ds, "error", "P", z_max=cfg.z_max,
+                                    where=ds["P"] <= cfg.fit_max * cfg.M),)
 
     def decorate(self, fig, axes, cfg, ds):
         (check,) = self.checks(cfg, ds)
@@ -105,4 +100,3 @@ class RidgeLearningCurve(Sweep):
             label=f"$P^{{-{asym:.3g}}}$, the $P \\ll M$ asymptote\nfit on $P \\leq "
                   f"{cfg.fit_max:g}M$: sim ${check.fitted:.3f} \\pm {check.stderr:.3f}$,\n"
                   f"theory (same $M$) ${check.predicted:.3f}$")
-        axes[0].set_title(f"ridge regression, $M={cfg.M}$, ridge = {cfg.ridge:g}")

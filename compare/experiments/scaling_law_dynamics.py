@@ -25,7 +25,7 @@ from theorysim.theory import (
     scaling_law_dynamics_gd,
 )
 
-from .._compare import Check, Prediction, Sweep, compare, power_fit, solve
+from .._compare import Check, Prediction, Sweep, compare, power_fit, solve, theory_checks
 from .._configio import param
 from .._experiment import register
 from .._plots import legend, predicted_slope, theory_vs_sim
@@ -128,39 +128,31 @@ class ScalingLawDynamics(Sweep):
         front = solve(compute_optimal, lam, tp, cfg.C_min, cfg.C_max, N_min=1.0,
                       N_max=float(cfg.M), per_decade=4, a=cfg.a, b=cfg.b, noise=cfg.noise)
         coords.update(N_line=N_line, t_end=[cfg.t_max, math.inf], C=front.C)
-        attrs = {f"fitted_compute_{k}": front.fitted.get(k, np.nan) for k in ("N", "t", "loss")}
-        pred = front.predicted
-        attrs.update(predicted_compute_N=pred.compute_N, predicted_compute_t=pred.compute_t,
-                     predicted_compute_loss=pred.compute_loss, predicted_width=pred.width)
+        checks = [Check(f"frontier {k} exponent", front.fitted.get(k, np.nan), getattr(
+            front.predicted, f"compute_{k}"), cfg.tol_exponent) for k in ("N", "t", "loss")]
         return Prediction({"theory_vs_N": (("N_line", "P", "t_end"), vs_n),
                            "frontier_loss": ("C", front.loss_opt)},
-                          {**solvers, "compute_optimal": front}, attrs)
+                          {**solvers, "compute_optimal": front},
+                          {"predicted_width": front.predicted.width}, checks)
 
     def title(self, cfg):
         how = f"GD, lr={cfg.lr:g}" if cfg.lr > 0 else "flow"
         return f"scaling-law dynamics ({how}), M={cfg.M}, a={cfg.a}, b={cfg.b}"
-
-    def checks(self, cfg, ds):
-        a = ds.attrs
-        return tuple(Check(f"frontier {k} exponent", a[f"fitted_compute_{k}"],
-                           a[f"predicted_compute_{k}"], cfg.tol_exponent)
-                     for k in ("N", "t", "loss"))
 
     def decorate(self, fig, axes, cfg, ds):
         ax_t, ax_c, ax_n = axes
         ax_t.set_title(self.title(cfg).split(",")[0])
         j = int(np.argmax(ds["P"].values))  # panels 2-3: the largest P
         self.draw(ax_c, cfg, ds, where={"P": ds["P"].values[j]}, x=lambda sel: sel["N"])
-        a = ds.attrs
-        ax_c.plot(ds["C"], ds["frontier_loss"], "k--", lw=1.2,
-                  label=(f"frontier (P=∞): fit $C^{{-{a['fitted_compute_loss']:.3f}}}$, "
-                         f"pred. $C^{{-{a['predicted_compute_loss']:.3f}}}$"))
+        fit = theory_checks(ds)["frontier loss exponent"]
+        front = ax_c.plot(ds["C"], ds["frontier_loss"], "k--", lw=1.2,
+                          label=(f"frontier (P=∞): fit $C^{{-{fit.fitted:.3f}}}$, "
+                                 f"pred. $C^{{-{fit.predicted:.3f}}}$"))
         ax_c.set(xlabel="compute $C = N t$", ylabel="test loss", title="compute-optimal frontier")
         # its N curves are the first panel's (same colours, named in that legend): only the
         # frontier here, inside the empty lower left, so no legend runs into the first one's
-        drawn = dict(zip(*reversed(ax_c.get_legend_handles_labels()), strict=True))
-        legend(ax_c, handles=[h for lab, h in drawn.items() if lab.startswith("frontier")],
-               loc="lower left", bbox_to_anchor=(0.0, 0.0), ncols=1, frameon=False)
+        legend(ax_c, handles=front, loc="lower left", bbox_to_anchor=(0.0, 0.0), ncols=1,
+               frameon=False)
         N_line = ds["N_line"].values
         end = compare(ds, "loss").stats.map(lambda a: a[:, j, -1])
         theory_vs_sim(ax_n, N_line, ds["theory_vs_N"].values[:, j, 0], ds["N"].values, end,
@@ -171,7 +163,7 @@ class ScalingLawDynamics(Sweep):
         small = N_line <= cfg.M / 4
         if small.sum() >= 2:
             fit = Check.exponent("t=∞ exponent", power_fit(N_line, l_inf, where=small),
-                                 a["predicted_width"], 0.0)
+                                 ds.attrs["predicted_width"], 0.0)
             predicted_slope(ax_n, N_line[small], fit, l_inf[0], var="N")
         ax_n.set(xscale="log", yscale="log", xlabel="width $N$", ylabel="test loss",
                  title=f"L vs N, P={ds['P'].values[j]:g}")

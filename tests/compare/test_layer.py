@@ -13,18 +13,23 @@ from typer.testing import CliRunner
 
 from theorysim.compare import (
     FAMILY_ALPHA,
+    Check,
     ExperimentConfig,
     Prediction,
     Sweep,
     agreement,
+    by_category,
     config_from_dict,
     config_to_dict,
     field_bounds,
     get_experiment,
     param,
     power_fit,
+    power_fits,
     registry,
     run,
+    table_rows,
+    theory_checks,
 )
 from theorysim.compare.cli import app
 
@@ -36,6 +41,10 @@ class LineConfig(ExperimentConfig):
     slope: float = param(2.0, "true slope", lo=0.0)
     converge: bool = param(True, "whether the fake solver converges")
     z_max: float = param(3.0, "criterion", lo=0.0, lo_open=True)
+
+    @property
+    def double_slope(self) -> float:
+        return 2 * self.slope
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,3 +239,68 @@ def test_a_correct_theory_fails_at_most_at_the_family_wise_rate(m, seeds):
     if m == 27:
         zb = z[:300] + 2.5
         assert np.mean([not agreement(row, dof=seeds - 1)[0] for row in zb]) > 0.9
+
+
+class FittedLine(Line):
+    """Line with a theory-side check (its own slope against ``target``), a reported config
+    property, notes and a panel title formatted with it, and the simulation's fitted exponent
+    against the theory's."""
+
+    name = "test-fitted-line"
+    reported = {"twice the slope": "double_slope"}
+    notes = ("slope {slope:g}, doubled {double_slope:g}",)
+    panel_title = "slope {double_slope:g} / 2"
+    target = 2.0
+
+    def extras(self, cfg, coords):
+        return Prediction({}, attrs={"other": 1.0},
+                          checks=[Check("theory slope", cfg.slope, self.target, 0.1)])
+
+    def checks(self, cfg, ds):
+        return (Check.fit_vs_theory("growth", ds, "y", "x", z_max=cfg.z_max),)
+
+
+def test_theory_checks_are_stored_and_decide_with_the_criterion(tmp_path):
+    res = run(FittedLine(), LineConfig(slope=2.0), tmp_path / "ok", figures=True)
+    ds, m = res.dataset, res.report.metrics
+    assert ds.attrs["other"] == 1.0 and theory_checks(ds)["theory slope"].passed
+    assert m["theory slope fitted"] == 2.0 and m["twice the slope"] == 4.0
+    # y = 2x: the simulation's exponent (-1 up to noise) against the theory's, exactly -1
+    assert m["growth predicted"] == pytest.approx(-1.0, abs=1e-12)
+    assert abs(m["growth fitted"] + 1.0) < 4 * m["growth fitted stderr"]
+    assert m["growth fitted stderr"] < 0.02  # 64 unit-noise seeds on y = 2x, x = 1..8: 0.013
+    assert res.report.passed is True and "slope 2, doubled 4" in res.report.notes
+    assert "|theory slope fitted - predicted| <= 0.1" in res.report.criterion
+    exp = FittedLine()
+    exp.target = 3.0  # the theory's own check fails: so does the report, the rest passing
+    bad = run(exp, LineConfig(slope=2.0), tmp_path / "bad", figures=False)
+    assert bad.report.passed is False and not theory_checks(bad.dataset)["theory slope"].passed
+
+
+def test_panel_title_and_focus_on_are_declared(tmp_path):
+    class Focused(FittedLine):
+        focus_on = {"x": "x_max"}
+
+    exp, cfg = Focused(), LineConfig(x_max=4)
+    assert exp.focus(cfg) == {"x": 4} and FittedLine().focus(cfg) is None
+    ds = run(FittedLine(), cfg, tmp_path, figures=False).dataset
+    assert FittedLine().plot(cfg, ds).axes[0].get_title() == "slope 4 / 2"
+
+
+def test_power_fits_table_rows_and_by_category():
+    import xarray as xr
+
+    w = np.array([1.0, 2.0, 4.0, 8.0])
+    v = xr.DataArray(np.stack([w**0.5, 3 * w**-1.0]), dims=("layer", "width"),
+                     coords={"layer": ["a", "b"], "width": w})
+    np.testing.assert_allclose(power_fits(v, "width").values, [-0.5, 1.0], atol=1e-12)
+    assert float(power_fits(v, "width", where=w < 5).sel(layer="b")) == pytest.approx(
+        power_fit(w[:3], 3 * w[:3] ** -1.0).exponent, abs=1e-12)
+    rows = table_rows(expected=xr.zeros_like(v.isel(width=0, drop=True)),
+                      fitted=-power_fits(v, "width"))
+    assert rows == ({"layer": "a", "expected": 0.0, "fitted": pytest.approx(0.5)},
+                    {"layer": "b", "expected": 0.0, "fitted": pytest.approx(-1.0)})
+    with pytest.raises(ValueError):  # columns in another coordinate order are refused
+        table_rows(a=v.isel(width=0), b=v.isel(width=0).sel(layer=["b", "a"]))
+    r = by_category("kernel", {"rbf": 0.03, "linear": 0.0})
+    assert r.dims == ("kernel",) and float(r.sel(kernel="linear")) == 0.0
