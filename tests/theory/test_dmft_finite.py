@@ -127,8 +127,10 @@ def test_width_128_to_1024_networks(act, gamma0):
     4096 seeds per width. NTK variance x N: >= 97% of the 21 entries x 4 times within 3 SE,
     none beyond 4.5; loss gap x N within 3 SE at every time. Measured (2026-12-07, whole grid,
     476-591 s per case at load ~20): loss gap |z| <= 1.18 everywhere; NTK variance 84/84
-    within 3 SE except ReLU gamma0 = 1.5 at N = 128 and 512 (83/84, max |z| 3.34 and 3.27,
-    both at t = 3: a kink-smoothing bias, see the solver's module docstring)."""
+    within 3 SE for tanh. ReLU (smoothed network at kink_width = 0.05, 2026-12-07, 312 CPU-s
+    for both ReLU cases at load ~10): 84/84 at every width, max |z| 1.76 (gamma0 = 0.5) and
+    2.19 (gamma0 = 1.5); the derivative-only smoothing before it had 83/84 at N = 128 and 512
+    for gamma0 = 1.5 (|z| 3.34, 3.27 at t = 3; the solver's module docstring says why)."""
     X, y = _task()
     r = dmft_two_layer_finite_width(X, y, [1.0, 2.0, 3.0], gamma0, key=jax.random.key(1),
                                     activation=act, dynamics="gd", lr=0.05, n_samples=8192)
@@ -280,3 +282,35 @@ def test_p1_linear_gradient_flow_matches_exact_limit():
     d = _p1_solver(t, 1.5)
     ref = _p1_solver(t, 1.5, max_step=0.0125)  # same particles, 8x finer steps
     assert 0.5 * _rel_change(d, ref) <= d.flow_error <= 2.0 * _rel_change(d, ref)
+
+
+def test_relu_sensitivities_are_derivatives_of_the_dynamics():
+    """ReLU: the sensitivities (forward-mode JVPs of the particle means) are the derivatives of
+    the dynamics that is run, the Gaussian-smoothed network: they match central differences of
+    the same particle system. (The earlier derivative-only smoothing of 1[h > 0] around the hard
+    GD path matched no dynamics: its JVP differed from every finite difference.)"""
+    import jax.numpy as jnp
+
+    from theorysim.theory._dmft_finite import _evolve
+
+    X, y = _task(D=5, P=4)
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(True):
+        phi0 = jnp.asarray(X @ X.T / 5)
+        H = jnp.asarray(rng.standard_normal((512, 4)) @ np.linalg.cholesky(np.asarray(phi0)).T)
+        Z = jnp.asarray(rng.standard_normal(512))
+        d = jnp.asarray(np.outer(np.exp(-0.3 * np.arange(41)), y))
+        v = jnp.asarray(rng.standard_normal(d.shape))
+        kw = dict(phi0=phi0, gamma0=1.5, lr=0.05, activation="relu", kink_width=0.05,
+                  per_particle=False)
+
+        def means(dd):
+            return _evolve(H, Z, dd, **kw)
+
+        tangent = jax.jvp(means, (d,), (v,))[1]
+        eps = 1e-5
+        fd = [(a - b) / (2 * eps) for a, b in zip(means(d + eps * v), means(d - eps * v),
+                                                 strict=True)]
+    for jv, f in zip(tangent, fd, strict=True):
+        np.testing.assert_allclose(np.asarray(jv), np.asarray(f), rtol=1e-5,
+                                   atol=1e-7 * float(np.max(np.abs(f))))
