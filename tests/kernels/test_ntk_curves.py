@@ -20,11 +20,13 @@ def _run(exp, cfg):
 
 
 def test_sphere_ntk_curve_quick_twin():
-    """Theory (Funk-Hecke + ridge_risk) vs KRR over seeds within 3 SE at P = 20, 100."""
-    cfg = NTKCurveConfig(P_min=20, P_max=100, n_P=2, seeds=6, n_test=200, net_P_max=0)
+    """Theory (Funk-Hecke + ridge_risk) vs KRR over 12 seeds at P = 20, 100 by the
+    experiment's family-wise criterion (|z| <= 3 over 6 seeds was no 1% test: P(|t_5| > 3) = 3%
+    a point; its first 6 draws give z = 3.04 at P = 20, 48 draws 0.88)."""
+    cfg = NTKCurveConfig(P_min=20, P_max=100, n_P=2, seeds=12, n_test=200, net_P_max=0)
     report = _run(NTKLearningCurve(), cfg)
     z = np.array([row["z"] for row in report.table])
-    assert z.size == 2 and np.all(np.abs(z) <= 3.0), report.table
+    assert z.size == 2 and np.all(np.isfinite(z)) and report.passed, report.table
 
 
 def test_engine_ntk_matches_mlp_kernel_at_init():
@@ -55,12 +57,13 @@ def test_engine_ntk_matches_mlp_kernel_at_init():
 
 @pytest.mark.slow  # suite budget: ~20-70 s on 2 cores
 def test_trained_net_quick_twin():
-    """Width-1024 NTK nets trained by GD (centred output, tau = lr * steps = 2e4) vs the
-    infinite-width NTK gradient flow at the same tau, paired over 3 draws at P = 10, 25.
+    """NTK nets of the quick preset (width 256, gamma0 = 1/8) trained by GD (centred output,
+    tau = lr * steps = 2e4) vs the infinite-width NTK gradient flow at the same tau, paired
+    over 3 draws at P = 10, 25.
 
-    Measured finite-width deviation at P <= 25, N = 1024: |rel| <= 1% (4 draws), -2.6 +- 1.2%
-    (8 draws at P = 25); bound 0.06. Networks interpolate (train loss < 1e-5) and GD-at-tau
-    equals KRR within 1% at these P.
+    Measured finite-width deviation at P <= 25, N = 256, gamma0 = 1/8: +0.9 +- 0.9%,
+    +1.1 +- 1.1% (16 draws); per-draw scatter ~4%; bound 0.06. Networks interpolate (train
+    loss < 1e-5) and GD-at-tau equals KRR within 1% at these P.
     """
     cfg = NTKCurveConfig(P_min=10, P_max=25, n_P=2, seeds=3, net_seeds=3, n_test=300,
                          net_P_max=25)
