@@ -9,7 +9,8 @@ Scripts and notebooks use the same path as the CLI::
     result.dataset, result.report, result.run_dir
 
 A new experiment is one file in ``compare/experiments/``: a config (fields declared with
-:func:`param`) and a :class:`Sweep` subclass with its grid, one ``sample`` and one ``predict``.
+:func:`param`) and a :class:`Sweep` subclass with its grid, one ``sample`` and one ``predict``
+(a KRR learning curve on a data set: a :class:`PopulationCurve` with one ``population``).
 """
 
 from ._compare import FAMILY_ALPHA as FAMILY_ALPHA
@@ -65,6 +66,9 @@ from ._plots import seed_curve as seed_curve
 from ._plots import sim_markers as sim_markers
 from ._plots import spectra as spectra
 from ._plots import theory_vs_sim as theory_vs_sim
+from ._population import PopulationCurve as PopulationCurve
+from ._population import PopulationCurveConfig as PopulationCurveConfig
+from ._population import held_out_theory as held_out_theory
 from ._report import Ratio as Ratio
 from ._report import render_markdown as render_markdown
 from ._report import render_text as render_text

@@ -90,9 +90,8 @@ class RandomFeatureGrid(Sweep):
 
     def predict(self, cfg, N, P):
         N, P = np.asarray(N, float)[:, None], np.asarray(P, float)[None, :]
-        r = solve(random_feature_risk, *cfg.spectrum(), P, N, cfg.ridge, cfg.noise)
-        inf = solve(random_feature_risk, *cfg.spectrum(), P, N, cfg.ridge, cfg.noise,
-                    ensemble=math.inf)
+        r, inf = (solve(random_feature_risk, *cfg.spectrum(), P, N, cfg.ridge, cfg.noise,
+                        ensemble=k) for k in (1, math.inf))
         return Prediction({"error": r.error, "error_ensemble_inf": inf.error},
                           {"random_feature_risk": r, "random_feature_risk (ensemble inf)": inf})
 

@@ -1,14 +1,14 @@
 r"""``ridge-learning-curve``: E_g vs P for linear ridge regression on a power-law task.
 
 Theory: the deterministic equivalent ``theorysim.theory.ridge_risk`` (THEORY.md 1; Bordelon,
-Canatar, Pehlevan 2020, arXiv 2002.02561). Simulation: ridge regression on Gaussian features
-of the same spectrum, many seeds per P, error measured exactly against the clean target.
-The report gives per-P agreement in standard errors and the fitted decay exponent of the
-simulation against the theory's, both fitted on the same P <= fit_max M with the same weights.
+Canatar, Pehlevan 2020, arXiv 2002.02561). Simulation: ridge regression on Gaussian features of
+the same spectrum, many seeds per P, error measured exactly against the clean target. Reported:
+per-P agreement in SE, and the simulation's decay exponent against the theory's, both fitted on
+the same P <= fit_max M with the same weights (``Check.fit_vs_theory``).
 
-Why not against the asymptotic min(a - 1, 2b): at finite M the curve steepens before P reaches
-M. When the target tail sets the error (a - 1 < 2b), ridgeless E_g(P) is about the target
-power beyond the learned modes k > k* ~ P, and with M modes that sum stops at M:
+Why not against the asymptotic min(a - 1, 2b): finite M steepens the curve before P reaches M.
+When the target tail sets the error (a - 1 < 2b), ridgeless E_g(P) is about the target power
+beyond the learned modes k > k* ~ P, a sum that stops at M:
 
 .. math::
 
@@ -16,15 +16,14 @@ power beyond the learned modes k > k* ~ P, and with M modes that sum stops at M:
     \frac{P^{1-a} - M^{1-a}}{a - 1}, \qquad
     -\frac{d \log E_g}{d \log P} \approx \frac{a - 1}{1 - (P/M)^{a-1}},
 
-so the local exponent exceeds a - 1 by a factor 1/(1 - (P/M)^{a-1}): for a = 1.5, M = 1000
-on the quick grid's P <= M/4 (10 .. 215) it runs from 0.56 to 0.93, and this approximation
-fits 0.66 there, not 0.5. The deterministic equivalent carries the effect exactly: its fit,
-weighted like the simulation's, is 0.646 against the simulation's 0.641 +- 0.008 (seed 0,
-32 seeds); on the same P its unweighted fit is 0.61 at M = 1000, 0.56 at M = 2000 and
-0.51 .. 0.48 at M = 10^4 .. 10^6 (the asymptotic value, up to small-P corrections). So the
-exponent check compares like with like: the simulation's fit against the theory's at the same
-M, on the same P with the same weights, within ``z_max`` standard errors of the simulation's
-fit; min(a - 1, 2b) is reported and drawn as the P << M reference.
+so the local exponent exceeds a - 1 by a factor 1/(1 - (P/M)^{a-1}): for a = 1.5, M = 1000 on
+the quick grid's P <= M/4 (10 .. 215) it runs from 0.56 to 0.93, and this approximation fits
+0.66 there, not 0.5. The deterministic equivalent carries the effect exactly: its fit, weighted
+like the simulation's, is 0.646 against the simulation's 0.641 +- 0.008 (seed 0, 32 seeds); on
+the same P its unweighted fit is 0.61 at M = 1000, 0.56 at M = 2000 and 0.51 .. 0.48 at
+M = 10^4 .. 10^6 (the asymptotic value, up to small-P corrections). So the exponent check
+compares like with like, within ``z_max`` SE of the simulation's fit; min(a - 1, 2b) is
+reported and drawn as the P << M reference.
 """
 
 from __future__ import annotations

@@ -153,12 +153,10 @@ class ScalingLawDynamics(Sweep):
         # frontier here, inside the empty lower left, so no legend runs into the first one's
         legend(ax_c, handles=front, loc="lower left", bbox_to_anchor=(0.0, 0.0), ncols=1,
                frameon=False)
-        N_line = ds["N_line"].values
+        N_line, (l_end, l_inf) = ds["N_line"].values, ds["theory_vs_N"].values[:, j].T
         end = compare(ds, "loss").stats.map(lambda a: a[:, j, -1])
-        theory_vs_sim(ax_n, N_line, ds["theory_vs_N"].values[:, j, 0], ds["N"].values, end,
-                      label=f"t={cfg.t_max:g}")
+        theory_vs_sim(ax_n, N_line, l_end, ds["N"].values, end, label=f"t={cfg.t_max:g}")
         keep = N_line <= cfg.M / 2  # t = inf: the loss vanishes for N >= M at P = inf
-        l_inf = ds["theory_vs_N"].values[:, j, 1]
         ax_n.plot(N_line[keep], l_inf[keep], ":", color="k", lw=1, label="theory, t=∞")
         small = N_line <= cfg.M / 4
         if small.sum() >= 2:

@@ -15,6 +15,8 @@ from theorysim.compare import (
     FAMILY_ALPHA,
     Check,
     ExperimentConfig,
+    PopulationCurve,
+    PopulationCurveConfig,
     Prediction,
     Sweep,
     agreement,
@@ -32,6 +34,7 @@ from theorysim.compare import (
     theory_checks,
 )
 from theorysim.compare.cli import app
+from theorysim.kernels import gram_spectrum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,5 +305,50 @@ def test_power_fits_table_rows_and_by_category():
                     {"layer": "b", "expected": 0.0, "fitted": pytest.approx(-1.0)})
     with pytest.raises(ValueError):  # columns in another coordinate order are refused
         table_rows(a=v.isel(width=0), b=v.isel(width=0).sel(layer=["b", "a"]))
+    layers = np.array(["h1", "output"], dtype=object)  # as a merged dataset holds them
+    obj = xr.DataArray([1.0, 2.0], dims="layer", coords={"layer": layers})
+    assert table_rows(v=obj)[1] == {"layer": "output", "v": 2.0}
     r = by_category("kernel", {"rbf": 0.03, "linear": 0.0})
     assert r.dims == ("kernel",) and float(r.sel(kernel="linear")) == 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianPopulationConfig(PopulationCurveConfig):
+    n: int = param(400, "population size", lo=20, hi=10**4)
+    P_max: int = param(200, "largest training set", lo="P_min", hi="n", hi_open=True)
+    n_P: int = param(4, "training-set sizes", lo=2, hi=100)
+
+
+class GaussianPopulation(PopulationCurve):
+    """A population of n Gaussian points in D = 16 with a noisy linear target: the linear
+    kernel's learning curve from its Gram spectrum (one ``population`` mapping)."""
+
+    name = "test-gaussian-population"
+    summary = "linear KRR on a Gaussian point cloud"
+    config_type = GaussianPopulationConfig
+    kernels, data_name = ("linear",), "Gaussian points"
+
+    def population(self, cfg, kernel):
+        rng = np.random.default_rng(cfg.seed)
+        x = rng.standard_normal((cfg.n, 16))
+        y = (x @ rng.standard_normal(16) / 4 + 0.3 * rng.standard_normal(cfg.n))[:, None]
+        spec = gram_spectrum(x @ x.T / 16, y)
+        return x @ x.T / 16, y, (spec.eigvals, spec.target_power)
+
+    def rel_max(self, cfg):
+        return 0.0  # a linear kernel: the deterministic equivalent within z_max SE
+
+
+def test_a_population_curve_is_one_population_mapping(tmp_path):
+    exp, cfg = GaussianPopulation(), GaussianPopulationConfig(splits=48)
+    res = run(exp, cfg, tmp_path, figures=True)
+    ds = res.dataset
+    assert ds["sim_population"].dims == ("kernel", "P", "seed") and len(res.report.table) == 4
+    assert [r["solver"] for r in res.report.diagnostics] == ["ridge_risk (linear)",
+                                                             "ridge_risk (linear) (fine grid)"]
+    # points drawn twice are fit better: held out > population > train, in theory and simulation
+    th = {q: ds[f"theory_{q}"].values for q in ("train", "population", "held_out")}
+    assert np.all(th["train"] < th["population"]) and np.all(th["population"] < th["held_out"])
+    assert np.all(ds["sim_held_out"].mean("seed") > ds["sim_population"].mean("seed"))
+    assert res.report.passed is True, res.report.metrics
+    assert ds["eigvals"].dims == ("kernel", "mode") and (res.run_dir / "figure.png").exists()
