@@ -14,13 +14,15 @@ sequences of length 64, batch 64, full-batch SGD:
 Compile time is excluded everywhere (a warm-up call of each side). Ratios come from interleaved
 rounds (``benchmarks/_protocol.py``); rows go to RESULTS.md.
 
-Usage: ``python benchmarks/transformer_training.py [--quick] [--small] [--rounds 3]``
+Usage: ``python benchmarks/transformer_training.py [--quick] [--small] [--rounds 3]
+[--only a|b]``
 (``--small``: width 64, sequences of 16, for a smoke run; not the issue's size).
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 import _protocol as P
 import jax
@@ -85,10 +87,54 @@ def _step_matmul_flops(cfg, seq, batch):
     return 3 * fwd  # forward + two backward matmuls per forward one
 
 
+def _cpu_timer(fn, cpu: list):
+    """A wall-clock timer of ``fn`` that also appends the process CPU seconds it took to
+    ``cpu`` (under load, CPU time is the steadier measure of work done)."""
+    wall = P.timer(fn)
+
+    def run():
+        c0 = time.process_time()
+        t = wall()
+        cpu.append(time.process_time() - c0)
+        return t
+
+    return run
+
+
+def _part_a(cfg, tc, x, y, steps, lr, rounds):
+    """(a): ``train`` (one member, unsharded) vs the hand-written loop, interleaved rounds;
+    the per-round CPU-time ratios are printed next to the wall-clock ones."""
+    cpu_ours, cpu_base = [], []
+    ours = _cpu_timer(lambda: train(cfg, tc, x=x, y=y, ensemble=EnsembleSpec(
+        seeds=(0,), shard=False)).records["loss"], cpu_ours)
+    base = _cpu_timer(_hand_loop(cfg, x, y, steps, lr), cpu_base)
+    a = P.interleaved(f"(a) {steps} steps: train vs hand-written NNX+optax", ours, base, rounds)
+    r = sorted(o / b - 1.0 for o, b in zip(cpu_ours[1:], cpu_base[1:], strict=True))  # no warm-up
+    print(f"  (a) CPU-time overhead per round: median {100 * r[len(r) // 2]:+.1f}% "
+          f"({100 * r[0]:+.1f} to {100 * r[-1]:+.1f}%)")
+    return a
+
+
+def _record_a(args, a, width, seq, batch, steps, info):
+    overhead = 1.0 / a.median - 1.0
+    size = f"width {width}, depth 4, 4 heads, seq {seq}, batch {batch}"
+    print(f"(a) {size}: train / hand-written loop time = {1 / a.median:.3f} "
+          f"(overhead {100 * overhead:+.1f}%, target <= +10%)")
+    if not args.no_record and not args.small:
+        q = " (--quick)" if args.quick else ""
+        P.record(SCRIPT, f"(a) {steps} steps, {size}: train() overhead vs hand-written "
+                 f"NNX+optax{q}", f"{100 * overhead:+.1f}% ({100 * (1 / a.hi - 1):+.1f} to "
+                 f"{100 * (1 / a.lo - 1):+.1f}%)", rounds=args.rounds, target="<= +10%",
+                 met="yes" if overhead <= 0.10 else "**no**", load=a.load_text(), info=info)
+    if args.only == "a":
+        P.warn_if_busy()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps")
     ap.add_argument("--small", action="store_true", help="width 64, sequences of 16 (smoke)")
+    ap.add_argument("--only", choices=("a", "b"), help="run only part (a) or (b)")
     P.add_arguments(ap, rounds=3)
     args = ap.parse_args(argv)
     info = P.print_conditions(SCRIPT)
@@ -99,13 +145,10 @@ def main(argv=None):
     lr = 0.05
     tc = TrainConfig(steps=steps, lr=lr, record_steps=(0, steps), observables=("loss",))
 
-    # (a) engine vs hand-written loop, one member
-    ours = P.timer(lambda: train(cfg, tc, x=x, y=y,
-                                 ensemble=EnsembleSpec(seeds=(0,), shard=False)).records["loss"])
-    base = P.timer(_hand_loop(cfg, x, y, steps, lr))
-    a = P.interleaved(f"(a) {steps} steps: train vs hand-written NNX+optax", ours, base,
-                      args.rounds)
-    overhead = 1.0 / a.median - 1.0
+    if args.only != "b":
+        a = _part_a(cfg, tc, x, y, steps, lr, args.rounds)
+    if args.only == "a":
+        return _record_a(args, a, width, seq, batch, steps, info)
 
     # (b) 8-seed ensemble vs a loop over seeds
     ens = P.timer(lambda: train(cfg, tc, x=x, y=y, ensemble=EnsembleSpec(
@@ -122,18 +165,13 @@ def main(argv=None):
     dense = 2 * seq * batch * width * 4 * width / t_mm()
     achieved = seeds * steps * _step_matmul_flops(cfg, seq, batch) / min(b.ours)
     frac = achieved / dense
-    size = f"width {width}, depth 4, 4 heads, seq {seq}, batch {batch}"
-    print(f"(a) {size}: train / hand-written loop time = {1 / a.median:.3f} "
-          f"(overhead {100 * overhead:+.1f}%, target <= +10%)")
+    if args.only is None:
+        _record_a(args, a, width, seq, batch, steps, info)
     print(f"(b) {seeds}-seed ensemble speed-up over a loop of train() = {b.ratio_text()}; "
           f"achieved {achieved / 1e9:.1f} GFLOP/s = {100 * frac:.0f}% of dense matmul "
           f"({dense / 1e9:.1f} GFLOP/s)")
     if not args.no_record and not args.small:
         q = " (--quick)" if args.quick else ""
-        P.record(SCRIPT, f"(a) {steps} steps, {size}: train() overhead vs hand-written "
-                 f"NNX+optax{q}", f"{100 * overhead:+.1f}% ({100 * (1 / a.hi - 1):+.1f} to "
-                 f"{100 * (1 / a.lo - 1):+.1f}%)", rounds=args.rounds, target="<= +10%",
-                 met="yes" if overhead <= 0.10 else "**no**", load=a.load_text(), info=info)
         P.record(SCRIPT, f"(b) {seeds}-seed ensemble / loop over seeds{q}", b.ratio_text(),
                  rounds=args.rounds, target="report", met="-", load=b.load_text(), info=info)
         P.record(SCRIPT, f"(b) ensemble step: fraction of dense-matmul FLOP/s{q}",

@@ -9,6 +9,7 @@ override to pass.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -257,8 +258,7 @@ def _check_memory(request: Request, x_struct, max_memory_gb) -> None:
     n_params = sum(math.prod(a.shape) for a in jax.tree.leaves(ad.abstract_params))
     slots = 2 if config.optimizer == "adam" else 0
     centre = int(bool(getattr(ad.model_config, "centre", False)))
-    act = _memory.estimate_forward(lambda p, xx: ad.apply(p, xx, 1.0), ad.abstract_params,
-                                   x_struct)
+    act = _forward_numbers(request, ad, x_struct)
     probe_rows = request.data["px"].shape[0]
     rec = _record_numbers(ad, wanted, probe_rows, n_params)
     jac = probe_rows * n_params if (wanted & {"ntk", "alignment"}
@@ -275,6 +275,28 @@ def _check_memory(request: Request, x_struct, max_memory_gb) -> None:
              f"({E} members), the batch ({x_struct.shape[0]} rows) or the records "
              f"({len(config.schedule())} record steps of {sorted(wanted)})")
     _memory.check_fits(parts, limit_gb=max_memory_gb, devices=request.devices, blame=blame)
+
+
+def _forward_numbers(request, ad, x_struct) -> int:
+    """:func:`._memory.estimate_forward` of the model (a trace, ~40 ms of host time per call):
+    cached by value for built-in configs."""
+    if is_builtin_config(request.model):
+        try:
+            return _builtin_forward_numbers(request.model, ad.in_dim, request.dtype,
+                                            x_struct.shape, x_struct.dtype)
+        except TypeError:  # unhashable config field
+            pass
+    return _trace_numbers(ad, x_struct)
+
+
+def _trace_numbers(ad, x_struct) -> int:
+    return _memory.estimate_forward(lambda p, xx: ad.apply(p, xx, 1.0), ad.abstract_params,
+                                    x_struct)
+
+
+@functools.lru_cache(maxsize=64)
+def _builtin_forward_numbers(model, in_dim, dtype, shape, x_dtype) -> int:
+    return _trace_numbers(adapt(model, in_dim, dtype), jax.ShapeDtypeStruct(shape, x_dtype))
 
 
 def _record_numbers(ad, wanted, probe_rows, n_params) -> int:

@@ -68,7 +68,7 @@ def test_mup_transfer_points_and_grids():
     assert len(pts) == 2 * len(cfg.widths) + len(cfg.depths) - 1
     assert {(p["param"], p["width"], p["depth"]) for p in pts if p["depth"] != cfg.depths[0]} \
         == {("mup", cfg.widths[0], L) for L in cfg.depths[1:]}
-    assert cfg.lrs[0] == 2.0**-6 and exp.make_config("quick").lrs[0] == 2.0**-12
+    assert cfg.lrs[0] == 2.0**-9 and exp.make_config("quick").lrs[0] == 2.0**-12
     x = np.log2(cfg.lrs)
     for k in (1, 2):
         assert abs(curve_minimum(x, (x - 0.3) ** 2, k) - 0.3) < 1e-9  # exact for a parabola

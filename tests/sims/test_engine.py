@@ -153,6 +153,27 @@ def test_program_cache_is_keyed_by_value():
     assert c.records["loss"][0, 0] > 4 * a.records["loss"][0, 0]  # the new teacher is used
 
 
+def test_host_work_is_cached_by_value():
+    """The abstract model and the forward-pass memory estimate of a built-in config are built
+    once per value (they were ~110 ms of host work per ``train`` call at width 256): an equal,
+    distinct config reuses them, a different width does not, and the numbers are unchanged."""
+    from theorysim.sims._adapt import _adapt_builtin
+    from theorysim.sims._validate import _builtin_forward_numbers
+
+    tc = TrainConfig(steps=3, lr=0.5, record_steps=(0, 3), observables=("loss",))
+    x, y = np.ones((8, D)), np.zeros(8)
+    _adapt_builtin.cache_clear()
+    _builtin_forward_numbers.cache_clear()
+    a = train(dataclasses.replace(CFG), tc, x=x, y=y)
+    b = train(dataclasses.replace(CFG), tc, x=x, y=y)
+    assert _builtin_forward_numbers.cache_info().misses == 1
+    assert _builtin_forward_numbers.cache_info().hits == 1
+    assert _adapt_builtin.cache_info().misses == 1
+    np.testing.assert_array_equal(a.records["loss"], b.records["loss"])
+    train(dataclasses.replace(CFG, width=CFG.width + 1), tc, x=x, y=y)
+    assert _adapt_builtin.cache_info().misses == 2
+
+
 def test_mup_and_mean_field_same_function_dynamics(data):
     """The abc symmetry: mup and mean_field give the same f(t) under SGD and Adam."""
     x, y = data

@@ -1,0 +1,64 @@
+"""``mup-transfer --set model=transformer --set optimizer=sgd``: its preset and its criterion.
+
+SGD needs its own sizes for transformers (``MupTransfer.sgd_transformer``; the module docstring
+of ``compare/experiments/mup_transfer.py`` gives the measurements): D = 1 in-context regression
+leaves the context-free plateau within ~100 SGD steps (D = 2: ~300), so 200 steps suffice, on a
+grid from 2^-9 (SP's optima) to 2^2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from theorysim.compare import get_experiment, run
+
+SETS = {"model": "transformer", "optimizer": "sgd"}
+
+
+def test_transformer_sgd_preset_and_overrides():
+    """Both variants apply, then the transformer + SGD sizes; ``--set`` values win, and neither
+    the MLP's SGD preset nor the transformer's Adam preset changes."""
+    exp = get_experiment("mup-transfer")
+    cfg = exp.make_config("quick", SETS)
+    assert (cfg.D, cfg.steps, cfg.seeds, cfg.n_lr) == (1, 200, 4, 12)
+    assert np.log2(cfg.lrs[0]) == -9 and np.log2(cfg.lrs[-1]) == 2
+    assert np.allclose(np.diff(np.log2(cfg.lrs)), 1.0)  # one log2 unit per grid step
+    assert cfg.widths == (32, 128) and cfg.depths == (2, 8)  # from the transformer variant
+    assert exp.make_config("quick", {**SETS, "D": "2", "steps": "50"}).D == 2
+    assert exp.make_config("quick", {**SETS, "D": "2", "steps": "50"}).steps == 50
+    mlp = exp.make_config("quick", {"optimizer": "sgd"})
+    assert (mlp.D, mlp.log2_lr_min, mlp.seeds) == (16, -6.0, 2)
+    adam = exp.make_config("quick", {"model": "transformer"})
+    assert (adam.D, adam.steps, adam.seeds) == (2, 100, 6)
+    full = exp.make_config("full", SETS)
+    assert full.D == 1 and full.widths[-1] == 1024 and full.depths == (2, 4, 8, 16)
+    with pytest.raises(ValueError, match="preset"):
+        exp.make_config("huge", SETS)
+
+
+def test_transformer_sgd_leaves_the_plateau_within_100_steps():
+    """The SGD path of the experiment (muP, width 32, 1/L branches): after 100 steps at rate
+    1/2 the test loss is well below the context-free plateau (log loss -0.9; measured -1.97
+    with 4 seeds), at rate 2^-9 it is still on it. ~10 s."""
+    exp = get_experiment("mup-transfer")
+    cfg = exp.make_config("quick", {**SETS, "steps": "100", "seeds": "2", "n_lr": "2",
+                                    "log2_lr_min": "-9", "log2_lr_max": "-1"})
+    ds = exp.simulate(cfg, {"param": "mup", "width": 32, "depth": 2})
+    loss = np.log(ds["final_loss"].squeeze()).mean("seed").values
+    assert loss[0] > -1.0, loss  # 2^-9: on the plateau
+    assert loss[1] < -1.5, loss  # 2^-1: in-context regression learned
+
+
+@pytest.mark.slow  # measured below: CPU seconds (user+sys) under load
+def test_transformer_sgd_quick_preset_passes(tmp_path):
+    """Quick preset: widths 32, 128 (4 heads), depths 2, 8 (1/L branches), 200 SGD steps, 4
+    seeds, 12 rates 2^-9..2^2."""
+    exp = get_experiment("mup-transfer")
+    res = run(exp, exp.make_config("quick", SETS), tmp_path, figures=False)
+    m = res.report.metrics
+    assert m["mup optimum range (log2)"] <= 1.0, m
+    assert m["mup optimum range over depth (log2)"] <= 1.0, m
+    assert m["sp optimum slope per doubling"] < -0.5, m  # predicted -1
+    assert res.report.passed is True
+    assert {r["depth"] for r in res.report.table} == {2, 8}
