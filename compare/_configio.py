@@ -155,7 +155,7 @@ def _check_scalar_field(cfg, name: str, meta, tp, value):
         return check_choice(name, value, meta["choices"]) if meta.get("choices") else value
     if meta.get("inf_ok") and isinstance(value, float) and value == math.inf:
         return value
-    if tp is float and isinstance(value, numbers.Real) and not math.isfinite(value):
+    if tp is float and isinstance(value, numbers.Real) and math.isinf(value):
         raise ValueError(f"{name} must be finite, got {value!r}")
     lo, lo_txt = _bound(cfg, meta, "lo", tp)
     hi, hi_txt = _bound(cfg, meta, "hi", tp)

@@ -33,3 +33,24 @@ def test_bad_task_parameters_name_the_argument(kwargs, needle):
     args = {"M": 10, "a": 2.0, "b": 1.0, "noise": 0.0} | kwargs
     with pytest.raises(ValueError, match=needle):
         PowerLawConfig(**args)
+
+
+def test_digits_read_without_importing_sklearn_equal_load_digits():
+    """``digits_data`` reads scikit-learn's packaged CSV directly (no ~1 s sklearn import in
+    the run); the arrays are exactly those of ``load_digits``, and sklearn stays unimported."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from theorysim.compare._datasets import _digits_pixels_and_labels
+
+    pixels, labels = _digits_pixels_and_labels()
+    ref = load_digits()
+    np.testing.assert_array_equal(pixels, ref.data)
+    np.testing.assert_array_equal(labels, ref.target)
+    code = ("import sys; from theorysim.compare._datasets import digits_data; X, Y = "
+            "digits_data(); print(X.shape, Y.shape, 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split("\n")[0]
+    assert out == "(1797, 64) (1797, 10) False", out
