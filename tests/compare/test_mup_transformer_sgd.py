@@ -50,10 +50,12 @@ def test_transformer_sgd_leaves_the_plateau_within_100_steps():
     assert loss[1] < -1.5, loss  # 2^-1: in-context regression learned
 
 
-@pytest.mark.slow  # measured below: CPU seconds (user+sys) under load
+@pytest.mark.slow  # 249 CPU-s (user+sys; 400 s wall at load 5-8): 5 ensembles, 12 lr x 4 seeds
 def test_transformer_sgd_quick_preset_passes(tmp_path):
     """Quick preset: widths 32, 128 (4 heads), depths 2, 8 (1/L branches), 200 SGD steps, 4
-    seeds, 12 rates 2^-9..2^2."""
+    seeds, 12 rates 2^-9..2^2. Measured 2026-12-07 (seed 0): muP optimum range over width 0.05
+    (bootstrap SE 0.57), over depth 0.50 (0.48); SP slope -1.36 (0.39) per doubling (predicted
+    -1); optima muP -0.50, -0.55 (widths 32, 128), 0.0 (depth 8); SP -4.27, -7.0."""
     exp = get_experiment("mup-transfer")
     res = run(exp, exp.make_config("quick", SETS), tmp_path, figures=False)
     m = res.report.metrics
