@@ -434,7 +434,11 @@ def dmft(
         receives the lower layers' kernel contributions only through the estimated responses,
         so a response error becomes an error in the loss: measured 2.5% at gamma0 = 0.1, tanh,
         depth 2). Default: ``"fields"`` for ``"linear"`` (responses exact) or ``depth = 1``,
-        ``"ntk"`` otherwise.
+        ``"ntk"`` otherwise. Known bias (issue 13, 2026-12-07): ReLU, depth 2, gamma0 = 1, GD
+        lr 0.05 to t = 2: the ``"ntk"`` loss is 1.1% below width-1024..4096 networks (4.2 SE,
+        independent of ``n_samples`` and ``response_cut``), ``"fields"`` 0.3% above early on;
+        probably neurons sliding on the kink (:mod:`theorysim.theory._dmft_kink`), whose
+        instantaneous :math:`1[h>0]` is not the slope that drives the error.
       max_grid: largest ``(grid times) * P_all`` solved (memory ~ ``8 L (T P)^2`` bytes per
         kernel): a larger GD step grid is a ``ValueError``; gradient flow stops refining there.
       throw: raise :class:`theorysim.ConvergenceError` if not converged.
