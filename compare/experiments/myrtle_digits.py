@@ -11,15 +11,18 @@ Theory and simulation as in ``digits-kernel-curve`` (Canatar, Bordelon, Pehlevan
 2006.13198): ``ridge_risk`` on the eigenvalues of K/n_pop and the target powers
 ``|U_k^T y|^2 / n_pop``, against KRR on P images drawn iid from the population, error over
 the whole population. The deterministic equivalent is exact only as P and the effective
-dimension grow; its finite-P bias is declared as ``rel_max`` (3%) for the Myrtle NTK (measured
-<= 1.0% with the quick preset). ``mlp_rel_max`` (10%) for the MLP NTK was set after the
-measurement (+9.7% at P = 66, +6.9% at P = 125, n_pop = 500, 24 splits) and is not a
-prediction. It is also not the deterministic equivalent's finite-P bias: KRR on Gaussian
-features with the same spectrum, target powers, P and ridge (400 draws) is within +1.1% (P =
-20) and +0.6% (P = 40) of the theory, while KRR on the population is +1.9 +- 0.5% and +3.8 +-
-0.4% above it (400 splits). The excess comes from the non-Gaussian eigenfunctions of the MLP
-NTK on the finite population (the theory's Gaussian-equivalence assumption); no correction for
-it is computed here. P_max is kept <= n_pop / 4.
+dimension grow. Criterion: the Myrtle NTK curve only, with no declared deviation (``rel_max`` =
+0): measured with the quick preset (24 splits) within +1.0% of the theory at every P, |z| <=
+0.7 (with a smaller population, n_pop = 300, the Myrtle curve is +2.9% above the theory at P =
+75 = n_pop / 4, z 3.0: measured, not explained here). The MLP NTK curve is drawn and tabulated
+as a labelled reference, outside the criterion: KRR on the population lies above the theory
+(+9.7% at P = 66, +6.9% at P = 125, z 4.5 and 7.6; n_pop = 500, 24 splits). That gap is not the
+deterministic equivalent's finite-P bias: KRR on Gaussian features with the MLP's spectrum,
+target powers, P and ridge (400 draws) is within +1.1% (P = 20) and +0.6% (P = 40) of the
+theory, while KRR on the population is +1.9 +- 0.5% and +3.8 +- 0.4% above it (400 splits). It
+comes from the non-Gaussian eigenfunctions of the MLP NTK on the finite population (the
+theory's Gaussian-equivalence assumption fails); no correction for it is derived here, so it is
+not part of any pass/fail test. P_max is kept <= n_pop / 4.
 """
 
 from __future__ import annotations
@@ -50,9 +53,9 @@ class MyrtleDigitsConfig(DigitsCurveConfig):
                        lo=20, hi=N_DIGITS)
     P_max: int = param(400, "largest training set (< n_pop)", lo="P_min", hi="n_pop",
                        hi_open=True)
-    mlp_rel_max: float = param(0.10, "allowed deviation for the MLP NTK, set after measuring "
-                               "9.7% at P = 66 (n_pop = 500): its non-Gaussian eigenfunctions, "
-                               "not the finite-P bias (module docstring)", lo=0.0, hi=1.0)
+    rel_max: float = param(0.0, "declared systematic relative deviation of the Myrtle NTK "
+                           "curve (0: none; the MLP curve is a reference outside the criterion)",
+                           lo=0.0, hi=1.0)
 
 
 def myrtle5():
@@ -92,14 +95,33 @@ class MyrtleDigits(DigitsKernelCurve):
     heading = ("digits ({n_pop} images): Myrtle-5 CNN NTK vs depth-3 MLP NTK, KRR "
                "(ridge={ridge}, {splits} splits)")
     notes = ("theory: ridge_risk on gram_spectrum of the population (Gram matrices with unit "
-             "mean diagonal); z, rel. dev.: population error (iid draws); declared deviations: "
-             "rel_max (Myrtle: the deterministic equivalent's finite-P bias), mlp_rel_max (MLP: "
-             "set after measuring; non-Gaussian features, not finite P; see the module "
-             "docstring)",)
+             "mean diagonal); z, rel. dev.: population error (iid draws)",
+             "criterion: the Myrtle NTK rows only; the MLP NTK rows are a reference outside "
+             "it: KRR on the population lies above the theory (measured +9.7% at P = 66, n_pop "
+             "= 500) because the MLP NTK's eigenfunctions on the digits are not Gaussian; KRR "
+             "on Gaussian features with the same spectrum is within +1.1% (P = 20) and +0.6% "
+             "(P = 40) of it (400 draws), so this is not the finite-P bias (module docstring)")
+    reference = "mlp"
 
     def rel_max(self, cfg):
-        return xr.DataArray([cfg.rel_max, cfg.mlp_rel_max], dims="kernel",
-                            coords={"kernel": list(self.kernels)})
+        return xr.DataArray([cfg.rel_max if k != self.reference else 0.0 for k in self.kernels],
+                            dims="kernel", coords={"kernel": list(self.kernels)})
+
+    def comparisons(self, cfg, ds):
+        """As :meth:`Sweep.comparisons`, with the reference kernel's values taken out of the
+        criterion (z and excess undefined there)."""
+        comps = super().comparisons(cfg, ds)
+        keep = ds["kernel"] != self.reference
+        return {q: dataclasses.replace(c, z=c.z.where(keep), excess=c.excess.where(keep))
+                if q in self.compared else c for q, c in comps.items()}
+
+    def rows(self, cfg, ds, comps):
+        """The table with every kernel's z and relative deviation (the reference's too)."""
+        return super().rows(cfg, ds, super().comparisons(cfg, ds))
+
+    def criterion(self, cfg):
+        return (f"{super().criterion(cfg)}; kernel={self.reference} is a reference shown "
+                "outside the criterion (non-Gaussian eigenfunctions: see the notes)")
 
     def sample(self, cfg, point, key):
         gram, y, _ = population(point["kernel"], cfg.n_pop, cfg.seed)
