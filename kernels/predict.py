@@ -134,6 +134,16 @@ def gp_inference(k_train_train, y_train, diag_reg: float = 0.0,
     ``k_test_test`` is given, else the mean. Each kernel is a ``Kernel`` or, as in
     neural-tangents, one array used for every ``get``."""
     k_train_train = _as_kernel("k_train_train", k_train_train)
+    if k_train_train is None:
+        raise ValueError("k_train_train must be a Kernel or a kernel matrix, got None")
+    # validated here, when the predictor is built (square, symmetric, finite; y_train (n,) or
+    # (n, c)), not at the first predict_fn call
+    parts = [(f"k_train_train.{g}", getattr(k_train_train, g)) for g in ("nngp", "ntk")
+             if getattr(k_train_train, g) is not None]
+    if not parts:
+        raise ValueError("k_train_train must hold an nngp or ntk matrix, got neither")
+    for name, k in parts:
+        _p._check_train(k, y_train, name)
     base = k_train_train.ntk if getattr(k_train_train, "ntk", None) is not None else \
         k_train_train.nngp
     reg = _relative(base, diag_reg, diag_reg_absolute_scale)

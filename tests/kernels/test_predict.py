@@ -246,3 +246,19 @@ def test_ensemble_mean_alone_equals_mean_with_covariance(kernels64, get):
         assert_allclose(alone.mean, g[f"ens_{get}_mean_t"])
         one_d = K.gradient_descent_mse_ensemble(kdd, g["Y"][:, 0], ktd, t=3.0, get=get)
         assert one_d.mean.shape == (ktd.ntk.shape[0],)
+
+
+def test_nt_gp_inference_validates_when_built():
+    """``predict.gp_inference`` checks its arrays when the predictor is built, not at the first
+    ``predict_fn`` call: each bad argument is a ValueError naming it."""
+    from theorysim.kernels import predict as KP
+    k = np.eye(3) + 0.1
+    KP.gp_inference(k, np.ones(3))  # valid: builds without a test kernel
+    bad = {"k_train_train": (np.ones((3, 2)), np.ones(3)),          # not square
+           "y_train": (k, np.ones(4)),                               # wrong length
+           "k_train_train.nngp": (np.where(np.eye(3) > 0, np.nan, k), np.ones(3))}
+    for name, (kdd, y) in bad.items():
+        with pytest.raises(ValueError, match=name.replace(".", r"\.")):
+            KP.gp_inference(kdd, y)
+    with pytest.raises(ValueError, match="symmetric"):
+        KP.gp_inference(k + np.triu(np.ones((3, 3)), 1), np.ones(3))
