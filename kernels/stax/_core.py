@@ -171,7 +171,19 @@ class _InitFn:
         """``init_fn(rng, input_shape) -> (output_shape, params)`` as in neural-tangents."""
         check_key("rng", rng)
         shape = _check_shape(input_shape)
-        return self.layer.init(rng, shape)
+        if not shape or shape[0] != -1:
+            return self.layer.init(rng, shape)
+        # neural-tangents' batch placeholder: -1 as the batch size (parameters never depend
+        # on it); the network is initialised for one example and the output keeps -1
+        out, params = self.layer.init(rng, (1, *shape[1:]))
+        return _batch_placeholder(out), params
+
+
+def _batch_placeholder(out):
+    """``out`` (a shape, or nested lists/tuples of shapes) with each batch size set to -1."""
+    if isinstance(out, tuple) and all(isinstance(s, int | None) for s in out):
+        return (-1, *out[1:]) if out else out
+    return type(out)(_batch_placeholder(o) for o in out)
 
 
 class _ApplyFn:
@@ -194,8 +206,10 @@ def _check_shape(shape):
         shape = tuple(int(s) if s is not None and s >= 0 else s for s in shape)
     except TypeError as err:
         raise ValueError(f"input_shape must be a tuple of sizes, got {shape!r}") from err
-    if any(s is not None and s < 0 for s in shape):
-        raise ValueError(f"input_shape must hold non-negative sizes, got {shape}")
+    if any(s is not None and s < 0 for s in shape[1:]) or (shape and shape[0] is not None
+                                                            and shape[0] < -1):
+        raise ValueError(f"input_shape must hold non-negative sizes (the batch size may be "
+                         f"-1, neural-tangents' placeholder), got {shape}")
     return shape
 
 

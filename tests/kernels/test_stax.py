@@ -290,3 +290,23 @@ def test_tiled_kernel_equals_the_whole_batch_call(monkeypatch, net, diagonal_spa
     for n in get:
         assert getattr(whole, n).shape == getattr(tiled, n).shape
         assert_allclose(getattr(tiled, n), getattr(whole, n), rtol=1e-13, atol=1e-15)
+
+
+def test_init_fn_accepts_the_batch_placeholder():
+    """neural-tangents' ``input_shape`` may have -1 as batch size: the parameters are those of
+    any batch size, the output shape keeps -1 (FanOut: in every branch); -1 elsewhere is
+    refused."""
+    init, apply, _ = stax.serial(stax.Conv(4, (3, 3), padding="SAME"), stax.Relu(),
+                                 stax.Flatten(), stax.Dense(2))
+    key = jax.random.key(0)
+    out, params = init(key, (-1, 8, 8, 1))
+    out3, params3 = init(key, (3, 8, 8, 1))
+    assert out == (-1, 2) and out3 == (3, 2)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(params3), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert apply(params, np.ones((5, 8, 8, 1))).shape == (5, 2)
+    assert stax.serial(stax.Dense(4), stax.FanOut(2))[0](key, (-1, 3))[0] == [(-1, 4), (-1, 4)]
+    with pytest.raises(ValueError, match="input_shape"):
+        init(key, (3, 8, -1, 1))
+    with pytest.raises(ValueError, match="input_shape"):
+        init(key, (-2, 8, 8, 1))
