@@ -11,18 +11,18 @@ Simulation 1: KRR with the analytic NTK on P fresh samples, error on fresh test 
 
 Simulation 2 (``P <= net_P_max``, the first ``net_seeds`` draws; ``net`` and ``gd`` NaN on
 the others): an NTK-parameterised ReLU MLP of width ``width`` (no biases, :math:`h^1 =
-W^0x/\sqrt d`, :math:`W\sim N(0,1)`: the kernel of ``mlp_kernel(depth, "relu")``, tested),
-output centred (:math:`f - f_0`), full-batch GD on :math:`\frac{1}{2P}\sum_\mu(f_\mu -
-y_\mu)^2`, lr ``net_lr``, ``net_steps`` steps, compared draw by draw (``Sweep.against``) with
-the NTK's gradient flow at :math:`\tau = \eta T = 2\cdot10^4` (``gradient_descent_mse``; not
-the KRR: modes with :math:`\lambda\tau/P \lesssim 1` are not yet fitted, ``gd`` rel. dev.
-0.01% at P = 10 to 1.6% at P = 63); stability :math:`\eta K(1) = 1.5 < 2`; train loss < 1e-4.
+W^0x/\\sqrt d`, :math:`W\\sim N(0,1)`: the kernel of ``mlp_kernel(depth, "relu")``, tested),
+output centred (:math:`f - f_0`), full-batch GD on :math:`\\frac{1}{2P}\\sum_\\mu(f_\\mu -
+y_\\mu)^2`, lr ``net_lr``, ``net_steps`` steps, compared draw by draw (``Sweep.against``) with
+the NTK's gradient flow at :math:`\\tau = \\eta T = 2\\cdot10^4` (``gradient_descent_mse``; not
+the KRR: modes with :math:`\\lambda\\tau/P \\lesssim 1` are not yet fitted, ``gd`` rel. dev.
+0.01% at P = 10 to 1.6% at P = 63); stability :math:`\\eta K(1) = 1.5 < 2`; train loss < 1e-4.
 
 Finite width (measured, d = 10, net minus flow on the same draws, 16-24 draws): two
 corrections, both vanishing as N grows: (i) the init NTK's fluctuation (~4.5/sqrt(N)
 entry-wise), positive: +1.0, +1.7, +3.3% at P = 10, 25, 63 (N = 256, ``gamma0`` = 1/16), +3.6,
 +5.2, +7.5% (N = 128); (ii) feature learning, negative, growing with the richness
-:math:`\gamma_0|y|/\sqrt{K(1)N}` (output x 1/gamma0, lr x gamma0^2: the same kernel dynamics;
+:math:`\\gamma_0|y|/\\sqrt{K(1)N}` (output x 1/gamma0, lr x gamma0^2: the same kernel dynamics;
 Chizat, Oyallon, Bach 2019, arXiv 1812.07956): P = 63: -9.5 +- 1.7% (N = 256, gamma0 = 1/4),
 -18% (N = 1024, gamma0 = 1); -57% at P = 158 (not lazy). Defaults N = 256, gamma0 = 1/8 (at
 P = 63 (i) and (ii) partly cancel), ``net_P_max = 70``: +0.9 +- 0.9, +1.1 +- 1.1, -1.0 +- 1.8%
