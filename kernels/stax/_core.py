@@ -307,9 +307,17 @@ class KernelFn:
         full = bool(self.layer.needs_full(not diagonal_spatial)) and a1.ndim > 2
         want_ntk = "ntk" in names
         n2 = a1.shape[0] if x2 is None else a2.shape[0]
-        sp = prod(a1.shape[1:-1]) ** (2 if full else 1)
-        check_output_size(a1.shape[0] * n2 * sp, 1 + want_ntk, max_gb)
         rows = tile_rows(a1.shape, full, jnp.dtype(dtype).itemsize)
+        # the returned kernel, or one tile's spatial kernels if larger (what the layers hold)
+        sp = prod(a1.shape[1:-1]) ** (2 if full else 1)
+        check_output_size(max(a1.shape[0] * n2 * self._pair_entries(a1.shape, full, want_ntk,
+                                                                     dtype),
+                              min(rows, a1.shape[0]) * min(rows, n2) * sp), 1 + want_ntk, max_gb)
+        if max_gb is not None and a1.shape[0] * n2 * sp > MAX_WORK:
+            raise ValueError(f"x1 ({a1.shape[0]} examples of spatial shape {a1.shape[1:-1]}) is "
+                             f"too large: {a1.shape[0] * n2 * sp:.3g} spatial kernel entries to "
+                             f"compute (> {MAX_WORK:.0e}, hours on a CPU); use fewer or smaller "
+                             "inputs, or pass max_gb=None to run it anyway")
         j1 = _device(x1, a1, dtype)
         j2 = None if x2 is None else _device(x2, a2, dtype)
         if a1.shape[0] * n2 > rows * rows:
@@ -317,6 +325,18 @@ class KernelFn:
         else:
             out = self._compiled(full, want_ntk, x2 is None)(j1, j2)
         return _format(_contract(out, tol, throw), get, names)
+
+    def _pair_entries(self, shape, full, want_ntk, dtype) -> int:
+        """Entries of the returned kernel per example pair: its spatial shape, read off the
+        traced program (no compute). A readout that pools returns one entry per pair however
+        large the intermediate spatial kernels; the tiles bound those."""
+        key = ("entries", tuple(shape[1:]), full, want_ntk, jnp.dtype(dtype).name)
+        if key not in self._cache:
+            x = jax.ShapeDtypeStruct((1,) + tuple(shape[1:]), dtype)
+            outs = jax.eval_shape(self.program(full, want_ntk, True), x, None)
+            outs = outs if isinstance(outs, list) else [outs]
+            self._cache[key] = sum(prod(o["nngp"].shape) for o in outs)
+        return self._cache[key]
 
     def _compiled(self, full, want_ntk, symmetric):
         key = (full, want_ntk, symmetric)
@@ -384,6 +404,9 @@ def jit(fn, **kwargs):
 #: entries of one tile's kernel (example pairs x spatial entries) in :func:`tiled`:
 #: 2**22 (32 MiB in float64) keeps a tile's temporaries in the last-level cache.
 TILE_ELEMENTS = 1 << 22
+#: refusal threshold for one call's work: example pairs x spatial entries per pair (the
+#: Myrtle-5 NTK of 1,792 8 x 8 digits is 1.3e10, a few minutes on 2 cores).
+MAX_WORK = 10**11
 
 
 def tile_rows(shape, full: bool, itemsize: int = 8, budget: int | None = None) -> int:

@@ -310,3 +310,18 @@ def test_init_fn_accepts_the_batch_placeholder():
         init(key, (3, 8, -1, 1))
     with pytest.raises(ValueError, match="input_shape"):
         init(key, (-2, 8, 8, 1))
+
+
+def test_size_check_counts_the_returned_kernel_and_one_tile_not_the_spatial_intermediates():
+    """A pooled readout returns one entry per example pair: 1,792 8 x 8 digits (the Myrtle
+    full preset) pass the 16 GiB check; unpooled, the same call returns 4,096 per pair and is
+    refused; 2,000 32 x 32 images are refused for their work (4e12 entries), not memory."""
+    _, _, pool = stax.serial(stax.Conv(4, (3, 3), padding="SAME"), stax.Relu(),
+                             stax.GlobalAvgPool(), stax.Dense(1))
+    _, _, spatial = stax.serial(stax.Conv(4, (3, 3), padding="SAME"), stax.Relu())
+    assert pool._pair_entries((5, 8, 8, 1), True, True, np.float64) == 1
+    assert spatial._pair_entries((5, 8, 8, 1), True, True, np.float64) == 8**4
+    with pytest.raises(ValueError, match="max_gb"):
+        spatial(np.zeros((1792, 8, 8, 1)), get="nngp")
+    with pytest.raises(ValueError, match="x1 .* too large"):
+        pool(np.zeros((2000, 32, 32, 3)), get="nngp")
