@@ -308,16 +308,7 @@ class KernelFn:
         want_ntk = "ntk" in names
         n2 = a1.shape[0] if x2 is None else a2.shape[0]
         rows = tile_rows(a1.shape, full, jnp.dtype(dtype).itemsize)
-        # the returned kernel, or one tile's spatial kernels if larger (what the layers hold)
-        sp = prod(a1.shape[1:-1]) ** (2 if full else 1)
-        check_output_size(max(a1.shape[0] * n2 * self._pair_entries(a1.shape, full, want_ntk,
-                                                                     dtype),
-                              min(rows, a1.shape[0]) * min(rows, n2) * sp), 1 + want_ntk, max_gb)
-        if max_gb is not None and a1.shape[0] * n2 * sp > MAX_WORK:
-            raise ValueError(f"x1 ({a1.shape[0]} examples of spatial shape {a1.shape[1:-1]}) is "
-                             f"too large: {a1.shape[0] * n2 * sp:.3g} spatial kernel entries to "
-                             f"compute (> {MAX_WORK:.0e}, hours on a CPU); use fewer or smaller "
-                             "inputs, or pass max_gb=None to run it anyway")
+        self._check_size(a1.shape, n2, full, want_ntk, dtype, rows, max_gb)
         j1 = _device(x1, a1, dtype)
         j2 = None if x2 is None else _device(x2, a2, dtype)
         if a1.shape[0] * n2 > rows * rows:
@@ -325,6 +316,19 @@ class KernelFn:
         else:
             out = self._compiled(full, want_ntk, x2 is None)(j1, j2)
         return _format(_contract(out, tol, throw), get, names)
+
+    def _check_size(self, shape, n2, full, want_ntk, dtype, rows, max_gb) -> None:
+        """Refuse up front a call whose returned kernel, or one tile's spatial kernels if
+        larger (what the layers hold), exceeds ``max_gb``, or whose work (example pairs x
+        spatial entries) exceeds :data:`MAX_WORK`; ``max_gb=None`` disables both."""
+        n1, sp = shape[0], prod(shape[1:-1]) ** (2 if full else 1)
+        check_output_size(max(n1 * n2 * self._pair_entries(shape, full, want_ntk, dtype),
+                              min(rows, n1) * min(rows, n2) * sp), 1 + want_ntk, max_gb)
+        if max_gb is not None and n1 * n2 * sp > MAX_WORK:
+            raise ValueError(f"x1 ({n1} examples of spatial shape {shape[1:-1]}) is too large: "
+                             f"{n1 * n2 * sp:.3g} spatial kernel entries to compute "
+                             f"(> {MAX_WORK:.0e}, hours on a CPU); use fewer or smaller inputs, "
+                             "or pass max_gb=None to run it anyway")
 
     def _pair_entries(self, shape, full, want_ntk, dtype) -> int:
         """Entries of the returned kernel per example pair: its spatial shape, read off the
