@@ -64,6 +64,16 @@ class Report:
     diagnostics: tuple[dict[str, Any], ...] = ()
 
 
+def variant_sets(key: tuple) -> tuple[tuple[str, str], ...]:
+    """The ``--set`` pairs of a key of :attr:`Experiment.variants`: ``(key, value)`` or a tuple
+    of such pairs.
+
+    >>> variant_sets(("model", "cnn")), variant_sets((("model", "cnn"), ("optimizer", "sgd")))
+    ((('model', 'cnn'),), (('model', 'cnn'), ('optimizer', 'sgd')))
+    """
+    return (key,) if isinstance(key[0], str) else tuple(key)
+
+
 class Experiment(abc.ABC):
     """Base class; see the module docstring for the call order."""
 
@@ -72,8 +82,9 @@ class Experiment(abc.ABC):
     config_type: ClassVar[type[ExperimentConfig]]
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {"quick": {}, "full": {}}
     #: presets of a variant chosen by ``--set key=value``: ``{(key, value): {preset: {...}}}``,
-    #: applied over the preset (e.g. coord-check's ``model=transformer`` sizes)
-    variants: ClassVar[Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]]] = {}
+    #: applied over the preset in this order (e.g. coord-check's ``model=transformer`` sizes);
+    #: a key ``((key, value), (key2, value2))`` applies when all its ``--set`` values are given
+    variants: ClassVar[Mapping[tuple, Mapping[str, Mapping[str, Any]]]] = {}
     #: set by the runner: called as ``progress(done, total, what)`` from inside a sweep point
     #: (e.g. per seed or per trained network), so long points are visibly alive.
     progress: ProgressFn | None = None
@@ -88,8 +99,8 @@ class Experiment(abc.ABC):
         if preset not in self.presets:
             raise ValueError(f"preset must be one of {sorted(self.presets)}, got {preset!r}")
         values = dict(self.presets[preset])
-        for (key, value), by_preset in self.variants.items():
-            if (overrides or {}).get(key) == value:
+        for sets, by_preset in self.variants.items():
+            if all((overrides or {}).get(key) == value for key, value in variant_sets(sets)):
                 values.update(by_preset.get(preset, {}))
         for key, text in (overrides or {}).items():
             values[key] = parse_field(self.config_type, key, text)

@@ -238,6 +238,7 @@ def _variant_lines(exp, rows: list[dict[str, str]]) -> list[str]:
     meaning of the field, and the preset values a value brings with it (``Experiment.variants``,
     e.g. coord-check's ``model=transformer`` sizes)."""
     from ._configio import _text
+    from ._experiment import variant_sets
 
     choice_rows = [r for r in rows if " | " in r.get("range", "")]
     if not choice_rows:
@@ -245,12 +246,13 @@ def _variant_lines(exp, rows: list[dict[str, str]]) -> list[str]:
     lines = ["", "variants (--set key=value):"]
     for r in choice_rows:
         lines.append(f"  {r['key']} = {r['range']}  (default {r['default']}): {r['meaning']}")
-        for (key, value), by_preset in exp.variants.items():
-            if key != r["key"]:
+        for sets, by_preset in exp.variants.items():
+            if (pairs := variant_sets(sets))[0][0] != r["key"]:  # listed under its first key
                 continue
             parts = [f"{preset}: " + " ".join(f"{k}={_text(v)}" for k, v in values.items())
                      for preset, values in by_preset.items() if values]
-            lines.append(f"    {key}={value} also sets  " + ";  ".join(parts))
+            lines.append(f"    {' '.join(f'{k}={v}' for k, v in pairs)} also sets  "
+                         + ";  ".join(parts))
     return lines
 
 

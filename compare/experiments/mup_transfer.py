@@ -9,7 +9,16 @@ step. ``depths`` after the first: muP transformers at the first width, 1/L or 1/
 (``sims/_transformer.py``). Transformer + SGD (``MupTransfer.sgd_transformer``): SGD leaves the
 context-free plateau (attention x value weights grown from random) after ~300 steps at D = 2,
 ~100 at D = 1 (width 32, muP, rate 1/2: log loss -0.89, -1.97, -2.43 at steps 0, 100, 200): so
-D = 1, 200 steps; SP's optima lie 4-7 log2 below muP's (32: -4.3, 128: -7.2; muP -0.6, -0.8)."""
+D = 1, 200 steps; SP's optima lie 4-7 log2 below muP's (32: -4.3, 128: -7.2; muP -0.6, -0.8).
+
+Transformer full presets (widths 64..1024, depths 2, 4, 8, 16), sized to ~1,500-2,000 CPU-s on
+2 cores. Measured CPU-s per step per ensemble member (muP, depth 2, load 4-6): width 256 0.015,
+512 0.065, 1024 0.206 at batch 32 (0.385 at 64, 0.118 at 16: linear in batch); depth 16 at width
+64 0.098; compiling a point 8-12 CPU-s (depth 16: ~32). Width 1024 is ~60 % of the cost, so
+batch 16 and few members: Adam 100 steps (as quick), SGD 150 (D = 1 leaves the plateau in ~100),
+2 seeds (the minimum; the bootstrap SE is coarse), grid step 1 log2 spanning the optima of the
+quick widths run at batch 16 (Adam: muP -4, SP -7.8, -10 at 32, 128, so SP ~ -13.5 at 1024; grid
+-15..-1; SGD, 150 steps: muP -1.4, -2.2, SP -6, -8, so SP ~ -11..-12 at 1024; grid -13..0)."""
 
 from __future__ import annotations
 
@@ -85,22 +94,21 @@ class MupTransfer(Experiment):
     config_type = MupTransferConfig
     presets = {"quick": {}, "full": {"widths": tuple(64 * 2**k for k in range(6)), "depths": (3,),
                "steps": 1000, "seeds": 3, "n_lr": 17, "log2_lr_min": -16.0, "log2_lr_max": 0.0}}
+    #: transformer full presets (module doc: the measured costs behind them)
     variants = {("model", "transformer"): {
         "quick": {"widths": (32, 128), "depths": (2, 8), "D": 2, "n_context": 4, "steps": 100,
                   "batch": 32, "n_test": 256, "seeds": 6, "log2_lr_max": 0.0, "n_lr": 13},
         "full": {"widths": (64, 128, 256, 512, 1024), "depths": (2, 4, 8, 16), "D": 2,
-                 "n_context": 4, "steps": 300, "seeds": 4, "n_lr": 15, "log2_lr_min": -14.0}},
+                 "n_context": 4, "steps": 100, "batch": 16, "n_test": 256, "seeds": 2,
+                 "n_lr": 15, "log2_lr_min": -15.0, "log2_lr_max": -1.0}},
         ("optimizer", "sgd"): {"quick": {"log2_lr_min": -6.0, "log2_lr_max": 4.0},
-                               "full": {"log2_lr_min": -8.0, "log2_lr_max": 4.0, "n_lr": 13}}}
-    #: ``model=transformer`` with ``optimizer=sgd``, over both variants (module doc: why)
-    sgd_transformer = {p: {"D": 1, "steps": 200, "seeds": 4, "log2_lr_max": 2.0, "log2_lr_min": lo,
-                           "n_lr": n} for p, lo, n in (("quick", -9.0, 12), ("full", -14.0, 17))}
-
-    def make_config(self, preset="quick", overrides=None):
-        cfg, sets = super().make_config(preset, overrides), overrides or {}
-        both = (sets.get("model"), sets.get("optimizer")) == ("transformer", "sgd")
-        return dataclasses.replace(cfg, **{k: v for k, v in self.sgd_transformer[preset].items()
-                                           if both and k not in sets})
+                               "full": {"log2_lr_min": -8.0, "log2_lr_max": 4.0, "n_lr": 13}},
+        # model=transformer with optimizer=sgd, over both variants (module doc: why)
+        (("model", "transformer"), ("optimizer", "sgd")): {
+            "quick": {"D": 1, "steps": 200, "seeds": 4, "log2_lr_min": -9.0,
+                      "log2_lr_max": 2.0, "n_lr": 12},
+            "full": {"D": 1, "steps": 150, "batch": 16, "seeds": 2, "log2_lr_min": -13.0,
+                     "log2_lr_max": 0.0, "n_lr": 14}}}
 
     def points(self, cfg):
         return ([{"param": p, "width": n, "depth": cfg.depths[0]} for p in PARAMS

@@ -21,6 +21,7 @@ def test_transformer_sgd_preset_and_overrides():
     the MLP's SGD preset nor the transformer's Adam preset changes."""
     exp = get_experiment("mup-transfer")
     cfg = exp.make_config("quick", SETS)
+    assert cfg.batch == 32  # the transformer variant's, under the combined one
     assert (cfg.D, cfg.steps, cfg.seeds, cfg.n_lr) == (1, 200, 4, 12)
     assert np.log2(cfg.lrs[0]) == -9 and np.log2(cfg.lrs[-1]) == 2
     assert np.allclose(np.diff(np.log2(cfg.lrs)), 1.0)  # one log2 unit per grid step
@@ -33,6 +34,12 @@ def test_transformer_sgd_preset_and_overrides():
     assert (adam.D, adam.steps, adam.seeds) == (2, 100, 6)
     full = exp.make_config("full", SETS)
     assert full.D == 1 and full.widths[-1] == 1024 and full.depths == (2, 4, 8, 16)
+    assert (full.steps, full.batch, full.seeds, full.n_lr) == (150, 16, 2, 14)
+    assert np.allclose(np.diff(np.log2(full.lrs)), 1.0) and full.lrs[-1] == 1.0
+    assert exp.make_config("full", {**SETS, "batch": "8"}).batch == 8  # --set still wins
+    full_adam = exp.make_config("full", {"model": "transformer"})
+    assert (full_adam.D, full_adam.steps, full_adam.batch, full_adam.n_lr) == (2, 100, 16, 15)
+    assert np.allclose(np.diff(np.log2(full_adam.lrs)), 1.0)
     with pytest.raises(ValueError, match="preset"):
         exp.make_config("huge", SETS)
 
@@ -64,3 +71,17 @@ def test_transformer_sgd_quick_preset_passes(tmp_path):
     assert m["sp optimum slope per doubling"] < -0.5, m  # predicted -1
     assert res.report.passed is True
     assert {r["depth"] for r in res.report.table} == {2, 8}
+
+
+def test_show_lists_the_combined_transformer_sgd_variant():
+    """``theorysim show mup-transfer`` lists the two-key variant (model=transformer with
+    optimizer=sgd) with its preset values, under its first key."""
+    from theorysim.compare.cli import _variant_lines
+
+    exp = get_experiment("mup-transfer")
+    lines = _variant_lines(exp, exp.describe())
+    both = [ln for ln in lines if "model=transformer optimizer=sgd also sets" in ln]
+    assert len(both) == 1 and "full: D=1 steps=150 batch=16" in both[0], lines
+    model_at = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("model ="))
+    opt_at = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("optimizer ="))
+    assert model_at < lines.index(both[0]) < opt_at
