@@ -54,6 +54,14 @@ layer's gradient ~100x slower than the same jitted step called from Python: widt
 the jitted gradient alone (measured 2026-12-07 under load 3-5); a transformer's dots show no
 such loss. So on CPU a conv layer is computed as im2col: patches from pads and strided slices
 times the reshaped kernel (one dot, loop-friendly): 0.15 CPU-s per step in the same loop.
+
+**vmap and the input layer.** The first conv layer is im2col on every backend. Its input (the
+data) is the same for all ensemble members, so under the engine's ``vmap`` strategy (the GPU
+default) the per-example Jacobian of the ``ntk`` observable has a weight-gradient conv that is
+grouped over examples with an unbatched input; JAX's conv batching rule (jax 0.10, with the
+ensemble mesh's sharding on the conv) raises ``NotImplementedError`` for exactly that case.
+With ``C_in k^2`` features (9 for digits) im2col costs the first layer nothing; deeper layers see
+member-dependent inputs and keep ``lax.conv`` off CPU.
 """
 
 from __future__ import annotations
@@ -218,9 +226,10 @@ class ScaledConv(nnx.Module):
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: str,
                  scale: LayerScale, *, bias: bool, b_std: float | None, rngs: nnx.Rngs,
-                 dtype=jnp.float32):
+                 dtype=jnp.float32, im2col: bool = False):
         self.scale = scale
         self.stride, self.padding = stride, padding
+        self.im2col = im2col
         self.kernel = nnx.Param(
             scale.init_std * jax.random.normal(rngs.params(), (kernel, kernel, c_in, c_out), dtype))
         self.b_mult = 1.0 if b_std is None else float(b_std)
@@ -231,7 +240,7 @@ class ScaledConv(nnx.Module):
 
     def __call__(self, z):
         w = self.kernel[...]
-        if jax.default_backend() == "cpu":  # im2col: see "Speed on CPU" in the module doc
+        if self.im2col or _on_cpu():  # module doc: "Speed on CPU", "vmap and the input layer"
             k = w.shape[0]
             out = _patches(z, k, self.stride, self.padding) @ w.reshape(k * k * w.shape[2], -1)
         else:
@@ -241,6 +250,10 @@ class ScaledConv(nnx.Module):
         if self.bias is not None:
             out = out + self.b_mult * self.bias[...]
         return out
+
+
+def _on_cpu() -> bool:
+    return jax.default_backend() == "cpu"
 
 
 def _patches(z, k: int, stride: int, padding: str):
@@ -292,7 +305,7 @@ class CNN(nnx.Module):
             sc = layer_scale(p, kind, c_prev * k * k, n)
             sc = dataclasses.replace(sc, multiplier=sc.multiplier * cfg.w_std)
             convs.append(ScaledConv(c_prev, n, k, s, pad, sc, bias=cfg.bias, b_std=cfg.b_std,
-                                    rngs=rngs, dtype=dtype))
+                                    rngs=rngs, dtype=dtype, im2col=i == 0))
             c_prev = n
         self.convs = nnx.List(convs)
         d_o = cfg.readout_fan_in()

@@ -118,6 +118,28 @@ def test_same_seed_twice_identical():
     assert not np.array_equal(a.records["loss"][0], a.records["loss"][1])  # seeds differ
 
 
+def test_vmap_ensemble_ntk_off_cpu_equals_map(monkeypatch):
+    """Off CPU (lax.conv in the hidden layers; simulated by patching the backend test), the
+    ``vmap`` strategy (the GPU default) with the ``ntk`` observable: JAX's conv batching rule
+    raised NotImplementedError for the input layer's per-example weight gradient (data shared
+    by all members) until the input layer became im2col on every backend. Equal to ``map``."""
+    from theorysim.sims import _cnn
+
+    monkeypatch.setattr(_cnn, "_on_cpu", lambda: False)
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((6, 6, 6, 1)), rng.standard_normal(6)
+    cfg = _cfg(8, "ntk", input_shape=(6, 6, 1), depth=3, strides=(1, 2, 1),
+               padding=("SAME", "VALID", "SAME"),
+               activation="relu", centre=True)
+    tc = TrainConfig(steps=2, lr=0.1, record_steps=(0, 2), observables=("outputs", "ntk"))
+    run = {s: train(cfg, tc, x=x, y=y, probe_x=x, ensemble=EnsembleSpec(seeds=(0, 1),
+                                                                         strategy=s))
+           for s in ("vmap", "map")}
+    assert run["vmap"].records["ntk"].shape == (2, 2, 6, 6)
+    for k in ("outputs", "ntk"):
+        assert_allclose(run["vmap"].records[k], run["map"].records[k], rtol=1e-5, atol=1e-6)
+
+
 def test_ntk_preset_matches_stax_by_monte_carlo():
     """An ntk-preset CNN (W_std, b_std) at width 64: the mean over 96 seeds of f f^T and of the
     empirical NTK match kernels.stax's NNGP and NTK within 4 standard errors."""
