@@ -121,19 +121,50 @@ def layer_observables(model, x, gamma0, lr_scales, want: set[str]) -> dict[str, 
     return out
 
 
-def generic_ntk(apply, params, x, lr_scale_tree, gamma0_factor) -> jax.Array:
-    """Empirical NTK (P, P) of any ``apply(params, x) -> (P, C)`` from per-example gradients.
+def generic_ntk(apply, params, x, lr_scale_tree, gamma0_factor,
+                max_jac_bytes: int = 2**30) -> jax.Array:
+    r"""Empirical NTK (P, P) of any ``apply(params, x) -> (P, C)`` from per-example gradients.
 
-    Memory grows like P * C * (number of parameters): meant for small models.
+    :math:`K = \sum_\ell c_\ell J_\ell J_\ell^\top / C`. The Jacobian of all P probes takes
+    P * C * (number of parameters) floats (and XLA holds ~3 copies). When it exceeds
+    ``max_jac_bytes`` the probes are split into chunks of at most that size and the blocks
+    :math:`J_a J_b^\top` are built one after another under ``lax.map`` (chunk a's Jacobian
+    once per row of blocks, chunk b's once per block: ``P (n + 1)`` per-example gradients
+    instead of P for n chunks), so memory stays near two chunks' Jacobians. Same numbers up to
+    float rounding. A width-2048, depth-2 CNN (37.7M parameters, 151 MB per probe) on 24 probes:
+    ~12 GB unchunked; chunks of 3 probes: 3.2 GB peak, 88 CPU-s (2026-12-07, load 8).
     """
     def f_single(p, xi):
         return apply(p, xi[None])[0]
 
-    jac = jax.vmap(lambda xi: jax.jacrev(f_single)(params, xi))(x)  # leaves (P, C, *shape)
-    kern = 0.0
-    for j, c in zip(jax.tree.leaves(jac), jax.tree.leaves(lr_scale_tree), strict=True):
-        j2 = j.reshape(j.shape[0], j.shape[1], -1)
-        kern = kern + c * jnp.einsum("pci,qci->pq", j2, j2) / j2.shape[1]
+    def jac(xs):
+        return jax.vmap(lambda xi: jax.jacrev(f_single)(params, xi))(xs)  # (P, C, *shape)
+
+    def gram(ja, jb):
+        kern = 0.0
+        for a, b, c in zip(jax.tree.leaves(ja), jax.tree.leaves(jb),
+                           jax.tree.leaves(lr_scale_tree), strict=True):
+            a2, b2 = a.reshape(a.shape[0], a.shape[1], -1), b.reshape(b.shape[0], b.shape[1], -1)
+            kern = kern + c * jnp.einsum("pci,qci->pq", a2, b2) / a2.shape[1]
+        return kern
+
+    p_count = x.shape[0]
+    out_c = jax.eval_shape(lambda xi: f_single(params, xi), x[0]).shape[0]
+    per_probe = out_c * sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(params))
+    chunk = max(1, int(max_jac_bytes // max(per_probe, 1)))
+    if chunk >= p_count:
+        j = jac(x)
+        return gamma0_factor * gram(j, j)
+    n = -(-p_count // chunk)
+    xs = jnp.concatenate([x, jnp.repeat(x[:1], n * chunk - p_count, axis=0)])
+    xs = xs.reshape(n, chunk, *x.shape[1:])
+
+    def row(xa):
+        ja = jac(xa)
+        return jax.lax.map(lambda xb: gram(ja, jac(xb)), xs)  # (n, chunk, chunk)
+
+    blocks = jax.lax.map(row, xs)  # (n_a, n_b, chunk, chunk)
+    kern = blocks.transpose(0, 2, 1, 3).reshape(n * chunk, n * chunk)[:p_count, :p_count]
     return gamma0_factor * kern
 
 

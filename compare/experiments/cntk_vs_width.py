@@ -19,20 +19,23 @@ The rate is ``lr_frac`` of the stability edge :math:`2P/\lambda_{\max}(\Theta)`;
 discrete GD and the flow on the CNTK itself (linearised, computed exactly) is reported and must
 stay below a quarter of the smallest measured prediction deviation, so it cannot bend the fit.
 
-**Full preset** (widths 64..2048, depth 2): chosen to run in ~1,300 CPU-s on 2 cores (the old
+**Full preset** (widths 64..2048, depth 2): chosen to run in ~1,700 CPU-s on 2 cores (the old
 one, P = 64, 400 steps at ``lr_frac`` 0.01, 8 seeds, was ~56,000 CPU-s). Measured 2026-12-07
 under load 7-11: at width 2048 (conv 2048 -> 2048 x 3 x 3, 37.7M parameters) with 16 training
-images a GD step costs ~2 CPU-s and one ``ntk`` observable on 32 probe images ~36 CPU-s and
-15.8 GB peak (the per-example Jacobian, ~3 copies of P x 37.7M floats), so the probe set, not
-the steps, sets cost and memory: ``n_train`` 16, ``n_test`` 8 (24 probes, ~12 GB). The flow
-prediction depends on :math:`t = \eta\,\text{steps}` only, so ``lr_frac`` 0.2 x 20 steps keeps
-the old :math:`t` (0.01 x 400) at 1/20 of the steps. The exact discrete-vs-flow gap on the
-CNTK (P = 16, 8 test images, depth 2) is 1.3e-3 there (2.6e-3 at 0.4 x 10; with 16 test
-images 7.5e-4 at 0.1 x 40, 1.5e-3 at 0.2 x 20). The smallest prediction deviation is expected
-near 0.03 at width 2048 (0.066 at width 512 in a 4-seed trial), four times 1.3e-3 is 5e-3.
-The relative kernel deviation of one network is dominated by one mode (the kernel's overall
-scale), so its spread over seeds is ~folded-normal (relative SD ~0.6-0.8, measured): 10 seeds
-give an estimated exponent SE near 0.08 over 64..2048.
+images a GD step costs ~2 CPU-s, and one ``ntk`` observable (recorded at init and at the end)
+on 32 probe images took ~36 CPU-s at 15.8 GB peak in one Jacobian (~3 copies of P x 37.7M
+floats), which does not fit beside the other jobs of a shared 23 GB machine; on 24 probes in
+chunks of 3 (``sims._observe.generic_ntk``) it took 88 CPU-s at 3.2 GB. So the probe set, not the
+steps, sets cost and memory: ``n_train`` 16, ``n_test`` 8 (24 probes; 1 GiB chunks of 7 probes,
+estimated ~57 CPU-s, ~5 GB), 8 seeds. The flow prediction depends on
+:math:`t = \eta\,\text{steps}` only, so ``lr_frac`` 0.2 x 20 steps keeps the old :math:`t`
+(0.01 x 400) at 1/20 of the steps. The exact discrete-vs-flow gap on the CNTK (P = 16, 8 test
+images, depth 2) is 1.3e-3 there (2.6e-3 at 0.4 x 10; with 16 test images 7.5e-4 at 0.1 x 40,
+1.5e-3 at 0.2 x 20). The smallest prediction deviation is expected near 0.03 at width 2048
+(0.066 at width 512 in a 4-seed trial); four times 1.3e-3 is 5e-3. The relative kernel
+deviation of one network is dominated by one mode (the kernel's overall scale), so its spread
+over seeds is ~folded-normal (relative SD ~0.6-0.8, measured): 8 seeds give an estimated
+exponent SE near 0.09 over 64..2048.
 """
 
 from __future__ import annotations
@@ -116,7 +119,7 @@ class CNTKVsWidth(Sweep):
     summary = "wide ntk CNNs: empirical NTK and GD predictions converge to kernels.stax's CNTK"
     config_type = CNTKConfig
     presets = {"quick": {}, "full": {"widths": (64, 128, 256, 512, 1024, 2048), "depth": 2,
-                                     "seeds": 10, "steps": 20, "lr_frac": 0.2, "n_train": 16,
+                                     "seeds": 8, "steps": 20, "lr_frac": 0.2, "n_train": 16,
                                      "n_test": 8}}  # why these values: module doc, "Full preset"
     dims, compared, line = ("width",), ("ntk_mean",), None
     heading = "CNTK vs width: depth-{depth} ntk CNN on digits, P={n_train}, {steps} GD steps"
