@@ -122,7 +122,7 @@ def layer_observables(model, x, gamma0, lr_scales, want: set[str]) -> dict[str, 
 
 
 def generic_ntk(apply, params, x, lr_scale_tree, gamma0_factor,
-                max_jac_bytes: int = 2**30) -> jax.Array:
+                max_jac_bytes: int = 2**29) -> jax.Array:
     r"""Empirical NTK (P, P) of any ``apply(params, x) -> (P, C)`` from per-example gradients.
 
     :math:`K = \sum_\ell c_\ell J_\ell J_\ell^\top / C`. The Jacobian of all P probes takes
@@ -132,7 +132,9 @@ def generic_ntk(apply, params, x, lr_scale_tree, gamma0_factor,
     once per row of blocks, chunk b's once per block: ``P (n + 1)`` per-example gradients
     instead of P for n chunks), so memory stays near two chunks' Jacobians. Same numbers up to
     float rounding. A width-2048, depth-2 CNN (37.7M parameters, 151 MB per probe) on 24 probes:
-    ~12 GB unchunked; chunks of 3 probes: 3.2 GB peak, 88 CPU-s (2026-12-07, load 8).
+    ~12 GB unchunked; chunks of 3 probes (the default 512 MiB): 3.2 GB peak, 88 CPU-s; 1 GiB
+    chunks of 7 probes: ~10 GB process peak, which a shared 23 GB machine did not hold
+    (2026-12-07, load 8).
     """
     def f_single(p, xi):
         return apply(p, xi[None])[0]

@@ -19,15 +19,15 @@ The rate is ``lr_frac`` of the stability edge :math:`2P/\lambda_{\max}(\Theta)`;
 discrete GD and the flow on the CNTK itself (linearised, computed exactly) is reported and must
 stay below a quarter of the smallest measured prediction deviation, so it cannot bend the fit.
 
-**Full preset** (widths 64..2048, depth 2): chosen to run in ~1,700 CPU-s on 2 cores (the old
+**Full preset** (widths 64..2048, depth 2): chosen to run in ~2,000 CPU-s on 2 cores (the old
 one, P = 64, 400 steps at ``lr_frac`` 0.01, 8 seeds, was ~56,000 CPU-s). Measured 2026-12-07
 under load 7-11: at width 2048 (conv 2048 -> 2048 x 3 x 3, 37.7M parameters) with 16 training
 images a GD step costs ~2 CPU-s, and one ``ntk`` observable (recorded at init and at the end)
 on 32 probe images took ~36 CPU-s at 15.8 GB peak in one Jacobian (~3 copies of P x 37.7M
 floats), which does not fit beside the other jobs of a shared 23 GB machine; on 24 probes in
 chunks of 3 (``sims._observe.generic_ntk``) it took 88 CPU-s at 3.2 GB. So the probe set, not the
-steps, sets cost and memory: ``n_train`` 16, ``n_test`` 8 (24 probes; 1 GiB chunks of 7 probes,
-estimated ~57 CPU-s, ~5 GB), 8 seeds. The flow prediction depends on
+steps, sets cost and memory: ``n_train`` 16, ``n_test`` 8 (24 probes in the default 512 MiB
+chunks of 3; 1 GiB chunks of 7 peaked near 10 GB), 8 seeds. The flow prediction depends on
 :math:`t = \eta\,\text{steps}` only, so ``lr_frac`` 0.2 x 20 steps keeps the old :math:`t`
 (0.01 x 400) at 1/20 of the steps. The exact discrete-vs-flow gap on the CNTK (P = 16, 8 test
 images, depth 2) is 1.3e-3 there (2.6e-3 at 0.4 x 10; with 16 test images 7.5e-4 at 0.1 x 40,
