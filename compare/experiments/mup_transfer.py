@@ -87,6 +87,24 @@ def _metrics(cfg, opt) -> dict[str, float]:  # optimum range, slope over widths;
     return m
 
 
+def _lrs_per_program(cfg, point, max_bytes: float = 3 * 2**30) -> int:
+    """Rates per compiled ensemble, so that one program's member states stay under
+    ``max_bytes``: a transformer member holds ~8 float32 copies of its (4 + 2 mlp_ratio) N^2 L
+    block weights (parameters, gradients, Adam moments, the map loop's buffers; measured 11.4 GB
+    resident for 30 Adam members at N = 1024, L = 2: the OOM kill that set this bound). Members
+    are keyed by seed alone, so the chunks give the same numbers as one program.
+
+    >>> cfg = MupTransferConfig(model="transformer", seeds=2, n_lr=15, widths=(64, 1024))
+    >>> _lrs_per_program(cfg, {"width": 1024, "depth": 2}), _lrs_per_program(
+    ...     cfg, {"width": 64, "depth": 2})
+    (4, 15)
+    """
+    if cfg.model != "transformer":
+        return cfg.n_lr
+    member = 8 * 4 * (4 + 2 * cfg.mlp_ratio) * point["width"] ** 2 * point["depth"]
+    return int(np.clip(max_bytes // (member * cfg.seeds), 1, cfg.n_lr))
+
+
 @register
 class MupTransfer(Experiment):
     name = "mup-transfer"
@@ -122,9 +140,11 @@ class MupTransfer(Experiment):
         model = model_for(cfg.model, task, point["width"], point["depth"], point["param"], **kw)
         tc = TrainConfig(steps=cfg.steps, lr=1.0, optimizer=cfg.optimizer, batch_size=cfg.batch,
                          record_steps=(0, cfg.steps), observables=("test_loss",))
-        ens = EnsembleSpec(seeds=tuple(range(cfg.seed, cfg.seed + cfg.seeds)), lrs=cfg.lrs)
-        loss = train(model, tc, sampler=task, x_test=xt, y_test=yt, ensemble=ens).to_xarray()[
-            "test_loss"].isel(gamma0=0, step=-1, drop=True)
+        seeds, k = tuple(range(cfg.seed, cfg.seed + cfg.seeds)), _lrs_per_program(cfg, point)
+        loss = xr.concat([train(model, tc, sampler=task, x_test=xt, y_test=yt,
+                                ensemble=EnsembleSpec(seeds=seeds, lrs=cfg.lrs[i:i + k]))
+                          .to_xarray()["test_loss"].isel(gamma0=0, step=-1, drop=True)
+                          for i in range(0, cfg.n_lr, k)], "lr")
         loss = loss.assign_coords(seed=np.arange(cfg.seeds), lr=list(cfg.lrs))
         return xr.Dataset({"final_loss": loss.expand_dims(param=[point["param"]], depth=[
             point["depth"]]).transpose("param", "width", "depth", "seed", "lr").astype(float)})

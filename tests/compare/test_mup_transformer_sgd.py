@@ -85,3 +85,21 @@ def test_show_lists_the_combined_transformer_sgd_variant():
     model_at = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("model ="))
     opt_at = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("optimizer ="))
     assert model_at < lines.index(both[0]) < opt_at
+
+
+def test_rate_chunks_give_the_same_losses_as_one_program(monkeypatch):
+    """``simulate`` splits the rate grid into several compiled ensembles when one would not fit
+    in memory (``_lrs_per_program``; an OOM kill at width 1024): members are keyed by seed, so
+    one rate per program gives the very numbers of the whole grid in one program. ~15 s."""
+    from theorysim.compare.experiments import mup_transfer
+
+    exp = get_experiment("mup-transfer")
+    cfg = exp.make_config("quick", {**SETS, "steps": "5", "seeds": "2", "n_lr": "3"})
+    point = {"param": "mup", "width": 16, "depth": 1}
+    assert mup_transfer._lrs_per_program(cfg, point) == 3
+    whole = exp.simulate(cfg, point)["final_loss"].values
+    monkeypatch.setattr(mup_transfer, "_lrs_per_program", lambda cfg, point: 1)
+    chunked = exp.simulate(cfg, point)["final_loss"]
+    assert chunked.sizes["lr"] == 3 and np.isfinite(whole).all()
+    np.testing.assert_array_equal(chunked.values, whole)
+    assert np.allclose(np.log2(chunked["lr"].values), np.log2(cfg.lrs))
