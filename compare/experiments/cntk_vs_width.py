@@ -35,7 +35,10 @@ images, depth 2) is 1.3e-3 there (2.6e-3 at 0.4 x 10; with 16 test images 7.5e-4
 (0.066 at width 512 in a 4-seed trial); four times 1.3e-3 is 5e-3. The relative kernel
 deviation of one network is dominated by one mode (the kernel's overall scale), so its spread
 over seeds is ~folded-normal (relative SD ~0.6-0.8, measured): 8 seeds give an estimated
-exponent SE near 0.09 over 64..2048.
+exponent SE near 0.09 over 64..2048. Run once (2026-12-07, commit 986db09, load 4-9): PASSED,
+kernel exponent 0.547 +- 0.080, prediction exponent 0.538 +- 0.037, kernel motion 0.82 (the
+O(1/N) rate of dNTK/dt of Dyer & Gur-Ari, arXiv 1909.11304, with O(N^-1/2) noise), gap 1.3e-3
+against a smallest deviation of 0.052; ~2,000 CPU-s (width 2048: 1,770), 7.6 GB peak.
 """
 
 from __future__ import annotations
