@@ -18,7 +18,17 @@ Transformer full presets (widths 64..1024, depths 2, 4, 8, 16), sized to ~1,500-
 batch 16 and few members: Adam 100 steps (as quick), SGD 150 (D = 1 leaves the plateau in ~100),
 2 seeds (the minimum; the bootstrap SE is coarse), grid step 1 log2 spanning the optima of the
 quick widths run at batch 16 (Adam: muP -4, SP -7.8, -10 at 32, 128, so SP ~ -13.5 at 1024; grid
--15..-1; SGD, 150 steps: muP -1.4, -2.2, SP -6, -8, so SP ~ -11..-12 at 1024; grid -13..0)."""
+-15..-1; SGD, 150 steps: muP -1.4, -2.2, SP -6, -8, so SP ~ -11..-12 at 1024; grid -13..0).
+Run once (2026-12-07, load 4-9), both FAILED, not from the transfer itself: Adam (1,473 CPU-s)
+has SP's optimum at width 1024 on the grid's floor 2^-15 (SP slope -1.55 per doubling, steeper
+than the two quick widths' -1.1); muP's range 1.0 over widths and depths. SGD (1,582 CPU-s):
+muP's range 1.17 +- 0.41 > 1, because at 150 steps of batch 16 muP barely leaves the
+context-free plateau (best mean log loss -1.3..-1.8 against the plateau's -0.93; one seed of two
+stays near it at widths 128-1024), so the "optimum" is the fastest-escaping rate near the
+stability edge, at the grid's top 2^0 for widths 512, 1024. SP at width 1024 below the floor
+(2 seeds): mean log loss -1.40, -1.50, -1.40, -1.20 at 2^-14, -15, -16, -17, so its optimum is
+2^-15.0, one step inside a floor of 2^-16; the Adam floor is now 2^-17 (17 rates, ~1,670 CPU-s;
+not yet run in full). SGD needs more steps, batch 32, top 2^2 and >= 4 seeds (not yet run)."""
 
 from __future__ import annotations
 
@@ -118,7 +128,7 @@ class MupTransfer(Experiment):
                   "batch": 32, "n_test": 256, "seeds": 6, "log2_lr_max": 0.0, "n_lr": 13},
         "full": {"widths": (64, 128, 256, 512, 1024), "depths": (2, 4, 8, 16), "D": 2,
                  "n_context": 4, "steps": 100, "batch": 16, "n_test": 256, "seeds": 2,
-                 "n_lr": 15, "log2_lr_min": -15.0, "log2_lr_max": -1.0}},
+                 "n_lr": 17, "log2_lr_min": -17.0, "log2_lr_max": -1.0}},  # run: -15 (doc)
         ("optimizer", "sgd"): {"quick": {"log2_lr_min": -6.0, "log2_lr_max": 4.0},
                                "full": {"log2_lr_min": -8.0, "log2_lr_max": 4.0, "n_lr": 13}},
         # model=transformer with optimizer=sgd, over both variants (module doc: why)

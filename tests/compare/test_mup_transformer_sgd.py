@@ -38,8 +38,9 @@ def test_transformer_sgd_preset_and_overrides():
     assert np.allclose(np.diff(np.log2(full.lrs)), 1.0) and full.lrs[-1] == 1.0
     assert exp.make_config("full", {**SETS, "batch": "8"}).batch == 8  # --set still wins
     full_adam = exp.make_config("full", {"model": "transformer"})
-    assert (full_adam.D, full_adam.steps, full_adam.batch, full_adam.n_lr) == (2, 100, 16, 15)
+    assert (full_adam.D, full_adam.steps, full_adam.batch, full_adam.n_lr) == (2, 100, 16, 17)
     assert np.allclose(np.diff(np.log2(full_adam.lrs)), 1.0)
+    assert full_adam.log2_lr_min == -17  # SP's optimum at width 1024 is 2^-15 (module doc)
     with pytest.raises(ValueError, match="preset"):
         exp.make_config("huge", SETS)
 
