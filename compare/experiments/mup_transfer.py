@@ -19,9 +19,10 @@ batch 16 and few members: Adam 100 steps (as quick), SGD 150 (D = 1 leaves the p
 2 seeds (the minimum; the bootstrap SE is coarse), grid step 1 log2 spanning the optima of the
 quick widths run at batch 16 (Adam: muP -4, SP -7.8, -10 at 32, 128, so SP ~ -13.5 at 1024; grid
 -15..-1; SGD, 150 steps: muP -1.4, -2.2, SP -6, -8, so SP ~ -11..-12 at 1024; grid -13..0).
-Run once (2026-12-07, load 4-9), both FAILED, not from the transfer itself: Adam (1,473 CPU-s)
-has SP's optimum at width 1024 on the grid's floor 2^-15 (SP slope -1.55 per doubling, steeper
-than the two quick widths' -1.1); muP's range 1.0 over widths and depths. SGD (1,582 CPU-s):
+Run once (2026-12-07, load 4-9), both FAILED, not from the transfer itself: Adam (2,070
+CPU-s: 597 until an OOM kill, 1,473 resumed) has SP's optimum at width 1024 on the grid's
+floor 2^-15 (SP slope -1.55 per doubling, steeper than the two quick widths' -1.1); muP's range
+1.0 over widths and depths. SGD (1,582 CPU-s):
 muP's range 1.17 +- 0.41 > 1, because at 150 steps of batch 16 muP barely leaves the
 context-free plateau (best mean log loss -1.3..-1.8 against the plateau's -0.93; one seed of two
 stays near it at widths 128-1024), so the "optimum" is the fastest-escaping rate near the
