@@ -26,9 +26,9 @@ floor 2^-15 (SP slope -1.55 per doubling, steeper than the two quick widths' -1.
 muP's range 1.17 +- 0.41 > 1, because at 150 steps of batch 16 muP barely leaves the
 context-free plateau (best mean log loss -1.3..-1.8 against the plateau's -0.93; one seed of two
 stays near it at widths 128-1024), so the "optimum" is the fastest-escaping rate near the
-stability edge, at the grid's top 2^0 for widths 512, 1024. SP at width 1024 below the floor
-(2 seeds): mean log loss -1.40, -1.50, -1.40, -1.20 at 2^-14, -15, -16, -17, so its optimum is
-2^-15.0, one step inside a floor of 2^-16; the Adam floor is now 2^-17 (17 rates, ~1,670 CPU-s;
+stability edge, at the grid's top 2^0 for widths 512, 1024. Adam, SP, width 1024, below the
+floor (2 seeds): mean log loss -1.40, -1.50, -1.40, -1.20 at 2^-14, -15, -16, -17, so its optimum is
+2^-15.0, one step inside a floor of 2^-16; the Adam floor is now 2^-17 (17 rates, ~2,100 CPU-s;
 not yet run in full). SGD needs more steps, batch 32, top 2^2 and >= 4 seeds (not yet run)."""
 
 from __future__ import annotations
