@@ -81,7 +81,8 @@ def test_list_names_the_experiments():
         (["run", "scaling-law-dynamics", "--set", "widths=64,32"], "strictly increasing"),
         (["run", "--executor", "local", "--jobs", "-1"], "jobs must be an integer >= 1"),
         # session 7: absurd finite floats were refused inside every simulated point (exit 1)
-        (["run", "ntk-learning-curve", "--set", "ridge=1e300"], "ridge must be in (0.0, 1000000000.0], got 1e+300"),
+        (["run", "ntk-learning-curve", "--set", "ridge=1e300"],
+         "ridge must be in (0.0, 1000000000.0], got 1e+300"),
         (["run", "--set", "noise=1e30"], "noise must be in [0.0, 1000000000.0]"),
         (["run", "ntk-learning-curve", "--set", "net_lr=-inf"], "net_lr must be finite"),
     ],
