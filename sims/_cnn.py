@@ -58,8 +58,8 @@ times the reshaped kernel (one dot, loop-friendly): 0.15 CPU-s per step in the s
 **vmap and the input layer.** The first conv layer is im2col on every backend. Its input (the
 data) is the same for all ensemble members, so under the engine's ``vmap`` strategy (the GPU
 default) the per-example Jacobian of the ``ntk`` observable has a weight-gradient conv that is
-grouped over examples with an unbatched input; JAX's conv batching rule (jax 0.10, with the
-ensemble mesh's sharding on the conv) raises ``NotImplementedError`` for exactly that case.
+grouped over examples with an unbatched input; JAX's conv batching rule (jax 0.10.2) raises
+``NotImplementedError`` for exactly that case inside the engine.
 With ``C_in k^2`` features (9 for digits) im2col costs the first layer nothing; deeper layers see
 member-dependent inputs and keep ``lax.conv`` off CPU.
 """

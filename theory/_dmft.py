@@ -301,15 +301,13 @@ def dmft_core(phi0, y, t, gamma0, damping, tol, key, *, depth: int, n_train: int
                           for a, b in zip(new, state, strict=True)])
 
     def body(carry):
-        state, res, it, _, acc, hist, parts = carry
+        state, res, it, _, acc = carry
         new, chunk_out, _ = update(state)
-        part = residual_parts(new, state)
+        r = jnp.max(residual_parts(new, state))
         state = tuple((1 - damping) * b + damping * a for a, b in zip(new, state, strict=True))
         w = (it >= max_iter - n_avg).astype(dtype)
         acc = tuple(s + w * a for s, a in zip(acc, state, strict=True))
-        hist = hist.at[it].set(y[None, :] - new[4][:, :n_train])
-        return (state, res.at[it].set(jnp.max(part)), it + 1, chunk_out, acc, hist,
-                parts.at[it].set(part))
+        return state, res.at[it].set(r), it + 1, chunk_out, acc
 
     def cond(carry):
         res, it = carry[1], carry[2]
@@ -323,21 +321,19 @@ def dmft_core(phi0, y, t, gamma0, damping, tol, key, *, depth: int, n_train: int
     chunk0 = (jnp.zeros((n_chunks, T1, n_all, n_all), dtype),
               jnp.zeros((n_chunks, T1, n_all), dtype))
     acc0 = tuple(jnp.zeros_like(a) for a in state0)
-    hist0 = jnp.full((max_iter, T1, n_train), jnp.nan, dtype)
-    parts0 = jnp.full((max_iter, len(state0)), jnp.nan, dtype)
-    state, res, it, chunk_out, acc, hist, parts = jax.lax.while_loop(
-        cond, body, (state0, res0, 0, chunk0, acc0, hist0, parts0))
+    state, res, it, chunk_out, acc = jax.lax.while_loop(
+        cond, body, (state0, res0, 0, chunk0, acc0))
     averaged = (n_avg > 0) & (it == max_iter) & (res[max_iter - 1] > tol)
     state = tuple(jnp.where(averaged, a / max(n_avg, 1), s) for a, s in zip(acc, state,
                                                                             strict=True))
     # the residual of the returned state itself: |F(x) - x| (one more map evaluation)
     new, _, floor = update(state)
-    final_part = residual_parts(new, state)
+    final = jnp.max(residual_parts(new, state))
     ntk = ntk_from_kernels([Phi0, *[state[0][i] for i in range(L)]],
                            [*[state[1][i] for i in range(L)], ones], T1, n_all)
     d, fte = error_dynamics(ntk, y, t, n_train, *(() if lazy else (state[4], state[5])))
     return (d, fte, ntk, state[0], state[1], res, it, chunk_out,
-            dict(hist=hist, parts=parts, final_parts=final_part, averaged=averaged, floor=floor))
+            dict(final=final, averaged=averaged, floor=floor))
 
 
 def _chunk_sum(fn, n_chunks: int):
@@ -571,8 +567,7 @@ def dmft(
             res = np.asarray(res[:it])
             # the residual of the returned state: the last iteration's change, or (averaged
             # after a stall) the change one more map evaluation makes to the average
-            final = (float(np.max(np.asarray(extra["final_parts"])))
-                     if bool(extra["averaged"]) else float(res[-1]))
+            final = float(extra["final"]) if bool(extra["averaged"]) else float(res[-1])
             # a stall below the Monte-Carlo error of the kernels is as converged as this
             # sample set allows (linear: the statistics are exact, no floor)
             floor = 0.0 if activation == "linear" else float(extra["floor"])

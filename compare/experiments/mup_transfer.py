@@ -6,10 +6,11 @@ moves like 1/N for Adam (:math:`\\Delta W u \\sim \\eta N`) and SGD (the readout
 :math:`|u|^2 \\sim N`): -1 per doubling in log2 units, muP 0. Tasks: a tanh teacher (mlp) or
 in-context regression for pre-LN decoders (transformer), online; loss: test MSE after the last
 step. ``depths`` after the first: muP transformers at the first width, 1/L or 1/sqrt(L) branches
-(``sims/_transformer.py``). Transformer + SGD (``MupTransfer.sgd_transformer``): SGD leaves the
-context-free plateau (attention x value weights grown from random) after ~300 steps at D = 2,
-~100 at D = 1 (width 32, muP, rate 1/2: log loss -0.89, -1.97, -2.43 at steps 0, 100, 200): so
-D = 1, 200 steps; SP's optima lie 4-7 log2 below muP's (32: -4.3, 128: -7.2; muP -0.6, -0.8).
+(``sims/_transformer.py``). Transformer + SGD (the variant keyed on both ``--set`` values):
+SGD leaves the context-free plateau (attention x value weights grown from random) after ~300
+steps at D = 2, ~100 at D = 1 (width 32, muP, rate 1/2: log loss -0.89, -1.97, -2.43 at
+steps 0, 100, 200): so D = 1, 200 steps; SP's optima lie 4-7 log2 below muP's (32: -4.3,
+128: -7.2; muP -0.6, -0.8).
 
 Transformer full presets (widths 64..1024, depths 2, 4, 8, 16), sized to ~1,500-2,000 CPU-s on
 2 cores. Measured CPU-s per step per ensemble member (muP, depth 2, load 4-6): width 256 0.015,
@@ -19,8 +20,8 @@ batch 16 and few members: Adam 100 steps (as quick), SGD 150 (D = 1 leaves the p
 2 seeds (the minimum; the bootstrap SE is coarse), grid step 1 log2 spanning the optima of the
 quick widths run at batch 16 (Adam: muP -4, SP -7.8, -10 at 32, 128, so SP ~ -13.5 at 1024; grid
 -15..-1; SGD, 150 steps: muP -1.4, -2.2, SP -6, -8, so SP ~ -11..-12 at 1024; grid -13..0).
-Run once (2026-12-07, load 4-9), both FAILED, not from the transfer itself: Adam (2,070
-CPU-s: 597 until an OOM kill, 1,473 resumed) has SP's optimum at width 1024 on the grid's
+First runs (2026-12-07, load 4-9), both FAILED, not from the transfer itself: Adam (2,070
+CPU-s: 597 until an OOM kill, 1,473 resumed) had SP's optimum at width 1024 on the grid's
 floor 2^-15 (SP slope -1.55 per doubling, steeper than the two quick widths' -1.1); muP's range
 1.0 over widths and depths. SGD (1,582 CPU-s):
 muP's range 1.17 +- 0.41 > 1, because at 150 steps of batch 16 muP barely leaves the
@@ -28,8 +29,11 @@ context-free plateau (best mean log loss -1.3..-1.8 against the plateau's -0.93;
 stays near it at widths 128-1024), so the "optimum" is the fastest-escaping rate near the
 stability edge, at the grid's top 2^0 for widths 512, 1024. Adam, SP, width 1024, below the
 floor (2 seeds): mean log loss -1.40, -1.50, -1.40, -1.20 at 2^-14, -15, -16, -17, so its optimum is
-2^-15.0, one step inside a floor of 2^-16; the Adam floor is now 2^-17 (17 rates, ~2,100 CPU-s;
-not yet run in full). SGD needs more steps, batch 32, top 2^2 and >= 4 seeds (not yet run)."""
+2^-15.0, one step inside a floor of 2^-16; the Adam floor is now 2^-17 (17 rates). Rerun
+(edc0d07, load 3-6, 1,876 CPU-s, 4.4 GB peak): PASSED, muP optimum range 1.00 +- 0.47 log2 over
+widths (at the limit; optima -4, -3.22, -4, -3.16, -3) and 1.00 +- 1.15 over depths, SP -1.40
++- 0.13 per doubling (width 1024 at -15.02). SGD needs more steps, batch 32, top 2^2 and >= 4
+seeds (~5-9x the CPU; not run)."""
 
 from __future__ import annotations
 
@@ -129,7 +133,7 @@ class MupTransfer(Experiment):
                   "batch": 32, "n_test": 256, "seeds": 6, "log2_lr_max": 0.0, "n_lr": 13},
         "full": {"widths": (64, 128, 256, 512, 1024), "depths": (2, 4, 8, 16), "D": 2,
                  "n_context": 4, "steps": 100, "batch": 16, "n_test": 256, "seeds": 2,
-                 "n_lr": 17, "log2_lr_min": -17.0, "log2_lr_max": -1.0}},  # run: -15 (doc)
+                 "n_lr": 17, "log2_lr_min": -17.0, "log2_lr_max": -1.0}},  # floor: module doc
         ("optimizer", "sgd"): {"quick": {"log2_lr_min": -6.0, "log2_lr_max": 4.0},
                                "full": {"log2_lr_min": -8.0, "log2_lr_max": 4.0, "n_lr": 13}},
         # model=transformer with optimizer=sgd, over both variants (module doc: why)
