@@ -84,10 +84,16 @@ def curve_minima(values: xr.DataArray, dim: str, seeds=None, half_width: int = 2
     """
     v = values.where(np.isfinite(values))
     v = np.log((v if seeds is None else v.isel(seed=seeds)).mean("seed"))
-    ceiling = (v.min(dim) + v.isel({dim: 0})) / 2  # the well's lower half: not past a blow-up
-    return xr.apply_ufunc(lambda x, y, c: curve_minimum(x, y, half_width, c),
-                          np.log2(values[dim].values), v, ceiling,
-                          input_core_dims=[[dim], [dim], []], vectorize=True)
+    return xr.apply_ufunc(lambda x, y: curve_minimum(x, y, half_width, _ceiling(y)),
+                          np.log2(values[dim].values), v, input_core_dims=[[dim], [dim]],
+                          vectorize=True)
+
+
+def _ceiling(y) -> float:
+    """The well's lower half, not past a blow-up: halfway between the curve's minimum and its
+    first finite point (a curve sampled on part of a shared grid starts later)."""
+    y = y[np.isfinite(y)]
+    return (y.min() + y[0]) / 2 if len(y) else np.inf
 
 
 def curve_minimum(x, y, half_width: int = 1, ceiling: float = np.inf) -> float:

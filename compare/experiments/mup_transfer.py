@@ -74,6 +74,8 @@ class MupTransferConfig(ExperimentConfig):
     n_context: int = param(8, "transformer: context pairs per sequence", lo=1, hi=4096)
     n_test: int = param(512, "test-set size", lo=1, hi=10**6)
     seeds: int = param(2, "seeds per (width, lr)", lo=2, hi=1000)
+    sp_lr_shift: float = param(0.0, "SP's grid: the grid shifted by this (log2)", lo=-60.0,
+                               hi=60.0)
     max_shift: float = param(1.0, "muP's largest optimum range (log2) over widths, depths", lo=0.0)
 
     def check(self):
@@ -85,6 +87,17 @@ class MupTransferConfig(ExperimentConfig):
     @property
     def lrs(self) -> tuple[float, ...]:
         return tuple(map(float, 2.0 ** np.linspace(self.log2_lr_min, self.log2_lr_max, self.n_lr)))
+
+    def grid(self, p: str) -> tuple[float, ...]:
+        """Rates of parameterisation ``p``: SP's are ``lrs`` shifted by ``sp_lr_shift`` log2
+        units (its optima lie several units below muP's; a shared grid spends half its members
+        on diverged or untrained rates).
+
+        >>> MupTransferConfig(log2_lr_min=-2, log2_lr_max=0, n_lr=3, sp_lr_shift=-4).grid("sp")
+        (0.015625, 0.03125, 0.0625)
+        """
+        shift = 2.0 ** self.sp_lr_shift if p == "sp" else 1.0
+        return tuple(float(r * shift) for r in self.lrs)
 
     def task(self):
         return (TanhTeacher(self.D, 32, self.seed) if self.model == "mlp" else
@@ -140,8 +153,8 @@ class MupTransfer(Experiment):
         (("model", "transformer"), ("optimizer", "sgd")): {
             "quick": {"D": 1, "steps": 200, "seeds": 4, "log2_lr_min": -9.0,
                       "log2_lr_max": 2.0, "n_lr": 12},
-            "full": {"D": 1, "steps": 150, "batch": 16, "seeds": 2, "log2_lr_min": -13.0,
-                     "log2_lr_max": 0.0, "n_lr": 14}}}
+            "full": {"D": 1, "steps": 300, "batch": 16, "seeds": 4, "log2_lr_min": -6.0,
+                     "log2_lr_max": 2.0, "n_lr": 9, "sp_lr_shift": -8.0}}}
 
     def points(self, cfg):
         return ([{"param": p, "width": n, "depth": cfg.depths[0]} for p in PARAMS
@@ -156,11 +169,12 @@ class MupTransfer(Experiment):
         tc = TrainConfig(steps=cfg.steps, lr=1.0, optimizer=cfg.optimizer, batch_size=cfg.batch,
                          record_steps=(0, cfg.steps), observables=("test_loss",))
         seeds, k = tuple(range(cfg.seed, cfg.seed + cfg.seeds)), _lrs_per_program(cfg, point)
+        lrs = cfg.grid(point["param"])
         loss = xr.concat([train(model, tc, sampler=task, x_test=xt, y_test=yt,
-                                ensemble=EnsembleSpec(seeds=seeds, lrs=cfg.lrs[i:i + k]))
+                                ensemble=EnsembleSpec(seeds=seeds, lrs=lrs[i:i + k]))
                           .to_xarray()["test_loss"].isel(gamma0=0, step=-1, drop=True)
                           for i in range(0, cfg.n_lr, k)], "lr")
-        loss = loss.assign_coords(seed=np.arange(cfg.seeds), lr=list(cfg.lrs))
+        loss = loss.assign_coords(seed=np.arange(cfg.seeds), lr=list(lrs))
         return xr.Dataset({"final_loss": loss.expand_dims(param=[point["param"]], depth=[
             point["depth"]]).transpose("param", "width", "depth", "seed", "lr").astype(float)})
 
@@ -180,7 +194,8 @@ class MupTransfer(Experiment):
         m.update({f"{k}: bootstrap SE": float(np.nanstd([b[k] for b in mb])) for k in list(m)})
         ok &= m["sp optimum slope per doubling"] < m["mup optimum slope per doubling"] - 0.25
         found = opt.to_series().dropna()  # an optimum on the grid's edge is not one
-        ok &= bool(np.all((found > cfg.log2_lr_min) & (found < cfg.log2_lr_max)))
+        shift = np.where(found.index.get_level_values("param") == "sp", cfg.sp_lr_shift, 0.0)
+        ok &= bool(np.all((found > cfg.log2_lr_min + shift) & (found < cfg.log2_lr_max + shift)))
         rows = tuple({"param": p, "width": int(w), "depth": int(d), "log2 optimal lr": float(v),
                       "bootstrap SE": float(se.sel(param=p, width=w, depth=d).std("b"))}
                      for (p, w, d), v in found.items())
