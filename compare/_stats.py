@@ -73,7 +73,7 @@ def curve_minima(values: xr.DataArray, dim: str, seeds=None, half_width: int = 2
     """:func:`curve_minimum` of the seed-mean log of ``values`` along ``dim``, in log2 of that
     positive, log-spaced coordinate (a learning rate, say): non-finite members are left out of
     the mean, a curve with no finite point gives NaN. The fit leaves out neighbours in the upper
-    half between the curve's minimum and its first point (a learning-rate curve's untrained
+    half between the curve's minimum and its first finite point (a learning-rate curve's untrained
     end: points past a blow-up). ``seeds``: the seed indices to average (default all; a
     resample of them gives one bootstrap draw).
 

@@ -91,6 +91,11 @@ def test_curve_minima_leaves_out_a_blow_up_and_resamples_seeds():
     assert abs(float(curve_minima(v, "lr")) + 6.6) < 0.3
     assert abs(curve_minimum(x, y, 2) + 6.6) > 0.5  # fitted through the blow-up: pulled off
     assert abs(float(curve_minima(v, "lr", seeds=[1, 1])) - float(curve_minima(v, "lr"))) < 1e-9
+    # a curve sampled on part of a shared grid (NaN before its first rate) is fitted the same
+    pad = xr.DataArray(np.full((2, 3), np.nan), dims=("seed", "lr"), coords={"lr": 2.0**(x[0]
+                       - np.arange(3, 0, -1))})
+    padded = xr.concat([pad, v], "lr")
+    assert float(curve_minima(padded, "lr")) == float(curve_minima(v, "lr"))
     with pytest.raises(ValueError, match="half_width"):
         curve_minimum(x, y, 0)
 

@@ -1,9 +1,10 @@
 """``mup-transfer --set model=transformer --set optimizer=sgd``: its preset and its criterion.
 
-SGD needs its own sizes for transformers (``MupTransfer.sgd_transformer``; the module docstring
-of ``compare/experiments/mup_transfer.py`` gives the measurements): D = 1 in-context regression
-leaves the context-free plateau within ~100 SGD steps (D = 2: ~300), so 200 steps suffice, on a
-grid from 2^-9 (SP's optima) to 2^2.
+SGD needs its own sizes for transformers (the two-key variant of ``MupTransfer``; the module
+docstring of ``compare/experiments/mup_transfer.py`` gives the measurements): D = 1 in-context
+regression leaves the context-free plateau within ~100 SGD steps (D = 2: ~300), so 200 steps
+suffice for the quick preset, on a grid from 2^-9 (SP's optima) to 2^2; the full preset runs
+300 steps with SP's grid 8 log2 below muP's (``sp_lr_shift``).
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ def test_transformer_sgd_preset_and_overrides():
     assert (adam.D, adam.steps, adam.seeds) == (2, 100, 6)
     full = exp.make_config("full", SETS)
     assert full.D == 1 and full.widths[-1] == 1024 and full.depths == (2, 4, 8, 16)
-    assert (full.steps, full.batch, full.seeds, full.n_lr) == (150, 16, 2, 14)
-    assert np.allclose(np.diff(np.log2(full.lrs)), 1.0) and full.lrs[-1] == 1.0
+    assert (full.steps, full.batch, full.seeds, full.n_lr) == (300, 16, 4, 9)
+    assert np.allclose(np.diff(np.log2(full.lrs)), 1.0) and full.lrs[-1] == 4.0
+    assert np.log2(full.grid("sp")).tolist() == list(range(-14, -5))  # SP: 8 log2 lower
+    assert full.grid("mup") == full.lrs
     assert exp.make_config("full", {**SETS, "batch": "8"}).batch == 8  # --set still wins
     full_adam = exp.make_config("full", {"model": "transformer"})
     assert (full_adam.D, full_adam.steps, full_adam.batch, full_adam.n_lr) == (2, 100, 16, 17)
@@ -82,7 +85,7 @@ def test_show_lists_the_combined_transformer_sgd_variant():
     exp = get_experiment("mup-transfer")
     lines = _variant_lines(exp, exp.describe())
     both = [ln for ln in lines if "model=transformer optimizer=sgd also sets" in ln]
-    assert len(both) == 1 and "full: D=1 steps=150 batch=16" in both[0], lines
+    assert len(both) == 1 and "full: D=1 steps=300 batch=16" in both[0], lines
     model_at = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("model ="))
     opt_at = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("optimizer ="))
     assert model_at < lines.index(both[0]) < opt_at
@@ -104,3 +107,22 @@ def test_rate_chunks_give_the_same_losses_as_one_program(monkeypatch):
     assert chunked.sizes["lr"] == 3 and np.isfinite(whole).all()
     np.testing.assert_array_equal(chunked.values, whole)
     assert np.allclose(np.log2(chunked["lr"].values), np.log2(cfg.lrs))
+
+
+def test_shifted_sp_grid_reaches_the_report_with_its_own_edges(tmp_path):
+    """``sp_lr_shift``: SP trains on the grid shifted below muP's; the merged dataset holds both
+    grids on one rate coordinate (NaN where a parameterisation has no member), each optimum is
+    found on its own grid, and the edge test uses that grid's ends. ~25 s."""
+    exp = get_experiment("mup-transfer")
+    cfg = exp.make_config("quick", {**SETS, "widths": "16,32", "depths": "2", "steps": "10",
+                                    "n_lr": "4", "log2_lr_min": "-6", "log2_lr_max": "0",
+                                    "sp_lr_shift": "-3"})
+    res = run(exp, cfg, tmp_path, figures=False)
+    loss = res.dataset["final_loss"]
+    assert np.allclose(np.log2(loss["lr"].values), [-9, -7, -6, -5, -4, -3, -2, 0])
+    sp, mup = (loss.sel(param=p).notnull().any(["width", "depth", "seed"]) for p in ("sp", "mup"))
+    assert np.allclose(np.log2(loss["lr"][sp].values), [-9, -7, -5, -3])
+    assert np.allclose(np.log2(loss["lr"][mup].values), [-6, -4, -2, 0])
+    for r in res.report.table:  # inside the parameterisation's own grid
+        lo, hi = (-9, -3) if r["param"] == "sp" else (-6, 0)
+        assert lo <= r["log2 optimal lr"] <= hi, r
