@@ -154,7 +154,7 @@ class MupTransfer(Experiment):
             "quick": {"D": 1, "steps": 200, "seeds": 4, "log2_lr_min": -9.0,
                       "log2_lr_max": 2.0, "n_lr": 12},
             "full": {"D": 1, "steps": 300, "batch": 16, "seeds": 4, "log2_lr_min": -6.0,
-                     "log2_lr_max": 2.0, "n_lr": 9, "sp_lr_shift": -8.0}}}
+                     "log2_lr_max": 3.0, "n_lr": 10, "sp_lr_shift": -7.0}}}
 
     def points(self, cfg):
         return ([{"param": p, "width": n, "depth": cfg.depths[0]} for p in PARAMS

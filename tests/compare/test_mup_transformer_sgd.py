@@ -4,7 +4,7 @@ SGD needs its own sizes for transformers (the two-key variant of ``MupTransfer``
 docstring of ``compare/experiments/mup_transfer.py`` gives the measurements): D = 1 in-context
 regression leaves the context-free plateau within ~100 SGD steps (D = 2: ~300), so 200 steps
 suffice for the quick preset, on a grid from 2^-9 (SP's optima) to 2^2; the full preset runs
-300 steps with SP's grid 8 log2 below muP's (``sp_lr_shift``).
+300 steps with SP's grid 7 log2 below muP's (``sp_lr_shift``).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ def test_transformer_sgd_preset_and_overrides():
     assert (adam.D, adam.steps, adam.seeds) == (2, 100, 6)
     full = exp.make_config("full", SETS)
     assert full.D == 1 and full.widths[-1] == 1024 and full.depths == (2, 4, 8, 16)
-    assert (full.steps, full.batch, full.seeds, full.n_lr) == (300, 16, 4, 9)
-    assert np.allclose(np.diff(np.log2(full.lrs)), 1.0) and full.lrs[-1] == 4.0
-    assert np.log2(full.grid("sp")).tolist() == list(range(-14, -5))  # SP: 8 log2 lower
+    assert (full.steps, full.batch, full.seeds, full.n_lr) == (300, 16, 4, 10)
+    assert np.allclose(np.diff(np.log2(full.lrs)), 1.0) and full.lrs[-1] == 8.0
+    assert np.log2(full.grid("sp")).tolist() == list(range(-13, -3))  # SP: 7 log2 lower
     assert full.grid("mup") == full.lrs
     assert exp.make_config("full", {**SETS, "batch": "8"}).batch == 8  # --set still wins
     full_adam = exp.make_config("full", {"model": "transformer"})
