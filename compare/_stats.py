@@ -102,10 +102,14 @@ def curve_minimum(x, y, half_width: int = 1, ceiling: float = np.inf) -> float:
     at most ``half_width`` / 2 steps; an argmin at an end stays; NaN if no point is finite).
     ``half_width=1`` is the parabola through three points; 2 (five points) averages the noise
     of a flat-bottomed curve. Neighbours above ``ceiling`` are left out of the fit (the argmin
-    stays where fewer than three points remain).
+    stays where fewer than three points remain), and the vertex stays within the points fitted:
+    a fit through the argmin and one side only would extrapolate towards a left-out neighbour
+    whose loss was measured to be higher (a plateau's steep edge, say).
 
     >>> curve_minimum(np.array([0.0, 1, 2, 3]), np.array([4.0, 0.5, 0.5, 9]))
     1.5
+    >>> curve_minimum(np.arange(6.0), np.array([0.0, 0.0, -1.9, -1.75, -1.55, -1.3]), 2, -1)
+    2.0
     """
     if not isinstance(half_width, int) or half_width < 1:
         raise ValueError(f"half_width must be an integer >= 1, got {half_width!r}")
@@ -118,6 +122,8 @@ def curve_minimum(x, y, half_width: int = 1, ceiling: float = np.inf) -> float:
     keep = (y[lo:hi] <= ceiling) | (np.arange(lo, min(hi, len(y))) == i)
     if keep.sum() < 3:
         return float(x[i])
-    a, b, _ = np.polyfit(x[lo:hi][keep], y[lo:hi][keep], 2)
+    xs = x[lo:hi][keep]
+    a, b, _ = np.polyfit(xs, y[lo:hi][keep], 2)
     h = half_width * min(x[i] - x[i - 1], x[i + 1] - x[i]) / 2
-    return float(np.clip(-b / (2 * a), x[i] - h, x[i] + h)) if a > 0 else float(x[i])
+    lo_x, hi_x = max(x[i] - h, xs.min()), min(x[i] + h, xs.max())  # never past a left-out point
+    return float(np.clip(-b / (2 * a), lo_x, hi_x)) if a > 0 else float(x[i])
