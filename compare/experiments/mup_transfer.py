@@ -153,7 +153,7 @@ class MupTransfer(Experiment):
         (("model", "transformer"), ("optimizer", "sgd")): {
             "quick": {"D": 1, "steps": 200, "seeds": 4, "log2_lr_min": -9.0,
                       "log2_lr_max": 2.0, "n_lr": 12},
-            "full": {"D": 1, "steps": 300, "batch": 16, "seeds": 4, "log2_lr_min": -6.0,
+            "full": {"D": 1, "steps": 600, "batch": 16, "seeds": 4, "log2_lr_min": -6.0,
                      "log2_lr_max": 3.0, "n_lr": 10, "sp_lr_shift": -7.0}}}
 
     def points(self, cfg):

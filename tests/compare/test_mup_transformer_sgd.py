@@ -4,7 +4,7 @@ SGD needs its own sizes for transformers (the two-key variant of ``MupTransfer``
 docstring of ``compare/experiments/mup_transfer.py`` gives the measurements): D = 1 in-context
 regression leaves the context-free plateau within ~100 SGD steps (D = 2: ~300), so 200 steps
 suffice for the quick preset, on a grid from 2^-9 (SP's optima) to 2^2; the full preset runs
-300 steps with SP's grid 7 log2 below muP's (``sp_lr_shift``).
+600 steps with SP's grid 7 log2 below muP's (``sp_lr_shift``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def test_transformer_sgd_preset_and_overrides():
     assert (adam.D, adam.steps, adam.seeds) == (2, 100, 6)
     full = exp.make_config("full", SETS)
     assert full.D == 1 and full.widths[-1] == 1024 and full.depths == (2, 4, 8, 16)
-    assert (full.steps, full.batch, full.seeds, full.n_lr) == (300, 16, 4, 10)
+    assert (full.steps, full.batch, full.seeds, full.n_lr) == (600, 16, 4, 10)
     assert np.allclose(np.diff(np.log2(full.lrs)), 1.0) and full.lrs[-1] == 8.0
     assert np.log2(full.grid("sp")).tolist() == list(range(-13, -3))  # SP: 7 log2 lower
     assert full.grid("mup") == full.lrs
@@ -85,7 +85,7 @@ def test_show_lists_the_combined_transformer_sgd_variant():
     exp = get_experiment("mup-transfer")
     lines = _variant_lines(exp, exp.describe())
     both = [ln for ln in lines if "model=transformer optimizer=sgd also sets" in ln]
-    assert len(both) == 1 and "full: D=1 steps=300 batch=16" in both[0], lines
+    assert len(both) == 1 and "full: D=1 steps=600 batch=16" in both[0], lines
     model_at = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("model ="))
     opt_at = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("optimizer ="))
     assert model_at < lines.index(both[0]) < opt_at
