@@ -12,28 +12,35 @@ steps at D = 2, ~100 at D = 1 (width 32, muP, rate 1/2: log loss -0.89, -1.97, -
 steps 0, 100, 200): so D = 1, 200 steps; SP's optima lie 4-7 log2 below muP's (32: -4.3,
 128: -7.2; muP -0.6, -0.8).
 
-Transformer full presets (widths 64..1024, depths 2, 4, 8, 16), sized to ~1,500-2,000 CPU-s on
-2 cores. Measured CPU-s per step per ensemble member (muP, depth 2, load 4-6): width 256 0.015,
-512 0.065, 1024 0.206 at batch 32 (0.385 at 64, 0.118 at 16: linear in batch); depth 16 at width
-64 0.098; compiling a point 8-12 CPU-s (depth 16: ~32). Width 1024 is ~60 % of the cost, so
-batch 16 and few members: Adam 100 steps (as quick), SGD 150 (D = 1 leaves the plateau in ~100),
-2 seeds (the minimum; the bootstrap SE is coarse), grid step 1 log2 spanning the optima of the
-quick widths run at batch 16 (Adam: muP -4, SP -7.8, -10 at 32, 128, so SP ~ -13.5 at 1024; grid
--15..-1; SGD, 150 steps: muP -1.4, -2.2, SP -6, -8, so SP ~ -11..-12 at 1024; grid -13..0).
-First runs (2026-12-07, load 4-9), both FAILED, not from the transfer itself: Adam (2,070
-CPU-s: 597 until an OOM kill, 1,473 resumed) had SP's optimum at width 1024 on the grid's
-floor 2^-15 (SP slope -1.55 per doubling, steeper than the two quick widths' -1.1); muP's range
-1.0 over widths and depths. SGD (1,582 CPU-s):
-muP's range 1.17 +- 0.41 > 1, because at 150 steps of batch 16 muP barely leaves the
-context-free plateau (best mean log loss -1.3..-1.8 against the plateau's -0.93; one seed of two
-stays near it at widths 128-1024), so the "optimum" is the fastest-escaping rate near the
-stability edge, at the grid's top 2^0 for widths 512, 1024. Adam, SP, width 1024, below the
-floor (2 seeds): mean log loss -1.40, -1.50, -1.40, -1.20 at 2^-14, -15, -16, -17, so its optimum is
-2^-15.0, one step inside a floor of 2^-16; the Adam floor is now 2^-17 (17 rates). Rerun
+Transformer full presets (widths 64..1024, depths 2, 4, 8, 16). Measured CPU-s per step per
+ensemble member (muP, depth 2, load 4-6): width 256 0.015, 512 0.065, 1024 0.206 at batch 32
+(0.385 at 64, 0.118 at 16: linear in batch); depth 16 at width 64 0.098; compiling a point 8-12
+CPU-s (depth 16: ~32). Width 1024 is ~60 % of the cost, so batch 16; the rate grid is split
+into programs of at most ~3 GiB of member state (``_lrs_per_program``). Adam: 100 steps, 2 seeds,
+rates 2^-17..2^-1 (SP's width-1024 optimum is 2^-15: the first run's floor 2^-15 failed on it);
 (edc0d07, load 3-6, 1,876 CPU-s, 4.4 GB peak): PASSED, muP optimum range 1.00 +- 0.47 log2 over
 widths (at the limit; optima -4, -3.22, -4, -3.16, -3) and 1.00 +- 1.15 over depths, SP -1.40
-+- 0.13 per doubling (width 1024 at -15.02). SGD needs more steps, batch 32, top 2^2 and >= 4
-seeds (~5-9x the CPU; not run)."""
++- 0.13 per doubling (-1.50 with the vertex kept within the fitted points, 2026-12-07).
+
+SGD (transformer): under muP the escape from the context-free plateau takes longer at larger
+width. At rate 2^-3 the mean step at which the log test loss falls below -1.5 (4 seeds, batch 16,
+D = 1) is 215, 205, 260, 285, 355 at widths 64, 128, 256, 512, 1024; at 2^-1 105, 105, 115, 135,
+170: about +20-35 steps per doubling, linear in log N, as expected of a saddle escape seeded by
+the O(N^-1/2) fluctuations of a finite width (the muP limit starts with W^Q = 0 and a vanishing
+readout; that the limit sits on the saddle is not derived here). A fixed-step loss mixes the
+rate's effect with how far each width has escaped: at 300 steps (4 seeds, 3,628 CPU-s) width
+1024's log loss at 2^-3 was -1.13 against -2.02 at 64, and the run FAILED (muP range 1.01 +- 0.70
+over widths, 1.42 +- 0.46 over depths) although the fitted drifts agreed with the theory (muP
+-0.11 +- 0.12, SP -1.08 +- 0.08 per doubling). So the full preset runs 600 steps (every width
+has escaped by ~400 at 2^-3), 4 seeds, muP 2^-6..2^3 and SP 7 log2 lower (``sp_lr_shift``: a
+shared grid spends half its members on diverged or untrained rates; SP's width-64 optimum lies
+near 2^-5.5). Run 2026-12-07 (8caa7da, 2 local workers, 7,248 CPU-s, 76 min wall with an
+18-min test suite alongside, 2.0 GB peak): FAILED again, on noise: muP range 1.06 +- 0.85 log2
+over widths (optima -2.06, -1.39, -1.47, -1.00, -1.57), 0.54 +- 0.52 over depths (-2.06, -1.63,
+-1.51, -2.05 at 2, 4, 8, 16); muP drift +0.14 +- 0.31, SP -0.90 +- 0.11 per doubling. Width
+1024 has escaped now (log loss -2.33..-2.43 over 2^-3..2^0), but every muP curve is flat within
+~0.3 over those four rates, and with 4 seeds the optimum's bootstrap SE is 0.1-1.0 per point. A
+range of five such estimates needs ~16 seeds (~30,000 CPU-s: not on 2 cores in one session)."""
 
 from __future__ import annotations
 
