@@ -201,8 +201,8 @@ class MupTransfer(Experiment):
         m.update({f"{k}: bootstrap SE": float(np.nanstd([b[k] for b in mb])) for k in list(m)})
         ok &= m["sp optimum slope per doubling"] < m["mup optimum slope per doubling"] - 0.25
         found = opt.to_series().dropna()  # an optimum on the grid's edge is not one
-        shift = np.where(found.index.get_level_values("param") == "sp", cfg.sp_lr_shift, 0.0)
-        ok &= bool(np.all((found > cfg.log2_lr_min + shift) & (found < cfg.log2_lr_max + shift)))
+        ends = {p: np.log2(cfg.grid(p))[[0, -1]] for p in PARAMS}  # each one's own grid
+        ok &= all(ends[p][0] < v < ends[p][1] for (p, _, _), v in found.items())
         rows = tuple({"param": p, "width": int(w), "depth": int(d), "log2 optimal lr": float(v),
                       "bootstrap SE": float(se.sel(param=p, width=w, depth=d).std("b"))}
                      for (p, w, d), v in found.items())
