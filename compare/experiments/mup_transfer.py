@@ -83,6 +83,8 @@ class MupTransferConfig(ExperimentConfig):
     seeds: int = param(2, "seeds per (width, lr)", lo=2, hi=1000)
     sp_lr_shift: float = param(0.0, "SP's grid: the grid shifted by this (log2)", lo=-60.0,
                                hi=60.0)
+    loss_window: int = param(0, "final loss: mean test loss over the last this many steps (11 "
+                             "records; 0: the last step's)", lo=0, hi="steps")
     max_shift: float = param(1.0, "muP's largest optimum range (log2) over widths, depths", lo=0.0)
 
     def check(self):
@@ -105,6 +107,18 @@ class MupTransferConfig(ExperimentConfig):
         """
         shift = 2.0 ** self.sp_lr_shift if p == "sp" else 1.0
         return tuple(float(r * shift) for r in self.lrs)
+
+    @property
+    def loss_steps(self) -> tuple[int, ...]:
+        """Steps whose test losses are averaged into the final loss: the last, or 11 evenly
+        spaced over the last ``loss_window`` steps (SGD's iterate noise: module doc).
+
+        >>> MupTransferConfig(steps=600, loss_window=100).loss_steps[:3]
+        (500, 510, 520)
+        """
+        w = np.linspace(self.steps - self.loss_window, self.steps, 11) if self.loss_window else [
+            self.steps]
+        return tuple(sorted({int(round(s)) for s in w}))
 
     def task(self):
         return (TanhTeacher(self.D, 32, self.seed) if self.model == "mlp" else
@@ -161,7 +175,7 @@ class MupTransfer(Experiment):
             "quick": {"D": 1, "steps": 200, "seeds": 4, "log2_lr_min": -9.0,
                       "log2_lr_max": 2.0, "n_lr": 12},
             "full": {"D": 1, "steps": 600, "batch": 16, "seeds": 4, "log2_lr_min": -6.0,
-                     "log2_lr_max": 3.0, "n_lr": 10, "sp_lr_shift": -7.0}}}
+                     "log2_lr_max": 3.0, "n_lr": 10, "sp_lr_shift": -7.0, "loss_window": 100}}}
 
     def points(self, cfg):
         return ([{"param": p, "width": n, "depth": cfg.depths[0]} for p in PARAMS
@@ -174,16 +188,21 @@ class MupTransfer(Experiment):
               if cfg.model == "transformer" else {})
         model = model_for(cfg.model, task, point["width"], point["depth"], point["param"], **kw)
         tc = TrainConfig(steps=cfg.steps, lr=1.0, optimizer=cfg.optimizer, batch_size=cfg.batch,
-                         record_steps=(0, cfg.steps), observables=("test_loss",))
+                         record_steps=tuple(sorted({0, *cfg.loss_steps})),
+                         observables=("test_loss",))
         seeds, k = tuple(range(cfg.seed, cfg.seed + cfg.seeds)), _lrs_per_program(cfg, point)
         lrs = cfg.grid(point["param"])
         loss = xr.concat([train(model, tc, sampler=task, x_test=xt, y_test=yt,
                                 ensemble=EnsembleSpec(seeds=seeds, lrs=lrs[i:i + k]))
-                          .to_xarray()["test_loss"].isel(gamma0=0, step=-1, drop=True)
+                          .to_xarray()["test_loss"].isel(gamma0=0, drop=True)
                           for i in range(0, cfg.n_lr, k)], "lr")
         loss = loss.assign_coords(seed=np.arange(cfg.seeds), lr=list(lrs))
-        return xr.Dataset({"final_loss": loss.expand_dims(param=[point["param"]], depth=[
-            point["depth"]]).transpose("param", "width", "depth", "seed", "lr").astype(float)})
+        out = {"final_loss": loss.sel(step=list(cfg.loss_steps)).mean("step", skipna=False)}
+        if cfg.loss_window:  # the last step's too: the report says what the mean replaced
+            out["last_step_loss"] = loss.isel(step=-1, drop=True)
+        return xr.Dataset({name: v.expand_dims(param=[point["param"]], depth=[point["depth"]])
+                           .transpose("param", "width", "depth", "seed", "lr").astype(float)
+                           for name, v in out.items()})
 
     def combine(self, cfg, theory, sims):  # width and depth sweeps: no full grid
         return xr.merge([theory, *sims], join="outer", compat="no_conflicts")
@@ -199,6 +218,9 @@ class MupTransfer(Experiment):
         m, mb, se = _metrics(cfg, opt), [_metrics(cfg, o) for o in boot], xr.concat(boot, "b")
         ok = all(v <= cfg.max_shift for k, v in m.items() if k.startswith("mup optimum range"))
         m.update({f"{k}: bootstrap SE": float(np.nanstd([b[k] for b in mb])) for k in list(m)})
+        if cfg.loss_window and "last_step_loss" in ds:  # what the window's mean replaced
+            last = _metrics(cfg, curve_minima(ds["last_step_loss"], "lr"))
+            m.update({f"{k}, last step's loss": v for k, v in last.items() if "range" in k})
         ok &= m["sp optimum slope per doubling"] < m["mup optimum slope per doubling"] - 0.25
         found = opt.to_series().dropna()  # an optimum on the grid's edge is not one
         ends = {p: np.log2(cfg.grid(p))[[0, -1]] for p in PARAMS}  # each one's own grid
