@@ -5,9 +5,9 @@
 step to step. This trains one muP point of the full preset (depth 2) with more seeds and prints
 the optimum's bootstrap SE when the curves are averaged over ``--resample`` seeds, from the
 window's mean and from the last step alone (2026-12-07: 8 seeds, 4 resampled; width 64: last
-step 0.60, window 0.15; width 256: 0.32, 0.08).
+step 0.59, window 0.15; width 256: 0.32, 0.08).
 
-    python scripts/sgd_iterate_noise.py --width 64 --seeds 8     # ~100 CPU-s
+    python scripts/sgd_iterate_noise.py --width 64 --seeds 8     # 67 CPU-s
 """
 
 from __future__ import annotations

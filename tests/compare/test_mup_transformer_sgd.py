@@ -205,3 +205,9 @@ def test_report_judges_the_window_mean_and_shows_the_last_step():
     assert abs(m["mup optimum range (log2)"]) < 1e-6 and rep.passed is True, m
     assert abs(m["sp optimum slope per doubling"] + 1.0) < 1e-6, m
     assert abs(m["mup optimum range (log2), last step's loss"] - 3.0) < 1e-6, m
+    bad = ds["final_loss"].copy()
+    bad[:, :, :, :, -1] = 1e10  # a blow-up at the top rate does not set the axis
+    fig = exp.plot(cfg, ds.assign(final_loss=bad))
+    first = float(np.exp(0.3 * (x[0] + 3.0) ** 2 - 2.0))  # the highest untrained loss: SP 64
+    assert all(np.isclose(ax.get_ylim()[1], 10 * first, rtol=1e-6) for ax in fig.axes[:1])
+    assert max(ax.get_ylim()[1] for ax in fig.axes) < 1e4  # panels: untrained 16..245
