@@ -1,11 +1,11 @@
 """How much does averaging the last steps' test losses sharpen the SGD transformer's optimum?
 
 ``mup-transfer``'s SGD transformer presets take as final loss the mean test loss over the last
-``loss_window`` steps (11 records), not the last step's: at batch 16 one member's loss jumps from
-step to step. This trains one muP point of the full preset (depth 2) with more seeds and prints
-the optimum's bootstrap SE when the curves are averaged over ``--resample`` seeds, from the
-window's mean and from the last step alone (2026-12-07: 8 seeds, 4 resampled; width 64: last
-step 0.59, window 0.15; width 256: 0.32, 0.08).
+``loss_tail`` of the steps (11 records), not the last step's: at batch 16 one member's loss jumps
+from step to step. This trains one muP point of the full preset (depth 2) with more seeds and prints
+the optimum's bootstrap SE when the curves are averaged over ``--resample`` seeds, from the window's
+mean and from the last step alone (2026-12-07: 8 seeds, 4 resampled; width 64: last step 0.59,
+window 0.15; width 256: 0.32, 0.08).
 
     python scripts/sgd_iterate_noise.py --width 64 --seeds 8     # 67 CPU-s
 """

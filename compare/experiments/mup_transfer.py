@@ -46,10 +46,10 @@ member jumps from step to step (8 seeds, muP, 600 steps, rates 2^-6..2^3, record
 over the last 100: the variance of the log loss over those records within a member is 0.13-0.18
 near the optimum at width 256, against 0.03-0.09 between the members' means). So the full preset
 (and the quick one, over its last 40 of 200 steps) takes as its final loss the mean test loss
-over the last 100 steps (``loss_window``; 11 records): the optimum's SE with 4 seeds falls from
+over the last 100 steps (``loss_tail`` = 1/6; 11 records): the optimum's SE with 4 seeds falls from
 0.59 to 0.15 at width 64 and from 0.32 to 0.08 at 256 (optima -2.00 -> -1.79, -1.46 -> -1.64;
 ``scripts/sgd_iterate_noise.py``). The report keeps the last step's optimum range beside it. Adam's
-presets keep the last step (``loss_window=0``): their full run passed on it. Full SGD run with the
+presets keep the last step (``loss_tail=0``): their full run passed on it. Full SGD run with the
 window (f1b4e8a, 2026-12-07, 2 local workers, the niced quick preset alongside for 38 min, 7,831
 CPU-s, 73 min wall, 2.1 GB peak): PASSED, muP optimum range 0.42 +- 0.42 log2 over widths (optima
 -1.57, -1.72, -1.60, -1.41, -1.30; per-point SE 0.03-0.40) and 0.41 +- 0.43 over depths (-1.57,
@@ -101,8 +101,8 @@ class MupTransferConfig(ExperimentConfig):
     seeds: int = param(2, "seeds per (width, lr)", lo=2, hi=1000)
     sp_lr_shift: float = param(0.0, "SP's grid: the grid shifted by this (log2)", lo=-60.0,
                                hi=60.0)
-    loss_window: int = param(0, "final loss: mean test loss over the last this many steps (11 "
-                             "records; 0: the last step's)", lo=0, hi="steps")
+    loss_tail: float = param(0.0, "final loss: mean test loss over this last fraction of the "
+                             "steps (11 records; 0: the last step's)", lo=0.0, hi=1.0)
     max_shift: float = param(1.0, "muP's largest optimum range (log2) over widths, depths", lo=0.0)
 
     def check(self):
@@ -129,12 +129,13 @@ class MupTransferConfig(ExperimentConfig):
     @property
     def loss_steps(self) -> tuple[int, ...]:
         """Steps whose test losses are averaged into the final loss: the last, or 11 evenly
-        spaced over the last ``loss_window`` steps (SGD's iterate noise: module doc).
+        spaced over the last fraction ``loss_tail`` of the steps (SGD's iterate noise: module
+        doc); a fraction, so that ``--set steps=...`` keeps it meaningful.
 
-        >>> MupTransferConfig(steps=600, loss_window=100).loss_steps[:3]
+        >>> MupTransferConfig(steps=600, loss_tail=1 / 6).loss_steps[:3]
         (500, 510, 520)
         """
-        w = np.linspace(self.steps - self.loss_window, self.steps, 11) if self.loss_window else [
+        w = np.linspace(self.steps * (1 - self.loss_tail), self.steps, 11) if self.loss_tail else [
             self.steps]
         return tuple(sorted({int(round(s)) for s in w}))
 
@@ -191,9 +192,9 @@ class MupTransfer(Experiment):
         # model=transformer with optimizer=sgd, over both variants (module doc: why)
         (("model", "transformer"), ("optimizer", "sgd")): {
             "quick": {"D": 1, "steps": 200, "seeds": 4, "log2_lr_min": -9.0,
-                      "log2_lr_max": 2.0, "n_lr": 12, "loss_window": 40},
+                      "log2_lr_max": 2.0, "n_lr": 12, "loss_tail": 0.2},
             "full": {"D": 1, "steps": 600, "batch": 16, "seeds": 4, "log2_lr_min": -6.0,
-                     "log2_lr_max": 3.0, "n_lr": 10, "sp_lr_shift": -7.0, "loss_window": 100}}}
+                     "log2_lr_max": 3.0, "n_lr": 10, "sp_lr_shift": -7.0, "loss_tail": 1 / 6}}}
 
     def points(self, cfg):
         return ([{"param": p, "width": n, "depth": cfg.depths[0]} for p in PARAMS
@@ -216,7 +217,7 @@ class MupTransfer(Experiment):
                           for i in range(0, cfg.n_lr, k)], "lr")
         loss = loss.assign_coords(seed=np.arange(cfg.seeds), lr=list(lrs))
         out = {"final_loss": loss.sel(step=list(cfg.loss_steps)).mean("step", skipna=False)}
-        if cfg.loss_window:  # the last step's too: the report says what the mean replaced
+        if cfg.loss_tail:  # the last step's too: the report says what the mean replaced
             out["last_step_loss"] = loss.isel(step=-1, drop=True)
         return xr.Dataset({name: v.expand_dims(param=[point["param"]], depth=[point["depth"]])
                            .transpose("param", "width", "depth", "seed", "lr").astype(float)
@@ -236,7 +237,7 @@ class MupTransfer(Experiment):
         m, mb, se = _metrics(cfg, opt), [_metrics(cfg, o) for o in boot], xr.concat(boot, "b")
         ok = all(v <= cfg.max_shift for k, v in m.items() if k.startswith("mup optimum range"))
         m.update({f"{k}: bootstrap SE": float(np.nanstd([b[k] for b in mb])) for k in list(m)})
-        if cfg.loss_window and "last_step_loss" in ds:  # what the window's mean replaced
+        if cfg.loss_tail and "last_step_loss" in ds:  # what the window's mean replaced
             last = _metrics(cfg, curve_minima(ds["last_step_loss"], "lr"))
             m.update({f"{k}, last step's loss": v for k, v in last.items() if "range" in k})
         ok &= m["sp optimum slope per doubling"] < m["mup optimum slope per doubling"] - 0.25

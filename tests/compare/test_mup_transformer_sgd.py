@@ -5,7 +5,7 @@ docstring of ``compare/experiments/mup_transfer.py`` gives the measurements): D 
 regression leaves the context-free plateau within ~100 SGD steps (D = 2: ~300), so 200 steps
 suffice for the quick preset, on a grid from 2^-9 (SP's optima) to 2^2; the full preset runs
 600 steps with SP's grid 7 log2 below muP's (``sp_lr_shift``). Both average the test loss over
-their last steps (``loss_window``): SGD's iterate noise at batch 16 is most of the seed noise.
+their last steps (``loss_tail``): SGD's iterate noise at batch 16 is most of the seed noise.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def test_transformer_sgd_preset_and_overrides():
     mlp = exp.make_config("quick", {"optimizer": "sgd"})
     assert (mlp.D, mlp.log2_lr_min, mlp.seeds) == (16, -6.0, 2)
     adam = exp.make_config("quick", {"model": "transformer"})
-    assert (adam.D, adam.steps, adam.seeds, adam.loss_window) == (2, 100, 6, 0)
+    assert (adam.D, adam.steps, adam.seeds, adam.loss_tail) == (2, 100, 6, 0)
     full = exp.make_config("full", SETS)
     assert full.D == 1 and full.widths[-1] == 1024 and full.depths == (2, 4, 8, 16)
     assert (full.steps, full.batch, full.seeds, full.n_lr) == (600, 16, 4, 10)
@@ -68,7 +68,7 @@ def test_transformer_sgd_leaves_the_plateau_within_100_steps():
 @pytest.mark.slow  # 269 CPU-s (user+sys), 2026-12-07: 5 ensembles, 12 lr x 4 seeds
 def test_transformer_sgd_quick_preset_passes(tmp_path):
     """Quick preset: widths 32, 128 (4 heads), depths 2, 8 (1/L branches), 200 SGD steps, 4
-    seeds, 12 rates 2^-9..2^2, final loss the mean over steps 160..200 (``loss_window=40``).
+    seeds, 12 rates 2^-9..2^2, final loss the mean over steps 160..200 (``loss_tail=0.2``).
     Measured 2026-12-07 (seed 0): muP optimum range over width 0.30 (bootstrap SE 0.25), over
     depth 0.19 (0.31); SP slope -0.93 (0.13) per doubling (predicted -1); optima muP -1.15,
     -0.85 (widths 32, 128), -0.97 (depth 8); SP -5.15, -7.0. (The last step's loss alone, the
@@ -136,17 +136,17 @@ def test_shifted_sp_grid_reaches_the_report_with_its_own_edges(tmp_path):
         assert lo <= r["log2 optimal lr"] <= hi, r
 
 
-def test_loss_window_averages_the_recorded_tail(tmp_path, monkeypatch):
-    """``loss_window``: the final loss is the mean test loss at ``loss_steps`` (11 records over
-    the last ``loss_window`` steps, here 6..10 after rounding), a member that blows up inside
-    the window stays non-finite, and the last step's loss is kept beside it; ``loss_window=0``
+def test_loss_tail_averages_the_recorded_tail(tmp_path, monkeypatch):
+    """``loss_tail``: the final loss is the mean test loss at ``loss_steps`` (11 records over
+    the last fraction ``loss_tail`` of the steps, here 6..10 after rounding), a member that blows
+    up inside the window stays non-finite, and the last step's loss is kept beside it; ``0``
     keeps the last step alone. The MLP path, ~5 s."""
     from theorysim.compare.experiments import mup_transfer
 
     exp = get_experiment("mup-transfer")
     sets = {"optimizer": "sgd", "widths": "16,32", "steps": "10", "n_lr": "3", "n_test": "64",
             "batch": "16"}
-    cfg = exp.make_config("quick", {**sets, "loss_window": "4"})
+    cfg = exp.make_config("quick", {**sets, "loss_tail": "0.4"})
     assert cfg.loss_steps == (6, 7, 8, 9, 10)
     assert exp.make_config("quick", sets).loss_steps == (10,)
     runs, train_fn = [], mup_transfer.train
@@ -171,8 +171,9 @@ def test_loss_window_averages_the_recorded_tail(tmp_path, monkeypatch):
                                tl.sel(step=10).values, rtol=1e-6)
     assert not np.allclose(want[~blown], tl.sel(step=10).values[~blown])  # not the last step
     assert "last_step_loss" not in exp.simulate(exp.make_config("quick", sets), point)
-    with pytest.raises(ValueError, match="loss_window"):
-        exp.make_config("quick", {**sets, "loss_window": "11"})
+    with pytest.raises(ValueError, match="loss_tail"):
+        exp.make_config("quick", {**sets, "loss_tail": "1.5"})
+    assert exp.make_config("quick", {**SETS, "steps": "5"}).loss_steps == (4, 5)  # a fraction
 
 
 def test_report_judges_the_window_mean_and_shows_the_last_step():
@@ -183,7 +184,7 @@ def test_report_judges_the_window_mean_and_shows_the_last_step():
 
     exp = get_experiment("mup-transfer")
     cfg = exp.make_config("quick", {"widths": "64,128,256", "n_lr": "9", "log2_lr_min": "-8",
-                                    "log2_lr_max": "0", "loss_window": "20"})
+                                    "log2_lr_max": "0", "loss_tail": "0.1"})
     x = np.log2(cfg.lrs)
     opt = {("sp", 64): -3.0, ("sp", 128): -4.0, ("sp", 256): -5.0}
     shape = ("param", "width", "depth", "seed", "lr")
