@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests._tolerances import assert_allclose
@@ -164,6 +164,7 @@ def test_zero_eigenvalues():
 
 
 @settings(max_examples=40, deadline=None)
+@example(M=2, seed=1, log_span=3.0, noise=0.0)  # error above the null risk (below)
 @given(
     M=st.integers(1, 60),
     seed=st.integers(0, 2**32 - 1),
@@ -189,8 +190,12 @@ def test_properties_random_spectra(M, seed, log_span, noise):
     assert np.all(np.diff(r.kappa, axis=0) <= 1e-12 * r.kappa[:-1])
     v = r.variance[:, 1:]
     assert np.all(np.diff(v, axis=1) <= 1e-9 * v[:, :-1])
-    assert np.all(r.error[:, 1:] <= tp.sum() * (1 + 1e-12) + noise**2 * r.gamma[:, 1:]
-                  / (1 - r.gamma[:, 1:]))
+    # E = (sum_k tp_k kappa^2/(lam_k+kappa)^2 + noise^2 gamma) / (1 - gamma) and kappa/(lam+kappa)
+    # <= 1 bound it by (sum tp + noise^2 gamma) / (1 - gamma). Not by the null risk sum tp: with
+    # fewer samples than modes and a small ridge, ridge regression overfits a noiseless target
+    # too (the pinned example: P = 0.6, ridge 1e-8, E = 0.342 > sum tp = 0.326).
+    g = r.gamma[:, 1:]
+    assert np.all(r.error[:, 1:] <= (tp.sum() + noise**2 * g) / (1 - g) * (1 + 1e-12))
 
 
 def test_newton_kappa_complex_matches_real():
