@@ -135,8 +135,7 @@ class MupTransferConfig(ExperimentConfig):
         >>> MupTransferConfig(steps=600, loss_tail=1 / 6).loss_steps[:3]
         (500, 510, 520)
         """
-        w = np.linspace(self.steps * (1 - self.loss_tail), self.steps, 11) if self.loss_tail else [
-            self.steps]
+        w = np.linspace(self.steps * (1 - self.loss_tail), self.steps, 11)  # 0: the last alone
         return tuple(sorted({int(round(s)) for s in w}))
 
     def task(self):
@@ -237,7 +236,7 @@ class MupTransfer(Experiment):
         m, mb, se = _metrics(cfg, opt), [_metrics(cfg, o) for o in boot], xr.concat(boot, "b")
         ok = all(v <= cfg.max_shift for k, v in m.items() if k.startswith("mup optimum range"))
         m.update({f"{k}: bootstrap SE": float(np.nanstd([b[k] for b in mb])) for k in list(m)})
-        if cfg.loss_tail and "last_step_loss" in ds:  # what the window's mean replaced
+        if "last_step_loss" in ds:  # a window's run: what its mean replaced
             last = _metrics(cfg, curve_minima(ds["last_step_loss"], "lr"))
             m.update({f"{k}, last step's loss": v for k, v in last.items() if "range" in k})
         ok &= m["sp optimum slope per doubling"] < m["mup optimum slope per doubling"] - 0.25

@@ -136,7 +136,7 @@ def test_shifted_sp_grid_reaches_the_report_with_its_own_edges(tmp_path):
         assert lo <= r["log2 optimal lr"] <= hi, r
 
 
-def test_loss_tail_averages_the_recorded_tail(tmp_path, monkeypatch):
+def test_loss_tail_averages_the_recorded_tail(monkeypatch):
     """``loss_tail``: the final loss is the mean test loss at ``loss_steps`` (11 records over
     the last fraction ``loss_tail`` of the steps, here 6..10 after rounding), a member that blows
     up inside the window stays non-finite, and the last step's loss is kept beside it; ``0``
